@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs every check and test of citysense on a fresh Debian machine.
+# Installs the real servers the integration tests start (mosquitto, influxd 1.x,
+# VictoriaMetrics, socat) when they are missing; needs root for that (apt-get).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+command -v influxd >/dev/null 2>&1 || need+=(influxdb)
+command -v victoria-metrics >/dev/null 2>&1 || need+=(victoria-metrics)
+command -v socat >/dev/null 2>&1 || need+=(socat)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "== installing test servers: ${need[*]}"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "need root to apt-get install ${need[*]} (run with sudo)" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# The packages enable system services; tests start their own servers on free ports.
+for svc in mosquitto influxdb victoria-metrics; do
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+        systemctl stop "$svc" || true
+    fi
+done
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --all-targets --locked

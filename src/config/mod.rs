@@ -1,0 +1,360 @@
+//! Configuration: the TOML file's shape (serde, `deny_unknown_fields`), loading with errors that
+//! name file, line and key, and the semantic checks `citysensed validate` runs.
+//!
+//! Source kinds are separate arrays (`[[mqtt]]`, `[[serial]]`, `[simulator]`) rather than one
+//! internally tagged `[[source]]` list: serde buffers tagged enums, which throws away the spans
+//! that make "file:line: key" errors possible.
+
+mod locate;
+mod mqtt;
+mod output;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use locate::{ConfigError, ConfigErrors};
+pub use mqtt::{MqttConfig, PayloadFormat, SubscriptionConfig, TimestampFormat, TlsConfig};
+pub use output::{OutputApi, OutputConfig};
+
+/// The commented example printed by `citysensed gen-config`; a golden test keeps it parseable.
+pub const EXAMPLE: &str = include_str!("example.toml");
+/// The embedded configuration `citysensed demo` runs: simulated sensors, stdout output.
+pub const DEMO: &str = include_str!("demo.toml");
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Who this gateway is. Required.
+    pub gateway: GatewayConfig,
+    /// How readings become windows. Default: see [`AggregationConfig`].
+    #[serde(default)]
+    pub aggregation: AggregationConfig,
+    /// MQTT brokers to subscribe to. Default: none.
+    #[serde(default)]
+    pub mqtt: Vec<MqttConfig>,
+    /// Built-in simulated sensors (the demo). Default: off.
+    #[serde(default)]
+    pub simulator: Option<SimulatorConfig>,
+    /// Where windows go. Required.
+    pub output: OutputConfig,
+    /// The on-disk store-and-forward buffer. Default: see [`SpoolConfig`].
+    #[serde(default)]
+    pub spool: SpoolConfig,
+    /// Prometheus `/metrics` and `/healthz`. Default: 127.0.0.1:9273.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `[gateway]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Gateway id, written as tag `gateway` on every point. Required.
+    pub id: String,
+    /// Site name, written as tag `site` unless a source sets its own. Default: none.
+    #[serde(default)]
+    pub site: Option<String>,
+    /// Extra tags on every point. Default: none.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// `[aggregation]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregationConfig {
+    /// Window length in seconds; windows are aligned to the epoch (60 -> every minute at :00).
+    /// Default: 60.
+    #[serde(default = "default_window_secs")]
+    pub window_secs: u64,
+    /// How long after a window's end readings for it are still accepted. Default: 5.
+    #[serde(default = "default_grace_secs")]
+    pub grace_secs: u64,
+    /// Statistics per quantity: mean, min, max, count, sum, last, stddev, p50, p95, p99, p999.
+    /// Default: mean, min, max, count, last, stddev, p50, p95.
+    #[serde(default = "default_stats")]
+    pub stats: Vec<String>,
+    /// Samples kept per series for exact percentiles; a busy series past this switches to a
+    /// 1%-relative-error sketch. Default: 32.
+    #[serde(default = "default_ring_capacity")]
+    pub ring_capacity: usize,
+    /// Series beyond this are dropped and counted (protects memory from topic floods).
+    /// Default: 100000.
+    #[serde(default = "default_max_series")]
+    pub max_series: usize,
+    /// Readings queued between sources and the aggregator. Default: 65536.
+    #[serde(default = "default_queue_capacity")]
+    pub queue_capacity: usize,
+    /// Readings with an event time this far in the future are rejected. Default: 300.
+    #[serde(default = "default_future_tolerance_secs")]
+    pub future_tolerance_secs: u64,
+}
+
+const fn default_window_secs() -> u64 {
+    60
+}
+const fn default_grace_secs() -> u64 {
+    5
+}
+fn default_stats() -> Vec<String> {
+    [
+        "mean", "min", "max", "count", "last", "stddev", "p50", "p95",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+const fn default_ring_capacity() -> usize {
+    32
+}
+const fn default_max_series() -> usize {
+    100_000
+}
+const fn default_queue_capacity() -> usize {
+    65_536
+}
+const fn default_future_tolerance_secs() -> u64 {
+    300
+}
+
+impl Default for AggregationConfig {
+    fn default() -> Self {
+        AggregationConfig {
+            window_secs: default_window_secs(),
+            grace_secs: default_grace_secs(),
+            stats: default_stats(),
+            ring_capacity: default_ring_capacity(),
+            max_series: default_max_series(),
+            queue_capacity: default_queue_capacity(),
+            future_tolerance_secs: default_future_tolerance_secs(),
+        }
+    }
+}
+
+/// `[simulator]`: deterministic-shape random walks, for the demo and for trying a setup.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatorConfig {
+    /// Simulated air-quality sensors (PM2.5, PM10, CO2 each). Default: 2.
+    #[serde(default = "default_sim_sensors")]
+    pub air_sensors: u32,
+    /// Simulated people counters (in/out). Default: 1.
+    #[serde(default = "default_sim_counters")]
+    pub counters: u32,
+    /// Milliseconds between readings of one sensor. Default: 250.
+    #[serde(default = "default_sim_interval_ms")]
+    pub interval_ms: u64,
+}
+
+const fn default_sim_sensors() -> u32 {
+    2
+}
+const fn default_sim_counters() -> u32 {
+    1
+}
+const fn default_sim_interval_ms() -> u64 {
+    250
+}
+
+/// `[spool]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolConfig {
+    /// Directory of the spool. Default: `$STATE_DIRECTORY/spool` under systemd, else
+    /// `/var/lib/citysense/spool`.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// Upper bound of the spool on disk in bytes; when full the oldest batch is dropped and
+    /// counted. Minimum 1 MiB. Default: 268435456 (256 MiB).
+    #[serde(default = "default_spool_max_bytes")]
+    pub max_bytes: u64,
+    /// fsync each appended batch (group commit: one per window close). Turning it off trades
+    /// the power-cut guarantee for SD-card wear. Default: true.
+    #[serde(default = "default_true")]
+    pub fsync: bool,
+}
+
+/// Smallest spool the daemon accepts.
+pub const MIN_SPOOL_BYTES: u64 = 1 << 20;
+
+const fn default_spool_max_bytes() -> u64 {
+    256 << 20
+}
+const fn default_true() -> bool {
+    true
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            dir: None,
+            max_bytes: default_spool_max_bytes(),
+            fsync: true,
+        }
+    }
+}
+
+impl SpoolConfig {
+    /// The spool directory in effect.
+    pub fn dir(&self) -> PathBuf {
+        if let Some(dir) = &self.dir {
+            return dir.clone();
+        }
+        match std::env::var_os("STATE_DIRECTORY") {
+            // systemd may pass several colon-separated dirs; ours is the first.
+            Some(v) => {
+                let first = v
+                    .to_string_lossy()
+                    .split(':')
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                PathBuf::from(first).join("spool")
+            }
+            None => PathBuf::from("/var/lib/citysense/spool"),
+        }
+    }
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the HTTP endpoint serving `/metrics` and `/healthz`; empty disables it.
+    /// Default: "127.0.0.1:9273".
+    #[serde(default = "default_metrics_listen")]
+    pub listen: String,
+}
+
+fn default_metrics_listen() -> String {
+    "127.0.0.1:9273".into()
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: default_metrics_listen(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks `path`. Every error found is returned, each with file, line and key.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors::single(ConfigError::new(path, 0, "", format!("cannot read: {e}")))
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and checks `text`; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigErrors> {
+        let cfg: Config = locate::deserialize_all(text, origin)?;
+        let errors: Vec<ConfigError> = cfg
+            .check()
+            .into_iter()
+            .map(|(key, msg)| locate::semantic(text, origin, &key, msg))
+            .collect();
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Semantic checks serde cannot express, as (key path, message).
+    fn check(&self) -> Vec<(String, String)> {
+        let mut errs = Vec::new();
+        if self.gateway.id.trim().is_empty() {
+            errs.push(("gateway.id".into(), "must not be empty".into()));
+        }
+        let agg = &self.aggregation;
+        if agg.window_secs == 0 || agg.window_secs > 86_400 {
+            errs.push((
+                "aggregation.window_secs".into(),
+                "must be between 1 and 86400".into(),
+            ));
+        }
+        if agg.grace_secs > agg.window_secs.saturating_mul(10) {
+            errs.push((
+                "aggregation.grace_secs".into(),
+                "must not exceed 10 windows".into(),
+            ));
+        }
+        for s in &agg.stats {
+            if crate::pipeline::window::Stat::parse(s).is_none() {
+                errs.push((
+                    "aggregation.stats".into(),
+                    format!("unknown statistic {s:?} (mean, min, max, count, sum, last, stddev, p50, p95, p99, p999)"),
+                ));
+            }
+        }
+        let quantiles = agg.stats.iter().filter(|s| s.starts_with('p')).count();
+        if quantiles > crate::pipeline::window::MAX_QUANTILES {
+            errs.push((
+                "aggregation.stats".into(),
+                format!(
+                    "at most {} percentiles",
+                    crate::pipeline::window::MAX_QUANTILES
+                ),
+            ));
+        }
+        if agg.stats.is_empty() {
+            errs.push(("aggregation.stats".into(), "must name at least one".into()));
+        }
+        if agg.ring_capacity < 2 || agg.ring_capacity > 65_536 {
+            errs.push((
+                "aggregation.ring_capacity".into(),
+                "must be between 2 and 65536".into(),
+            ));
+        }
+        if agg.queue_capacity == 0 {
+            errs.push(("aggregation.queue_capacity".into(), "must be > 0".into()));
+        }
+        for (i, m) in self.mqtt.iter().enumerate() {
+            m.check(&format!("mqtt[{i}]"), &mut errs);
+        }
+        self.output.check(&mut errs);
+        if self.spool.max_bytes < MIN_SPOOL_BYTES {
+            errs.push((
+                "spool.max_bytes".into(),
+                format!("must be at least {MIN_SPOOL_BYTES} (1 MiB)"),
+            ));
+        }
+        if !self.metrics.listen.is_empty()
+            && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            errs.push((
+                "metrics.listen".into(),
+                "must be an address like 127.0.0.1:9273".into(),
+            ));
+        }
+        if self.mqtt.is_empty() && self.simulator.is_none() {
+            errs.push((
+                "mqtt".into(),
+                "no source configured: add an [[mqtt]] section (or [simulator])".into(),
+            ));
+        }
+        errs
+    }
+
+    /// Tags put on every point: `gateway`, `site` (if set) and the configured extras.
+    pub fn gateway_tags(&self) -> Vec<(String, String)> {
+        let mut tags = vec![("gateway".to_string(), self.gateway.id.clone())];
+        if let Some(site) = &self.gateway.site {
+            tags.push(("site".into(), site.clone()));
+        }
+        tags.extend(
+            self.gateway
+                .tags
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        tags
+    }
+}
+
+#[cfg(test)]
+mod tests;

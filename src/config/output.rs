@@ -1,0 +1,134 @@
+//! `[output]`: the time-series store windows are written to.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// Which write API the store speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputApi {
+    /// `POST /api/v2/write` with a token: InfluxDB 2.x/3.x, 1.8+ compat, VictoriaMetrics.
+    V2,
+    /// `POST /write?db=`: InfluxDB 1.x, VictoriaMetrics, sensor.community-style stores.
+    V1,
+    /// Print line protocol on standard output (the demo, debugging). Nothing is spooled.
+    Stdout,
+}
+
+/// `[output]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// "v2", "v1" or "stdout". Required.
+    pub api: OutputApi,
+    /// Base URL of the store, e.g. "http://127.0.0.1:8086". Required for v1/v2.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// v2: organisation. Default: "citysense".
+    #[serde(default)]
+    pub org: Option<String>,
+    /// v2: bucket. Required for v2.
+    #[serde(default)]
+    pub bucket: Option<String>,
+    /// v2: API token. Prefer `token_file`. Default: none.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// v2: file holding the token; a relative name is looked up in `$CREDENTIALS_DIRECTORY`
+    /// first (systemd `LoadCredential=`). Default: none.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// v1: database. Required for v1.
+    #[serde(default)]
+    pub db: Option<String>,
+    /// v1: retention policy. Default: the database's default.
+    #[serde(default)]
+    pub rp: Option<String>,
+    /// v1: user (basic auth). Default: none.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// v1: password. Prefer `password_file`. Default: none.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// v1: file holding the password. Default: none.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Most bytes of line protocol in one request (replays merge spooled batches up to
+    /// this). Default: 1048576.
+    #[serde(default = "default_max_request_bytes")]
+    pub max_request_bytes: usize,
+    /// gzip request bodies. Default: true.
+    #[serde(default = "default_true")]
+    pub gzip: bool,
+    /// Request timeout in seconds. Default: 10.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Longest wait between retries in seconds (also caps `Retry-After`). Default: 60.
+    #[serde(default = "default_max_backoff_secs")]
+    pub max_backoff_secs: u64,
+}
+
+const fn default_max_request_bytes() -> usize {
+    1 << 20
+}
+const fn default_true() -> bool {
+    true
+}
+const fn default_timeout_secs() -> u64 {
+    10
+}
+const fn default_max_backoff_secs() -> u64 {
+    60
+}
+
+impl OutputConfig {
+    pub(super) fn check(&self, errs: &mut Vec<(String, String)>) {
+        let need = |errs: &mut Vec<(String, String)>, v: &Option<String>, key: &str| {
+            if v.as_deref().is_none_or(|s| s.trim().is_empty()) {
+                errs.push((
+                    format!("output.{key}"),
+                    format!("required for api = {:?}", self.api).to_lowercase(),
+                ));
+            }
+        };
+        match self.api {
+            OutputApi::Stdout => return,
+            OutputApi::V2 => {
+                need(errs, &self.bucket, "bucket");
+                if self.token.is_some() && self.token_file.is_some() {
+                    errs.push((
+                        "output.token_file".into(),
+                        "set either token or token_file, not both".into(),
+                    ));
+                }
+            }
+            OutputApi::V1 => {
+                need(errs, &self.db, "db");
+                if self.password.is_some() && self.password_file.is_some() {
+                    errs.push((
+                        "output.password_file".into(),
+                        "set either password or password_file, not both".into(),
+                    ));
+                }
+            }
+        }
+        need(errs, &self.url, "url");
+        if let Some(url) = &self.url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                errs.push((
+                    "output.url".into(),
+                    "must start with http:// or https://".into(),
+                ));
+            }
+        }
+        if self.max_request_bytes < 4096 {
+            errs.push((
+                "output.max_request_bytes".into(),
+                "must be at least 4096".into(),
+            ));
+        }
+        if self.timeout_secs == 0 {
+            errs.push(("output.timeout_secs".into(), "must be > 0".into()));
+        }
+    }
+}

@@ -1,0 +1,128 @@
+use std::path::Path;
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    Config::parse(text, Path::new("test.toml"))
+}
+
+#[test]
+fn example_and_demo_parse() {
+    let ex = parse(EXAMPLE).expect("example config parses");
+    assert_eq!(ex.gateway.id, "gw-utrecht-01");
+    assert_eq!(ex.mqtt.len(), 1);
+    assert_eq!(ex.mqtt[0].subscription.len(), 3);
+    assert_eq!(ex.output.api, OutputApi::V2);
+    let demo = parse(DEMO).expect("demo config parses");
+    assert_eq!(demo.output.api, OutputApi::Stdout);
+    assert!(demo.simulator.is_some());
+}
+
+const MINIMAL: &str = r#"
+[gateway]
+id = "gw"
+
+[[mqtt]]
+host = "127.0.0.1"
+
+[[mqtt.subscription]]
+topic = "s/{sensor}/{quantity}"
+format = "plain"
+
+[output]
+api = "stdout"
+"#;
+
+#[test]
+fn defaults_apply() {
+    let cfg = parse(MINIMAL).unwrap();
+    assert_eq!(cfg.aggregation.window_secs, 60);
+    assert_eq!(cfg.aggregation.ring_capacity, 32);
+    assert_eq!(cfg.mqtt[0].port(), 1883);
+    assert_eq!(cfg.mqtt[0].subscription[0].qos, 1);
+    assert!(!cfg.mqtt[0].clean_session);
+    assert_eq!(cfg.spool.max_bytes, 256 << 20);
+    assert_eq!(cfg.metrics.listen, "127.0.0.1:9273");
+}
+
+#[test]
+fn typo_and_wrong_type_are_both_reported_with_lines() {
+    let text = MINIMAL
+        .replace("id = \"gw\"", "id = \"gw\"\nsitee = \"x\"")
+        .replace(
+            "host = \"127.0.0.1\"",
+            "host = \"127.0.0.1\"\nport = \"1883\"",
+        );
+    let errs = parse(&text).unwrap_err();
+    let rendered = errs.to_string();
+    assert_eq!(errs.0.len(), 2, "{rendered}");
+    assert_eq!(errs.0[0].line, 4, "{rendered}");
+    assert_eq!(errs.0[0].key, "gateway.sitee");
+    assert!(
+        errs.0[0].message.contains("unknown field `sitee`"),
+        "{rendered}"
+    );
+    assert_eq!(errs.0[1].line, 8, "{rendered}");
+    assert_eq!(errs.0[1].key, "mqtt[0].port");
+    assert!(errs.0[1].message.contains("invalid type"), "{rendered}");
+    assert!(
+        rendered.contains("test.toml:4: key `gateway.sitee`"),
+        "{rendered}"
+    );
+}
+
+#[test]
+fn missing_required_table_is_reported() {
+    let errs = parse("[gateway]\nid = \"x\"\n").unwrap_err();
+    assert!(
+        errs.to_string().contains("missing field `output`"),
+        "{errs}"
+    );
+}
+
+#[test]
+fn semantic_errors_are_located() {
+    let text = MINIMAL
+        .replace("format = \"plain\"", "format = \"plain\"\nqos = 2")
+        .replace("api = \"stdout\"", "api = \"v2\"\nurl = \"ftp://x\"")
+        + "\n[aggregation]\nwindow_secs = 0\nstats = [\"mean\", \"median\"]\n";
+    let errs = parse(&text).unwrap_err();
+    let r = errs.to_string();
+    let find = |key: &str| {
+        errs.0
+            .iter()
+            .find(|e| e.key == key)
+            .unwrap_or_else(|| panic!("{key} missing in\n{r}"))
+    };
+    assert_eq!(find("mqtt[0].subscription[0].qos").line, 11, "{r}");
+    assert_eq!(find("aggregation.window_secs").line, 18, "{r}");
+    assert!(find("aggregation.stats").message.contains("median"));
+    assert_eq!(find("output.url").line, 15, "{r}");
+    // bucket is missing: located at its table.
+    assert_eq!(find("output.bucket").line, 13, "{r}");
+}
+
+#[test]
+fn plain_without_quantity_is_rejected() {
+    let text = MINIMAL.replace("s/{sensor}/{quantity}", "s/{sensor}/value");
+    let errs = parse(&text).unwrap_err();
+    assert!(
+        errs.0
+            .iter()
+            .any(|e| e.key == "mqtt[0].subscription[0].quantity"),
+        "{errs}"
+    );
+}
+
+#[test]
+fn no_source_is_an_error() {
+    let errs = parse("[gateway]\nid = \"x\"\n[output]\napi = \"stdout\"\n").unwrap_err();
+    assert!(errs.to_string().contains("no source configured"), "{errs}");
+}
+
+#[test]
+fn unparseable_toml_is_one_located_error() {
+    let errs = parse("[gateway\nid = 1").unwrap_err();
+    assert_eq!(errs.0.len(), 1);
+    assert_eq!(errs.0[0].line, 1, "{errs}");
+}

@@ -1,0 +1,168 @@
+//! # citysense
+//!
+//! A gateway daemon for smart-city sensors. Data flows one way:
+//!
+//! ```text
+//! sources (mqtt, simulator)  --Reading-->  aggregator  --WindowBatch-->  spool  -->  uplink
+//!   payload mappers, decoders             ring + windows     (disk, fsync)      (HTTP, ack)
+//! ```
+//!
+//! - [`reading`]: the shared data type and the series registry.
+//! - [`config`]: the TOML file, its checks and located errors.
+//! - [`sources`]: tasks producing readings; pure payload mappers live beside them.
+//! - [`pipeline`]: windows and the aggregator task.
+//! - [`line_protocol`]: the encoder (and parser) of InfluxDB line protocol.
+//! - [`spool`]: the crash-safe bounded disk buffer.
+//! - [`sinks`]: stdout, and the uplink to InfluxDB v1/v2-compatible stores.
+//! - [`service`]: metrics, health endpoint, systemd.
+//!
+//! Shutdown: the root token cancels the sources only. Each downstream stage finishes when its
+//! input channel closes: the aggregator flushes open windows, the spool writer appends them,
+//! the uplink drains with a deadline.
+
+pub mod config;
+pub mod decode;
+pub mod line_protocol;
+pub mod pipeline;
+pub mod reading;
+pub mod service;
+pub mod sinks;
+pub mod sources;
+pub mod spool;
+pub mod time;
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::pipeline::aggregate::Aggregator;
+use crate::reading::{now_ns, Registry};
+use crate::service::metrics::Metrics;
+use crate::sinks::Sink;
+use crate::sources::{mqtt::MqttSource, simulator::Simulator, Source, SourceError};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Sink(#[from] sinks::SinkError),
+    #[error("metrics endpoint {addr}: {source}")]
+    Metrics {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// Longest wait for all tasks after shutdown (systemd's TimeoutStopSec is longer).
+pub const STOP_DEADLINE: Duration = Duration::from_secs(15);
+
+/// Handles a running daemon exposes to its caller (tests read the metrics).
+pub struct Running {
+    pub metrics: std::sync::Arc<Metrics>,
+    pub registry: Registry,
+}
+
+/// Runs the daemon until `shutdown` is cancelled, then stops in order (see crate doc).
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    let metrics = Metrics::new();
+    run_with(cfg, shutdown, metrics).await
+}
+
+/// [`run`] with a caller-provided metrics registry.
+pub async fn run_with(
+    cfg: Config,
+    shutdown: CancellationToken,
+    metrics: std::sync::Arc<Metrics>,
+) -> Result<(), RunError> {
+    let registry = Registry::with_limit(cfg.aggregation.max_series);
+    let sources = build_sources(&cfg, &registry, &metrics)?;
+    let sink = Sink::build(&cfg, metrics.clone())?;
+    let tracker = TaskTracker::new();
+    let service_stop = CancellationToken::new();
+    if !cfg.metrics.listen.is_empty() {
+        let listener = service::http::bind(&cfg.metrics.listen)
+            .await
+            .map_err(|source| RunError::Metrics {
+                addr: cfg.metrics.listen.clone(),
+                source,
+            })?;
+        tracing::info!(addr = %cfg.metrics.listen, "serving /metrics and /healthz");
+        tracker.spawn(service::http::serve(
+            listener,
+            metrics.clone(),
+            service_stop.clone(),
+        ));
+    }
+
+    let (reading_tx, reading_rx) = mpsc::channel(cfg.aggregation.queue_capacity);
+    let (batch_tx, batch_rx) = mpsc::channel(64);
+    for source in sources {
+        let (tx, token) = (reading_tx.clone(), shutdown.clone());
+        let name = source.name();
+        tracker.spawn(async move {
+            if let Err(e) = source.run(tx, token).await {
+                tracing::error!(source = %name, error = %e, "source stopped with an error");
+            }
+        });
+    }
+    // Only the sources hold senders now: the aggregator ends when they all have.
+    drop(reading_tx);
+    let aggregator = Aggregator::new(
+        &cfg.aggregation,
+        registry.clone(),
+        metrics.clone(),
+        now_ns(),
+    );
+    tracker.spawn(aggregator.run(reading_rx, batch_tx));
+    let sink_task = tracker.spawn(sink.run(batch_rx, shutdown.clone()));
+    tracker.spawn(service::systemd::supervise(
+        metrics.clone(),
+        service_stop.clone(),
+    ));
+    tracker.close();
+
+    service::systemd::ready();
+    tracing::info!(gateway = %cfg.gateway.id, "citysensed running");
+    shutdown.cancelled().await;
+    service::systemd::stopping();
+    tracing::info!("shutting down: flushing open windows");
+    if tokio::time::timeout(STOP_DEADLINE, sink_task)
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            "pipeline did not drain within {STOP_DEADLINE:?}; unsent windows stay in the spool"
+        );
+    }
+    service_stop.cancel();
+    if tokio::time::timeout(Duration::from_secs(2), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(tasks = tracker.len(), "tasks still running at exit");
+    }
+    Ok(())
+}
+
+fn build_sources(
+    cfg: &Config,
+    registry: &Registry,
+    metrics: &Metrics,
+) -> Result<Vec<Source>, SourceError> {
+    let tags = cfg.gateway_tags();
+    let mut sources = Vec::new();
+    for m in &cfg.mqtt {
+        let sm = metrics.source("mqtt", &m.display_name());
+        let src = MqttSource::build(m, &cfg.gateway.id, tags.clone(), registry.clone(), sm)?;
+        sources.push(Source::Mqtt(Box::new(src)));
+    }
+    if let Some(sim) = &cfg.simulator {
+        sources.push(Source::Simulator(Simulator::build(sim, &tags, registry)?));
+    }
+    Ok(sources)
+}

@@ -1,0 +1,190 @@
+//! `citysensed`: command line, logging set-up and exit codes. Everything else is in the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use citysense::config::{Config, DEMO, EXAMPLE};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "citysensed",
+    version,
+    about = "Smart-city sensor gateway daemon"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Run {
+        /// Configuration file.
+        #[arg(short, long, default_value = "/etc/citysense/citysense.toml")]
+        config: PathBuf,
+    },
+    /// Check a configuration file; print every error with file, line and key.
+    Validate {
+        #[arg(short, long, default_value = "/etc/citysense/citysense.toml")]
+        config: PathBuf,
+    },
+    /// Print a commented example configuration.
+    GenConfig,
+    /// Run the real pipeline on simulated sensors, printing windows as line protocol.
+    Demo {
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
+    /// Look at the spool without sending anything.
+    Spool {
+        #[command(subcommand)]
+        command: SpoolCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SpoolCommand {
+    /// Print what is queued: batches, points, oldest and newest window, bytes.
+    Inspect {
+        #[arg(short, long, default_value = "/etc/citysense/citysense.toml")]
+        config: PathBuf,
+        /// Spool directory (overrides the configuration).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::GenConfig => {
+            print!("{EXAMPLE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { config } => Ok(validate(&config)),
+        Command::Run { config } => match Config::load(&config) {
+            Ok(cfg) => daemon(cfg, None),
+            Err(errors) => {
+                eprintln!("{errors}");
+                Ok(ExitCode::from(2))
+            }
+        },
+        Command::Demo { seconds } => Config::parse(DEMO, Path::new("<embedded demo>"))
+            .map_err(|e| anyhow::anyhow!("embedded demo config: {e}"))
+            .and_then(|cfg| daemon(cfg, seconds.map(Duration::from_secs))),
+        Command::Spool {
+            command: SpoolCommand::Inspect { config, dir },
+        } => inspect(&config, dir),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("citysensed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn validate(path: &Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(_) => {
+            println!("{}: ok", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{} error(s)", errors.0.len());
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("CITYSENSE_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    // The journal stamps lines itself.
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().with_ansi(false).init();
+    } else {
+        builder.init();
+    }
+}
+
+fn daemon(cfg: Config, limit: Option<Duration>) -> anyhow::Result<ExitCode> {
+    init_logging();
+    // reqwest and our MQTT TLS config both pin ring; installing it as the process default
+    // as well means no code path can hit rustls' "no provider" panic.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        let signals = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal(limit).await;
+            signals.cancel();
+        });
+        citysense::run(cfg, shutdown).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal(limit: Option<Duration>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return std::future::pending().await;
+    };
+    let timer = async {
+        match limit {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+        _ = timer => {}
+    }
+}
+
+fn inspect(config: &Path, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let dir = match dir {
+        Some(d) => d,
+        None => Config::load(config)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .spool
+            .dir(),
+    };
+    let s = citysense::spool::Spool::inspect(&dir)
+        .with_context(|| format!("reading spool {}", dir.display()))?;
+    let fmt_ts = |t: Option<i64>| {
+        t.map(|t| format!("{} (unix s)", t / 1_000_000_000))
+            .unwrap_or_else(|| "-".into())
+    };
+    println!("spool:   {}", dir.display());
+    println!("batches: {}", s.batches);
+    println!("points:  {}", s.points);
+    println!("bytes:   {}", s.bytes);
+    println!("oldest:  {}", fmt_ts(s.oldest_ts));
+    println!("newest:  {}", fmt_ts(s.newest_ts));
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,228 @@
+use super::*;
+use crate::line_protocol::{parse_lines, FieldValue, Point};
+use crate::reading::{GroupKey, SeriesId};
+
+const S: i64 = NANOS_PER_SEC;
+/// A window-aligned base time (multiple of 60 s).
+const T0: i64 = 1_800_000_000 * S;
+
+fn setup(stats: &[&str]) -> (Aggregator, Registry, Arc<Metrics>, SeriesId, SeriesId) {
+    let cfg = AggregationConfig {
+        window_secs: 60,
+        grace_secs: 5,
+        stats: stats.iter().map(|s| s.to_string()).collect(),
+        ..AggregationConfig::default()
+    };
+    let reg = Registry::new();
+    let g = reg.group(GroupKey::new(
+        "air_quality",
+        [("sensor".into(), "a".into())],
+    ));
+    let pm25 = reg.series(g, "pm2_5").unwrap();
+    let pm10 = reg.series(g, "pm10").unwrap();
+    let metrics = Metrics::new();
+    let agg = Aggregator::new(&cfg, reg.clone(), metrics.clone(), T0);
+    (agg, reg, metrics, pm25, pm10)
+}
+
+fn points(batch: &WindowBatch) -> Vec<Point> {
+    parse_lines(&batch.payload).map(|p| p.unwrap()).collect()
+}
+
+fn field(p: &Point, key: &str) -> FieldValue {
+    p.fields
+        .iter()
+        .find(|(k, _)| k == key)
+        .unwrap_or_else(|| panic!("{key} in {p:?}"))
+        .1
+        .clone()
+}
+
+#[test]
+fn one_point_per_group_with_exact_stats_at_window_start() {
+    let (mut agg, _, metrics, pm25, pm10) = setup(&["mean", "min", "max", "count"]);
+    for (i, v) in [4.0, 8.0, 6.0].into_iter().enumerate() {
+        assert!(agg.insert(
+            Reading {
+                series: pm25,
+                value: v,
+                ts: T0 + i as i64 * S
+            },
+            T0
+        ));
+    }
+    agg.insert(
+        Reading {
+            series: pm10,
+            value: 11.0,
+            ts: T0 + 59 * S,
+        },
+        T0,
+    );
+    // Not yet due: the window ends at T0+60 s, grace 5 s.
+    assert_eq!(agg.close_due(T0 + 64 * S), None);
+    let batch = agg.close_due(T0 + 65 * S).expect("window closes");
+    let pts = points(&batch);
+    assert_eq!(pts.len(), 1, "{}", batch.payload);
+    let p = &pts[0];
+    assert_eq!(p.measurement, "air_quality");
+    assert_eq!(p.ts, Some(T0));
+    assert_eq!(field(p, "pm2_5_mean"), FieldValue::Float(6.0));
+    assert_eq!(field(p, "pm2_5_min"), FieldValue::Float(4.0));
+    assert_eq!(field(p, "pm2_5_max"), FieldValue::Float(8.0));
+    assert_eq!(field(p, "pm2_5_count"), FieldValue::Int(3));
+    assert_eq!(field(p, "pm10_count"), FieldValue::Int(1));
+    assert_eq!((batch.points, batch.min_ts, batch.max_ts), (1, T0, T0));
+    assert_eq!(metrics.windows_closed.load(Relaxed), 2);
+    // Nothing left to close.
+    assert_eq!(agg.close_due(T0 + 200 * S), None);
+}
+
+#[test]
+fn late_future_and_non_finite_readings_are_dropped_and_counted() {
+    let (mut agg, _, metrics, pm25, _) = setup(&["count"]);
+    agg.insert(
+        Reading {
+            series: pm25,
+            value: 1.0,
+            ts: T0,
+        },
+        T0,
+    );
+    agg.close_due(T0 + 65 * S).unwrap();
+    assert!(!agg.insert(
+        Reading {
+            series: pm25,
+            value: 1.0,
+            ts: T0 + 59 * S
+        },
+        T0 + 66 * S
+    ));
+    assert_eq!(metrics.dropped_count(DropReason::Late), 1);
+    assert!(!agg.insert(
+        Reading {
+            series: pm25,
+            value: 1.0,
+            ts: T0 + 1000 * S
+        },
+        T0 + 66 * S
+    ));
+    assert_eq!(metrics.dropped_count(DropReason::Future), 1);
+    assert!(!agg.insert(
+        Reading {
+            series: pm25,
+            value: f64::NAN,
+            ts: T0 + 66 * S
+        },
+        T0 + 66 * S
+    ));
+    assert!(!agg.insert(
+        Reading {
+            series: pm25,
+            value: f64::INFINITY,
+            ts: T0 + 66 * S
+        },
+        T0 + 66 * S
+    ));
+    assert_eq!(metrics.dropped_count(DropReason::NonFinite), 2);
+    assert!(!agg.insert(
+        Reading {
+            series: SeriesId(999),
+            value: 1.0,
+            ts: T0 + 66 * S
+        },
+        T0 + 66 * S
+    ));
+    assert_eq!(metrics.dropped_count(DropReason::SeriesLimit), 1);
+}
+
+#[test]
+fn grace_keeps_the_previous_window_open() {
+    let (mut agg, _, _, pm25, _) = setup(&["sum"]);
+    agg.insert(
+        Reading {
+            series: pm25,
+            value: 1.0,
+            ts: T0 + 61 * S,
+        },
+        T0 + 61 * S,
+    );
+    // Window T0 is still within grace at T0+62 s: a reading for it is accepted.
+    assert!(agg.insert(
+        Reading {
+            series: pm25,
+            value: 2.0,
+            ts: T0 + 30 * S
+        },
+        T0 + 62 * S
+    ));
+    let batch = agg.close_due(T0 + 65 * S).unwrap();
+    let pts = points(&batch);
+    assert_eq!(pts.len(), 1);
+    assert_eq!(pts[0].ts, Some(T0));
+    assert_eq!(field(&pts[0], "pm2_5_sum"), FieldValue::Float(2.0));
+    let batch = agg.flush().unwrap();
+    let pts = points(&batch);
+    assert_eq!(pts[0].ts, Some(T0 + 60 * S));
+    assert_eq!(field(&pts[0], "pm2_5_sum"), FieldValue::Float(1.0));
+}
+
+#[test]
+fn windows_are_aligned_and_ordered_across_a_gap() {
+    let (mut agg, _, _, pm25, _) = setup(&["count"]);
+    for w in [0, 1, 3] {
+        agg.insert(
+            Reading {
+                series: pm25,
+                value: 1.0,
+                ts: T0 + w * 60 * S + 7 * S,
+            },
+            T0 + w * 60 * S + 7 * S,
+        );
+    }
+    let batch = agg.close_due(T0 + 10 * 60 * S).unwrap();
+    let ts: Vec<i64> = points(&batch).iter().map(|p| p.ts.unwrap()).collect();
+    assert_eq!(ts, vec![T0, T0 + 60 * S, T0 + 180 * S]);
+    assert_eq!(batch.points, 3);
+}
+
+#[test]
+fn percentiles_and_stddev_fields_are_named_by_quantity_and_stat() {
+    let (mut agg, _, _, pm25, _) = setup(&["p50", "p95", "stddev", "last"]);
+    for v in 1..=100 {
+        agg.insert(
+            Reading {
+                series: pm25,
+                value: v as f64,
+                ts: T0 + v * 100_000_000,
+            },
+            T0,
+        );
+    }
+    let p = &points(&agg.flush().unwrap())[0];
+    let names: Vec<&str> = p.fields.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        names,
+        vec!["pm2_5_p50", "pm2_5_p95", "pm2_5_stddev", "pm2_5_last"]
+    );
+    assert_eq!(field(p, "pm2_5_last"), FieldValue::Float(100.0));
+    let FieldValue::Float(p95) = field(p, "pm2_5_p95") else {
+        panic!()
+    };
+    assert!((p95 - 95.0).abs() <= 95.0 * 0.02, "p95 {p95}");
+}
+
+#[test]
+fn percentiles_are_written_at_f32_precision() {
+    let (mut agg, _, _, pm25, _) = setup(&["p50"]);
+    agg.insert(
+        Reading {
+            series: pm25,
+            value: 10.7,
+            ts: T0,
+        },
+        T0,
+    );
+    let p = &points(&agg.flush().unwrap())[0];
+    assert_eq!(field(p, "pm2_5_p50"), FieldValue::Float(10.7));
+}

@@ -1,0 +1,133 @@
+//! A deliberately small HTTP/1.1 endpoint for `/metrics` (Prometheus text) and `/healthz`.
+//! It serves a handful of scrapes a minute on loopback; a full HTTP server crate would cost
+//! more binary size on the Pi than this whole file. Requests are read with a size and time
+//! limit so a stuck client cannot hold a task forever.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use super::metrics::Metrics;
+use crate::reading::{now_ns, NANOS_PER_SEC};
+
+/// A heartbeat older than this makes `/healthz` answer 503: the aggregator loop is stuck.
+pub const STALE_AFTER_SECS: i64 = 10;
+
+/// Binds `addr`; the caller spawns [`serve`] with the listener.
+pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    let addr: SocketAddr = addr.parse().map_err(|e| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{addr}: {e}"))
+    })?;
+    TcpListener::bind(addr).await
+}
+
+/// Serves until `shutdown`.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics endpoint accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), handle(stream, &metrics)).await;
+        });
+    }
+}
+
+async fn handle(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
+    let mut buf = [0u8; 2048];
+    let mut len = 0;
+    // Read until the end of the request head (we never need a body).
+    while !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+        if len == buf.len() {
+            return respond(&mut stream, 431, "text/plain", "request header too large\n").await;
+        }
+        let n = stream.read(&mut buf[len..]).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        len += n;
+    }
+    let head = String::from_utf8_lossy(&buf[..len]);
+    let mut parts = head.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    if method != "GET" && method != "HEAD" {
+        return respond(&mut stream, 405, "text/plain", "method not allowed\n").await;
+    }
+    match path.split('?').next().unwrap_or("") {
+        "/metrics" => {
+            let body = metrics.render();
+            respond(&mut stream, 200, "text/plain; version=0.0.4", &body).await
+        }
+        "/healthz" => {
+            let (status, body) = health(metrics);
+            respond(&mut stream, status, "text/plain", &body).await
+        }
+        _ => {
+            respond(
+                &mut stream,
+                404,
+                "text/plain",
+                "not found: try /metrics or /healthz\n",
+            )
+            .await
+        }
+    }
+}
+
+/// 200 while the aggregator loop is alive; the body says what else needs attention.
+pub fn health(m: &Metrics) -> (u16, String) {
+    let age = now_ns() / NANOS_PER_SEC - m.aggregator_heartbeat.load(Relaxed);
+    let uplink = match m.uplink_up.load(Relaxed) {
+        1 => "up",
+        _ if m.uplink_requests_ok.load(Relaxed) + m.uplink_requests_failed.load(Relaxed) == 0 => {
+            "idle"
+        }
+        _ => "down (data kept in spool)",
+    };
+    let body = format!(
+        "aggregator: heartbeat {age}s ago\nuplink: {uplink}\nspool: {} points, {} bytes\n",
+        m.spool_points.load(Relaxed),
+        m.spool_bytes.load(Relaxed)
+    );
+    if age > STALE_AFTER_SECS {
+        (503, format!("unhealthy\n{body}"))
+    } else {
+        (200, format!("ok\n{body}"))
+    }
+}
+
+async fn respond(
+    stream: &mut TcpStream,
+    status: u16,
+    ctype: &str,
+    body: &str,
+) -> std::io::Result<()> {
+    let reason = match status {
+        200 => "OK",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        _ => "Service Unavailable",
+    };
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.shutdown().await
+}

@@ -1,0 +1,430 @@
+//! Every observable event, counted and (where it matters) logged, in one place.
+//!
+//! Counters are plain atomics so the hot path pays one relaxed add. Bad input is logged at
+//! most once per [`LOG_INTERVAL`] per kind, with the number suppressed since, so a flood of
+//! broken payloads cannot flood the journal. Rendered as Prometheus text by [`Metrics::render`].
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Shortest gap between two log lines about the same kind of bad input.
+pub const LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Logs at most once per interval; counts what it held back.
+#[derive(Debug)]
+pub struct RateLimit {
+    last: Mutex<Option<Instant>>,
+    suppressed: AtomicU64,
+    interval: Duration,
+}
+
+impl RateLimit {
+    pub const fn new(interval: Duration) -> Self {
+        RateLimit {
+            last: Mutex::new(None),
+            suppressed: AtomicU64::new(0),
+            interval,
+        }
+    }
+
+    /// `Some(n)` when a line may be logged now, `n` being how many were suppressed before it.
+    pub fn check(&self) -> Option<u64> {
+        let now = Instant::now();
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        match *last {
+            Some(t) if now.duration_since(t) < self.interval => {
+                self.suppressed.fetch_add(1, Relaxed);
+                None
+            }
+            _ => {
+                *last = Some(now);
+                Some(self.suppressed.swap(0, Relaxed))
+            }
+        }
+    }
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit::new(LOG_INTERVAL)
+    }
+}
+
+/// Counters of one source (an MQTT broker, a serial port, the simulator).
+#[derive(Debug, Default)]
+pub struct SourceMetrics {
+    pub name: String,
+    pub kind: &'static str,
+    pub messages: AtomicU64,
+    pub readings: AtomicU64,
+    pub bad_input: AtomicU64,
+    pub connected: AtomicI64,
+    pub reconnects: AtomicU64,
+    bad_input_log: RateLimit,
+}
+
+impl SourceMetrics {
+    /// A payload or frame that could not be used: counted, logged rate-limited.
+    pub fn bad_input(&self, origin: &str, error: &dyn std::fmt::Display) {
+        self.bad_input.fetch_add(1, Relaxed);
+        if let Some(suppressed) = self.bad_input_log.check() {
+            tracing::warn!(source = %self.name, origin, %error, suppressed, "bad input skipped");
+        }
+    }
+
+    pub fn set_connected(&self, up: bool) {
+        self.connected.store(i64::from(up), Relaxed);
+    }
+}
+
+/// Why a reading was not aggregated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Its window had closed (event time older than window end + grace).
+    Late,
+    /// Event time too far in the future.
+    Future,
+    /// NaN or infinite.
+    NonFinite,
+    /// More series than `aggregation.max_series`.
+    SeriesLimit,
+}
+
+impl DropReason {
+    const ALL: [DropReason; 4] = [
+        DropReason::Late,
+        DropReason::Future,
+        DropReason::NonFinite,
+        DropReason::SeriesLimit,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            DropReason::Late => "late",
+            DropReason::Future => "future",
+            DropReason::NonFinite => "non_finite",
+            DropReason::SeriesLimit => "series_limit",
+        }
+    }
+}
+
+/// The daemon's metrics registry.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    sources: Mutex<Vec<Arc<SourceMetrics>>>,
+    pub readings_aggregated: AtomicU64,
+    dropped: [AtomicU64; 4],
+    drop_log: RateLimit,
+    pub series: AtomicU64,
+    pub windows_closed: AtomicU64,
+    pub points_emitted: AtomicU64,
+    pub approximate_percentiles: AtomicU64,
+    pub encode_errors: AtomicU64,
+    pub uplink_requests_ok: AtomicU64,
+    pub uplink_requests_failed: AtomicU64,
+    pub uplink_points_sent: AtomicU64,
+    pub uplink_bytes_sent: AtomicU64,
+    pub dead_letter_points: AtomicU64,
+    pub uplink_up: AtomicI64,
+    pub spool_bytes: AtomicU64,
+    pub spool_batches: AtomicU64,
+    pub spool_points: AtomicU64,
+    pub spool_oldest_ts: AtomicI64,
+    pub spool_dropped_points: AtomicU64,
+    pub spool_corrupt_records: AtomicU64,
+    pub spool_errors: AtomicU64,
+    /// Last time the aggregator loop went round (unix seconds): the health check's heartbeat.
+    pub aggregator_heartbeat: AtomicI64,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        Arc::new(Metrics::default())
+    }
+
+    /// Registers a source and returns its counters.
+    pub fn source(&self, kind: &'static str, name: &str) -> Arc<SourceMetrics> {
+        let m = Arc::new(SourceMetrics {
+            name: name.to_string(),
+            kind,
+            ..Default::default()
+        });
+        self.sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(m.clone());
+        m
+    }
+
+    pub fn dropped(&self, reason: DropReason) {
+        self.dropped[reason as usize].fetch_add(1, Relaxed);
+        if let Some(suppressed) = self.drop_log.check() {
+            tracing::warn!(reason = reason.label(), suppressed, "reading dropped");
+        }
+    }
+
+    pub fn dropped_count(&self, reason: DropReason) -> u64 {
+        self.dropped[reason as usize].load(Relaxed)
+    }
+
+    /// Sum of bad input over all sources.
+    pub fn bad_input_total(&self) -> u64 {
+        let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        sources.iter().map(|s| s.bad_input.load(Relaxed)).sum()
+    }
+
+    /// Number of sources currently connected (MQTT brokers with a live session).
+    pub fn sources_connected(&self) -> usize {
+        let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        sources
+            .iter()
+            .filter(|s| s.connected.load(Relaxed) == 1)
+            .count()
+    }
+
+    /// Prometheus text exposition format 0.0.4.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let sources = self
+            .sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let per_source: [MetricDef<SourceGetter>; 5] = [
+            (
+                "citysense_source_messages_total",
+                "counter",
+                "Messages or frames received.",
+                |s| s.messages.load(Relaxed) as i64,
+            ),
+            (
+                "citysense_source_readings_total",
+                "counter",
+                "Readings handed to the aggregator.",
+                |s| s.readings.load(Relaxed) as i64,
+            ),
+            (
+                "citysense_source_bad_input_total",
+                "counter",
+                "Payloads or frames skipped as malformed.",
+                |s| s.bad_input.load(Relaxed) as i64,
+            ),
+            (
+                "citysense_source_up",
+                "gauge",
+                "1 while the source is connected.",
+                |s| s.connected.load(Relaxed),
+            ),
+            (
+                "citysense_source_reconnects_total",
+                "counter",
+                "Reconnect attempts.",
+                |s| s.reconnects.load(Relaxed) as i64,
+            ),
+        ];
+        for (name, kind, help, get) in per_source {
+            header(&mut out, name, kind, help);
+            for s in &sources {
+                let _ = writeln!(
+                    out,
+                    "{name}{{kind=\"{}\",source=\"{}\"}} {}",
+                    s.kind,
+                    escape_label(&s.name),
+                    get(s)
+                );
+            }
+        }
+        header(
+            &mut out,
+            "citysense_readings_dropped_total",
+            "counter",
+            "Readings not aggregated, by reason.",
+        );
+        for r in DropReason::ALL {
+            let _ = writeln!(
+                out,
+                "citysense_readings_dropped_total{{reason=\"{}\"}} {}",
+                r.label(),
+                self.dropped_count(r)
+            );
+        }
+        let scalars: [MetricDef<i64>; 20] = [
+            (
+                "citysense_readings_aggregated_total",
+                "counter",
+                "Readings added to windows.",
+                self.readings_aggregated.load(Relaxed) as i64,
+            ),
+            (
+                "citysense_series",
+                "gauge",
+                "Series known to the aggregator.",
+                self.series.load(Relaxed) as i64,
+            ),
+            (
+                "citysense_windows_closed_total",
+                "counter",
+                "Series windows closed.",
+                self.windows_closed.load(Relaxed) as i64,
+            ),
+            (
+                "citysense_points_emitted_total",
+                "counter",
+                "Line-protocol points produced.",
+                self.points_emitted.load(Relaxed) as i64,
+            ),
+            (
+                "citysense_percentiles_approximate_total",
+                "counter",
+                "Windows whose percentiles came from the sketch.",
+                self.approximate_percentiles.load(Relaxed) as i64,
+            ),
+            (
+                "citysense_encode_errors_total",
+                "counter",
+                "Points that could not be encoded.",
+                self.encode_errors.load(Relaxed) as i64,
+            ),
+            (
+                "citysense_uplink_requests_ok_total",
+                "counter",
+                "Write requests the store accepted.",
+                self.uplink_requests_ok.load(Relaxed) as i64,
+            ),
+            (
+                "citysense_uplink_requests_failed_total",
+                "counter",
+                "Write requests that failed.",
+                self.uplink_requests_failed.load(Relaxed) as i64,
+            ),
+            (
+                "citysense_uplink_points_sent_total",
+                "counter",
+                "Points the store accepted.",
+                self.uplink_points_sent.load(Relaxed) as i64,
+            ),
+            (
+                "citysense_uplink_bytes_sent_total",
+                "counter",
+                "Line-protocol bytes the store accepted (before gzip).",
+                self.uplink_bytes_sent.load(Relaxed) as i64,
+            ),
+            (
+                "citysense_uplink_up",
+                "gauge",
+                "1 while the last write succeeded.",
+                self.uplink_up.load(Relaxed),
+            ),
+            (
+                "citysense_dead_letter_points_total",
+                "counter",
+                "Points the store rejected as bad data (moved to the dead-letter file).",
+                self.dead_letter_points.load(Relaxed) as i64,
+            ),
+            (
+                "citysense_spool_bytes",
+                "gauge",
+                "Bytes waiting in the spool.",
+                self.spool_bytes.load(Relaxed) as i64,
+            ),
+            (
+                "citysense_spool_batches",
+                "gauge",
+                "Batches waiting in the spool.",
+                self.spool_batches.load(Relaxed) as i64,
+            ),
+            (
+                "citysense_spool_points",
+                "gauge",
+                "Points waiting in the spool.",
+                self.spool_points.load(Relaxed) as i64,
+            ),
+            (
+                "citysense_spool_oldest_timestamp_seconds",
+                "gauge",
+                "Window start of the oldest spooled point (0 = empty).",
+                self.spool_oldest_ts.load(Relaxed) / 1_000_000_000,
+            ),
+            (
+                "citysense_spool_dropped_points_total",
+                "counter",
+                "Points dropped because the spool was full.",
+                self.spool_dropped_points.load(Relaxed) as i64,
+            ),
+            (
+                "citysense_spool_corrupt_records_total",
+                "counter",
+                "Spool records skipped as corrupt at open.",
+                self.spool_corrupt_records.load(Relaxed) as i64,
+            ),
+            (
+                "citysense_spool_errors_total",
+                "counter",
+                "Spool I/O errors.",
+                self.spool_errors.load(Relaxed) as i64,
+            ),
+            (
+                "citysense_aggregator_heartbeat_seconds",
+                "gauge",
+                "Last aggregator loop time (unix seconds).",
+                self.aggregator_heartbeat.load(Relaxed),
+            ),
+        ];
+        for (name, kind, help, v) in scalars {
+            header(&mut out, name, kind, help);
+            let _ = writeln!(out, "{name} {v}");
+        }
+        out
+    }
+}
+
+/// (name, type, help, value or getter)
+type SourceGetter = fn(&SourceMetrics) -> i64;
+type MetricDef<V> = (&'static str, &'static str, &'static str, V);
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_counts_suppressed() {
+        let rl = RateLimit::new(Duration::from_secs(3600));
+        assert_eq!(rl.check(), Some(0));
+        assert_eq!(rl.check(), None);
+        assert_eq!(rl.check(), None);
+        let rl0 = RateLimit::new(Duration::ZERO);
+        assert_eq!(rl0.check(), Some(0));
+        assert_eq!(rl0.check(), Some(0));
+    }
+
+    #[test]
+    fn render_has_sources_and_drops() {
+        let m = Metrics::new();
+        let s = m.source("mqtt", "local \"x\"");
+        s.bad_input("t", &"oops");
+        s.bad_input("t", &"oops");
+        m.dropped(DropReason::Late);
+        let text = m.render();
+        assert!(
+            text.contains(
+                "citysense_source_bad_input_total{kind=\"mqtt\",source=\"local \\\"x\\\"\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("citysense_readings_dropped_total{reason=\"late\"} 1"));
+        assert!(text.contains("# TYPE citysense_spool_bytes gauge"));
+        assert_eq!(m.bad_input_total(), 2);
+    }
+}

@@ -1,0 +1,381 @@
+//! Payload mappers: one MQTT payload -> zero or more (quantity, value, event time) samples.
+//! Pure functions, no tokio; every malformed input is an `Err`, never a panic.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde_json::Value as Json;
+
+use crate::config::{PayloadFormat, TimestampFormat};
+use crate::reading::TimestampNs;
+use crate::time::{epoch_auto_ns, parse_rfc3339};
+
+/// One value a payload yielded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample<'a> {
+    pub quantity: Cow<'a, str>,
+    /// Tags the payload itself carries (Tasmota sensor model, TTN device id).
+    pub tags: Vec<(&'static str, String)>,
+    pub value: f64,
+    /// Event time from the payload; `None` means "time of receipt".
+    pub ts: Option<TimestampNs>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MapError {
+    #[error("payload is not UTF-8")]
+    NotUtf8,
+    #[error("not a number: {0:?}")]
+    NotANumber(String),
+    #[error("invalid JSON: {0}")]
+    Json(String),
+    #[error("JSON payload is not an object")]
+    NotAnObject,
+    #[error("field {0:?} missing or not a number")]
+    MissingField(String),
+    #[error("bad timestamp: {0}")]
+    Timestamp(String),
+    #[error("line protocol: {0}")]
+    LineProtocol(String),
+    #[error("payload yields no values")]
+    Empty,
+    #[error("topic matches no subscription pattern")]
+    UnmatchedTopic,
+}
+
+/// A subscription's mapping rules, compiled once.
+#[derive(Debug, Clone)]
+pub struct Mapper {
+    pub format: PayloadFormat,
+    /// Fixed quantity for plain payloads.
+    pub quantity: Option<String>,
+    /// Quantity -> dotted JSON path; empty = every numeric leaf.
+    pub fields: BTreeMap<String, String>,
+    pub timestamp_path: Option<String>,
+    pub timestamp_format: TimestampFormat,
+}
+
+impl Mapper {
+    /// Maps `payload`; `topic_quantity` is the `{quantity}` captured from the topic.
+    pub fn map<'a>(
+        &'a self,
+        payload: &'a [u8],
+        topic_quantity: Option<&'a str>,
+        out: &mut Vec<Sample<'a>>,
+    ) -> Result<(), MapError> {
+        let before = out.len();
+        match self.format {
+            PayloadFormat::Plain => self.map_plain(payload, topic_quantity, out)?,
+            PayloadFormat::Json => self.map_json(parse_json(payload)?, out)?,
+            PayloadFormat::Tasmota => map_tasmota(&parse_json(payload)?, out)?,
+            PayloadFormat::Ttn => self.map_ttn(&parse_json(payload)?, out)?,
+            PayloadFormat::LineProtocol => map_line_protocol(payload, out)?,
+        }
+        // Plain NaN/None is "no value right now", not an error; anything else must yield.
+        if out.len() == before && self.format != PayloadFormat::Plain {
+            return Err(MapError::Empty);
+        }
+        Ok(())
+    }
+
+    fn map_plain<'a>(
+        &'a self,
+        payload: &[u8],
+        topic_quantity: Option<&'a str>,
+        out: &mut Vec<Sample<'a>>,
+    ) -> Result<(), MapError> {
+        let text = std::str::from_utf8(payload).map_err(|_| MapError::NotUtf8)?;
+        let text = text.trim();
+        // ESPHome publishes NaN (or None) when a sensor has no value: not an error.
+        if text.eq_ignore_ascii_case("nan") || text == "None" {
+            return Ok(());
+        }
+        let value: f64 = text
+            .parse()
+            .map_err(|_| MapError::NotANumber(text.chars().take(32).collect()))?;
+        let quantity = topic_quantity
+            .map(Cow::Borrowed)
+            .or_else(|| self.quantity.as_deref().map(Cow::Borrowed))
+            .ok_or(MapError::Empty)?;
+        out.push(Sample {
+            quantity,
+            tags: Vec::new(),
+            value,
+            ts: None,
+        });
+        Ok(())
+    }
+
+    fn map_json(&self, mut doc: Json, out: &mut Vec<Sample<'_>>) -> Result<(), MapError> {
+        if !doc.is_object() {
+            return Err(MapError::NotAnObject);
+        }
+        let ts = self.timestamp(&doc)?;
+        // The timestamp is not a quantity, even when every numeric leaf is taken.
+        if let Some(path) = &self.timestamp_path {
+            remove_path(&mut doc, path);
+        }
+        push_fields(&doc, &self.fields, ts, Vec::new(), out)
+    }
+
+    fn map_ttn(&self, doc: &Json, out: &mut Vec<Sample<'_>>) -> Result<(), MapError> {
+        let up = doc
+            .get("uplink_message")
+            .ok_or(MapError::MissingField("uplink_message".into()))?;
+        let ts = match doc.get("received_at").and_then(Json::as_str) {
+            Some(s) => Some(parse_rfc3339(s).map_err(|e| MapError::Timestamp(e.to_string()))?),
+            None => None,
+        };
+        let mut tags = Vec::new();
+        if let Some(dev) = doc
+            .pointer("/end_device_ids/device_id")
+            .and_then(Json::as_str)
+        {
+            tags.push(("sensor", dev.to_string()));
+        }
+        let decoded = up
+            .get("decoded_payload")
+            .ok_or(MapError::MissingField("decoded_payload".into()))?;
+        push_fields(decoded, &self.fields, ts, tags, out)
+    }
+
+    fn timestamp(&self, doc: &Json) -> Result<Option<TimestampNs>, MapError> {
+        let Some(path) = &self.timestamp_path else {
+            return Ok(None);
+        };
+        let v = lookup(doc, path).ok_or_else(|| MapError::MissingField(path.clone()))?;
+        let bad = || MapError::Timestamp(format!("{path}: {v}"));
+        let ts = match (self.timestamp_format, v) {
+            (TimestampFormat::Auto | TimestampFormat::Rfc3339, Json::String(s)) => {
+                parse_rfc3339(s).map_err(|e| MapError::Timestamp(e.to_string()))?
+            }
+            (TimestampFormat::Auto, Json::Number(n)) => {
+                n.as_f64().and_then(epoch_auto_ns).ok_or_else(bad)?
+            }
+            (fmt, Json::Number(n)) => {
+                let scale = match fmt {
+                    TimestampFormat::UnixS => 1e9,
+                    TimestampFormat::UnixMs => 1e6,
+                    TimestampFormat::UnixUs => 1e3,
+                    TimestampFormat::UnixNs => 1.0,
+                    _ => return Err(bad()),
+                };
+                let ns = n.as_f64().ok_or_else(bad)? * scale;
+                if !ns.is_finite() || ns.abs() >= i64::MAX as f64 {
+                    return Err(bad());
+                }
+                ns as i64
+            }
+            _ => return Err(bad()),
+        };
+        Ok(Some(ts))
+    }
+}
+
+fn parse_json(payload: &[u8]) -> Result<Json, MapError> {
+    serde_json::from_slice(payload).map_err(|e| MapError::Json(e.to_string()))
+}
+
+/// Follows a dotted path (`a.b.c`); a key containing dots (Tasmota's `PM2.5`) is tried whole
+/// first at each level.
+fn lookup<'j>(doc: &'j Json, path: &str) -> Option<&'j Json> {
+    if let Some(v) = doc.get(path) {
+        return Some(v);
+    }
+    let (head, rest) = path.split_once('.')?;
+    if let Some(v) = doc.get(head) {
+        if let Some(found) = lookup(v, rest) {
+            return Some(found);
+        }
+    }
+    // The dot may belong to the key: try longer heads.
+    let mut idx = head.len() + 1;
+    while let Some(pos) = path[idx..].find('.') {
+        let (h, r) = (&path[..idx + pos], &path[idx + pos + 1..]);
+        if let Some(found) = doc.get(h).and_then(|v| lookup(v, r)) {
+            return Some(found);
+        }
+        idx += pos + 1;
+    }
+    None
+}
+
+/// Removes the value at dotted `path`, if present.
+fn remove_path(doc: &mut Json, path: &str) {
+    let Some(obj) = doc.as_object_mut() else {
+        return;
+    };
+    if obj.remove(path).is_some() {
+        return;
+    }
+    if let Some((head, rest)) = path.split_once('.') {
+        if let Some(child) = obj.get_mut(head) {
+            remove_path(child, rest);
+        }
+    }
+}
+
+fn push_fields(
+    doc: &Json,
+    fields: &BTreeMap<String, String>,
+    ts: Option<TimestampNs>,
+    tags: Vec<(&'static str, String)>,
+    out: &mut Vec<Sample<'_>>,
+) -> Result<(), MapError> {
+    if fields.is_empty() {
+        let mut leaves = Vec::new();
+        numeric_leaves(doc, &mut String::new(), &mut leaves);
+        for (name, value) in leaves {
+            out.push(Sample {
+                quantity: Cow::Owned(name),
+                tags: tags.clone(),
+                value,
+                ts,
+            });
+        }
+        return Ok(());
+    }
+    for (quantity, path) in fields {
+        // A configured field may be absent from a given message (sensors report subsets).
+        let Some(v) = lookup(doc, path) else { continue };
+        let value = v
+            .as_f64()
+            .ok_or_else(|| MapError::MissingField(path.clone()))?;
+        out.push(Sample {
+            quantity: Cow::Owned(quantity.clone()),
+            tags: tags.clone(),
+            value,
+            ts,
+        });
+    }
+    Ok(())
+}
+
+/// Every numeric leaf of `v`, named by its path made snake_case (`SDS0X1.PM2.5` -> `sds0x1_pm2_5`).
+fn numeric_leaves(v: &Json, prefix: &mut String, out: &mut Vec<(String, f64)>) {
+    match v {
+        Json::Number(n) => {
+            if let Some(f) = n.as_f64() {
+                out.push((prefix.clone(), f));
+            }
+        }
+        Json::Object(map) => {
+            for (k, child) in map {
+                let len = prefix.len();
+                if !prefix.is_empty() {
+                    prefix.push('_');
+                }
+                prefix.push_str(&quantity_name(k));
+                numeric_leaves(child, prefix, out);
+                prefix.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A quantity name from a vendor key: known names mapped to ours, others made snake_case.
+pub fn quantity_name(key: &str) -> String {
+    let known = match key {
+        "PM1" | "PM1.0" => "pm1_0",
+        "PM2.5" => "pm2_5",
+        "PM10" => "pm10",
+        "CF1" => "pm1_0_cf1",
+        "CF2.5" => "pm2_5_cf1",
+        "CF10" => "pm10_cf1",
+        "CarbonDioxide" | "CO2" | "eCO2" => "co2",
+        "Temperature" => "temperature",
+        "Humidity" => "humidity",
+        "Pressure" => "pressure",
+        "DewPoint" => "dew_point",
+        _ => "",
+    };
+    if !known.is_empty() {
+        return known.to_string();
+    }
+    let mut out = String::with_capacity(key.len());
+    let mut prev_lower = false;
+    for c in key.chars() {
+        if c.is_ascii_uppercase() && prev_lower {
+            out.push('_');
+        }
+        prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    out.trim_matches('_').to_string()
+}
+
+/// Tasmota `tele/<topic>/SENSOR`: `{"Time":..,"SDS0X1":{"PM2.5":4.1},"BME280":{..},"TempUnit":"C"}`.
+/// Each object is one sensor (tag `model`); temperatures in F and pressures in mmHg are
+/// converted. `Time` is local time without offset, so it is not used as event time.
+fn map_tasmota(doc: &Json, out: &mut Vec<Sample<'_>>) -> Result<(), MapError> {
+    let obj = doc.as_object().ok_or(MapError::NotAnObject)?;
+    let fahrenheit = obj.get("TempUnit").and_then(Json::as_str) == Some("F");
+    let mmhg = obj.get("PressureUnit").and_then(Json::as_str) == Some("mmHg");
+    for (model, sensor) in obj {
+        let Some(fields) = sensor.as_object() else {
+            continue;
+        };
+        for (key, v) in fields {
+            let Some(mut value) = v.as_f64() else {
+                continue;
+            };
+            let quantity = quantity_name(key);
+            if fahrenheit && (quantity == "temperature" || quantity == "dew_point") {
+                value = (value - 32.0) * 5.0 / 9.0;
+            }
+            if mmhg && quantity == "pressure" {
+                value *= 1.333_223_684;
+            }
+            out.push(Sample {
+                quantity: Cow::Owned(quantity),
+                tags: vec![("model", model.to_ascii_lowercase())],
+                value,
+                ts: None,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// InfluxDB line protocol payloads: each numeric field is a quantity; tags are kept.
+fn map_line_protocol(payload: &[u8], out: &mut Vec<Sample<'_>>) -> Result<(), MapError> {
+    use crate::line_protocol::{parse_lines, FieldValue};
+    let text = std::str::from_utf8(payload).map_err(|_| MapError::NotUtf8)?;
+    for point in parse_lines(text) {
+        let point = point.map_err(|e| MapError::LineProtocol(e.to_string()))?;
+        for (key, value) in point.fields {
+            let value = match value {
+                FieldValue::Float(f) => f,
+                FieldValue::Int(i) => i as f64,
+                FieldValue::UInt(u) => u as f64,
+                FieldValue::Bool(b) => f64::from(u8::from(b)),
+                FieldValue::Str(_) => continue,
+            };
+            let mut tags: Vec<(&'static str, String)> = Vec::new();
+            for (k, v) in &point.tags {
+                if let Some(known) = LINE_TAGS.iter().find(|t| **t == k.as_str()) {
+                    tags.push((known, v.clone()));
+                }
+            }
+            out.push(Sample {
+                quantity: Cow::Owned(quantity_name(&key)),
+                tags,
+                value,
+                ts: point.ts,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Tags taken over from line-protocol payloads; others are dropped so a node cannot blow up
+/// the series count with arbitrary tags.
+const LINE_TAGS: &[&str] = &["sensor", "site", "model", "node", "zone"];
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,198 @@
+use super::*;
+
+fn mapper(format: PayloadFormat) -> Mapper {
+    Mapper {
+        format,
+        quantity: None,
+        fields: BTreeMap::new(),
+        timestamp_path: None,
+        timestamp_format: TimestampFormat::Auto,
+    }
+}
+
+fn run(
+    m: &Mapper,
+    payload: &str,
+    q: Option<&str>,
+) -> Result<Vec<(String, f64, Option<i64>)>, MapError> {
+    let mut out = Vec::new();
+    m.map(payload.as_bytes(), q, &mut out)?;
+    Ok(out
+        .into_iter()
+        .map(|s| (s.quantity.into_owned(), s.value, s.ts))
+        .collect())
+}
+
+#[test]
+fn plain_numbers_and_esphome_nan() {
+    let m = mapper(PayloadFormat::Plain);
+    assert_eq!(
+        run(&m, " 12.5\n", Some("pm2_5")).unwrap(),
+        vec![("pm2_5".into(), 12.5, None)]
+    );
+    assert_eq!(run(&m, "nan", Some("pm2_5")).unwrap(), vec![]);
+    assert_eq!(run(&m, "None", Some("pm2_5")).unwrap(), vec![]);
+    assert!(matches!(
+        run(&m, "12,5", Some("x")),
+        Err(MapError::NotANumber(_))
+    ));
+    assert!(matches!(
+        run(&m, "", Some("x")),
+        Err(MapError::NotANumber(_))
+    ));
+    let mut out = Vec::new();
+    assert_eq!(
+        m.map(&[0xff, 0xfe], Some("x"), &mut out),
+        Err(MapError::NotUtf8)
+    );
+    let fixed = Mapper {
+        quantity: Some("co2".into()),
+        ..mapper(PayloadFormat::Plain)
+    };
+    assert_eq!(
+        run(&fixed, "415", None).unwrap(),
+        vec![("co2".into(), 415.0, None)]
+    );
+}
+
+#[test]
+fn json_every_numeric_leaf_by_default() {
+    let m = mapper(PayloadFormat::Json);
+    let mut got = run(
+        &m,
+        r#"{"pm2_5": 4.1, "pm10": 7, "name": "x", "env": {"Temperature": 21.5}}"#,
+        None,
+    )
+    .unwrap();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        got,
+        vec![
+            ("env_temperature".into(), 21.5, None),
+            ("pm10".into(), 7.0, None),
+            ("pm2_5".into(), 4.1, None)
+        ]
+    );
+    assert!(matches!(run(&m, "[1,2]", None), Err(MapError::NotAnObject)));
+    assert!(matches!(run(&m, "{\"a\":", None), Err(MapError::Json(_))));
+    assert!(matches!(
+        run(&m, "{\"a\":\"x\"}", None),
+        Err(MapError::Empty)
+    ));
+}
+
+#[test]
+fn json_timestamp_is_not_a_quantity() {
+    let mut m = mapper(PayloadFormat::Json);
+    m.timestamp_path = Some("meta.ts".into());
+    let got = run(&m, r#"{"pm10": 2, "meta": {"ts": 1700000000}}"#, None).unwrap();
+    assert_eq!(
+        got,
+        vec![("pm10".into(), 2.0, Some(1_700_000_000_000_000_000))]
+    );
+}
+
+#[test]
+fn json_field_paths_and_timestamps() {
+    let mut m = mapper(PayloadFormat::Json);
+    m.fields.insert("pm2_5".into(), "SDS0X1.PM2.5".into());
+    m.fields.insert("t".into(), "bme.t".into());
+    m.timestamp_path = Some("ts".into());
+    let got = run(&m, r#"{"ts": 1700000000, "SDS0X1": {"PM2.5": 4.1}}"#, None).unwrap();
+    assert_eq!(
+        got,
+        vec![("pm2_5".into(), 4.1, Some(1_700_000_000_000_000_000))]
+    );
+    let got = run(
+        &m,
+        r#"{"ts": "2023-11-14T22:13:20Z", "bme": {"t": -3.5}}"#,
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        got,
+        vec![("t".into(), -3.5, Some(1_700_000_000_000_000_000))]
+    );
+    assert!(matches!(
+        run(&m, r#"{"SDS0X1": {"PM2.5": 4.1}}"#, None),
+        Err(MapError::MissingField(_))
+    ));
+    assert!(matches!(
+        run(&m, r#"{"ts": "yesterday", "bme": {"t": 1}}"#, None),
+        Err(MapError::Timestamp(_))
+    ));
+    assert!(matches!(
+        run(&m, r#"{"ts": 1, "bme": {"t": "warm"}}"#, None),
+        Err(MapError::MissingField(_))
+    ));
+    m.timestamp_format = TimestampFormat::UnixMs;
+    let got = run(&m, r#"{"ts": 1700000000000, "bme": {"t": 1}}"#, None).unwrap();
+    assert_eq!(got[0].2, Some(1_700_000_000_000_000_000));
+}
+
+#[test]
+fn tasmota_sensors_units_and_models() {
+    let m = mapper(PayloadFormat::Tasmota);
+    let mut out = Vec::new();
+    let payload = br#"{"Time":"2026-11-22T10:00:00","SDS0X1":{"PM2.5":4.1,"PM10":7.9},"BME280":{"Temperature":68.0,"Humidity":55.0,"Pressure":760.0},"TempUnit":"F","PressureUnit":"mmHg"}"#;
+    m.map(payload, None, &mut out).unwrap();
+    let get = |q: &str| {
+        out.iter()
+            .find(|s| s.quantity == q)
+            .unwrap_or_else(|| panic!("{q}"))
+    };
+    assert_eq!(get("pm2_5").value, 4.1);
+    assert_eq!(get("pm2_5").tags, vec![("model", "sds0x1".to_string())]);
+    assert!((get("temperature").value - 20.0).abs() < 1e-9);
+    assert!((get("pressure").value - 1013.25).abs() < 0.01);
+    assert_eq!(get("humidity").tags, vec![("model", "bme280".to_string())]);
+    // Local time without offset is not trusted as event time.
+    assert!(out.iter().all(|s| s.ts.is_none()));
+}
+
+#[test]
+fn ttn_uplink() {
+    let m = mapper(PayloadFormat::Ttn);
+    let payload = r#"{"end_device_ids":{"device_id":"counter-07","application_ids":{"application_id":"city"}},
+        "received_at":"2026-11-22T10:00:01.5Z",
+        "uplink_message":{"f_port":1,"decoded_payload":{"in":12,"out":9,"battery":"ok"}}}"#;
+    let mut out = Vec::new();
+    m.map(payload.as_bytes(), None, &mut out).unwrap();
+    assert_eq!(out.len(), 2);
+    let inn = out.iter().find(|s| s.quantity == "in").unwrap();
+    assert_eq!(inn.value, 12.0);
+    assert_eq!(inn.tags, vec![("sensor", "counter-07".to_string())]);
+    assert_eq!(inn.ts, Some(1_795_341_601_500_000_000));
+    let no_decoded = r#"{"received_at":"2026-11-22T10:00:01Z","uplink_message":{"f_port":1}}"#;
+    assert!(matches!(
+        run(&m, no_decoded, None),
+        Err(MapError::MissingField(_))
+    ));
+}
+
+#[test]
+fn line_protocol_payloads() {
+    let m = mapper(PayloadFormat::LineProtocol);
+    let mut out = Vec::new();
+    m.map(
+        b"feinstaub,node=esp32-1,junk=x SDS_P1=7.9,SDS_P2=4.1 1700000000000000000\n",
+        None,
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].quantity, "sds_p1");
+    assert_eq!(out[0].tags, vec![("node", "esp32-1".to_string())]);
+    assert_eq!(out[0].ts, Some(1_700_000_000_000_000_000));
+    assert!(run(&m, "bad line", None).is_err());
+}
+
+#[test]
+fn vendor_keys_become_snake_case_quantities() {
+    assert_eq!(quantity_name("PM2.5"), "pm2_5");
+    assert_eq!(quantity_name("CarbonDioxide"), "co2");
+    assert_eq!(quantity_name("DewPoint"), "dew_point");
+    assert_eq!(quantity_name("IlluminanceLux"), "illuminance_lux");
+    assert_eq!(quantity_name("pm2_5"), "pm2_5");
+    assert_eq!(quantity_name("a b/c"), "a_b_c");
+}

@@ -1,0 +1,364 @@
+//! MQTT source: one task per broker, built on `rumqttc`.
+//!
+//! The broker keeps a persistent session for our stable client id (`clean_session = false`,
+//! QoS1 subscriptions), so readings published while the daemon is down are delivered when it
+//! comes back. When a ConnAck says no session is present (first start, broker lost its
+//! state) we subscribe again. rumqttc reconnects on the next `poll()` after an error; we wait a
+//! capped, jittered backoff before that poll so a dead broker is not hammered.
+//!
+//! Each topic is resolved to its subscription, tags and series ids once and cached, so the
+//! steady state maps a payload and sends readings without touching the registry.
+
+mod mapper;
+mod tls;
+mod topic;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, ConnectionError, Event, MqttOptions, Packet, QoS};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{MqttConfig, SubscriptionConfig};
+use crate::reading::{default_measurement, now_ns, GroupKey, Reading, Registry, SeriesId};
+use crate::service::metrics::SourceMetrics;
+use crate::sources::backoff::Backoff;
+use crate::sources::SourceError;
+
+pub use mapper::{quantity_name, MapError, Mapper, Sample};
+pub use topic::{TopicError, TopicPattern};
+
+/// Topics remembered with their resolved series; past this, topics are resolved per message.
+const MAX_CACHED_TOPICS: usize = 100_000;
+/// Largest incoming packet accepted (TTN uplinks with metadata run to a few KiB).
+const MAX_PACKET_BYTES: usize = 256 * 1024;
+
+/// A subscription compiled from config.
+#[derive(Debug, Clone)]
+struct Subscription {
+    pattern: TopicPattern,
+    filter: String,
+    qos: QoS,
+    mapper: Mapper,
+    measurement: Option<String>,
+    tags: Vec<(String, String)>,
+}
+
+/// What one topic resolves to: its subscription and its series by quantity (+ payload tags).
+struct TopicEntry {
+    sub: usize,
+    topic_tags: Vec<(String, String)>,
+    topic_quantity: Option<String>,
+    series: HashMap<String, SeriesId>,
+}
+
+/// A configured MQTT source, ready to run.
+pub struct MqttSource {
+    name: String,
+    options: MqttOptions,
+    subs: Vec<Subscription>,
+    gateway_tags: Vec<(String, String)>,
+    registry: Registry,
+    metrics: Arc<SourceMetrics>,
+    topics: HashMap<String, TopicEntry>,
+}
+
+impl MqttSource {
+    /// Builds the source: reads secrets and TLS files, compiles topic patterns.
+    pub fn build(
+        cfg: &MqttConfig,
+        gateway_id: &str,
+        gateway_tags: Vec<(String, String)>,
+        registry: Registry,
+        metrics: Arc<SourceMetrics>,
+    ) -> Result<MqttSource, SourceError> {
+        let client_id = cfg
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("citysense-{gateway_id}"));
+        let mut options = MqttOptions::new(client_id, cfg.host.clone(), cfg.port());
+        options.set_clean_session(cfg.clean_session);
+        options.set_keep_alive(Duration::from_secs(cfg.keep_alive_secs));
+        options.set_max_packet_size(MAX_PACKET_BYTES, 64 * 1024);
+        if let Some(user) = &cfg.username {
+            let password = match (&cfg.password, &cfg.password_file) {
+                (Some(p), _) => p.clone(),
+                (None, Some(f)) => crate::service::read_secret(f)?,
+                (None, None) => String::new(),
+            };
+            options.set_credentials(user.clone(), password);
+        }
+        if let Some(tls) = &cfg.tls {
+            options.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(tls::client_config(tls)?),
+            ));
+        }
+        let subs = cfg
+            .subscription
+            .iter()
+            .map(compile)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(MqttSource {
+            name: cfg.display_name(),
+            options,
+            subs,
+            gateway_tags,
+            registry,
+            metrics,
+            topics: HashMap::new(),
+        })
+    }
+
+    /// Runs until `shutdown`; returns when the reading channel closes too.
+    pub async fn run(
+        mut self,
+        out: mpsc::Sender<Reading>,
+        shutdown: CancellationToken,
+    ) -> Result<(), SourceError> {
+        let (client, mut eventloop) = AsyncClient::new(self.options.clone(), 1024);
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        let mut readings = Vec::with_capacity(16);
+        tracing::info!(source = %self.name, "mqtt source starting");
+        loop {
+            let event = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                ev = eventloop.poll() => ev,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    backoff.reset();
+                    self.metrics.set_connected(true);
+                    tracing::info!(source = %self.name, session_present = ack.session_present, "mqtt connected");
+                    if !ack.session_present {
+                        self.subscribe(&client);
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if !self
+                        .handle_publish(&p.topic, &p.payload, &out, &mut readings)
+                        .await
+                    {
+                        break;
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    if ack
+                        .return_codes
+                        .iter()
+                        .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                    {
+                        tracing::error!(source = %self.name, "broker refused a subscription (check ACLs)");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if !self.wait_after_error(e, &mut backoff, &shutdown).await {
+                        break;
+                    }
+                }
+            }
+        }
+        self.metrics.set_connected(false);
+        // Best effort: a clean DISCONNECT tells the broker to keep the session without waiting
+        // for keep-alive to expire.
+        let _ = client.try_disconnect();
+        let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
+        tracing::info!(source = %self.name, "mqtt source stopped");
+        Ok(())
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn subscribe(&self, client: &AsyncClient) {
+        for s in &self.subs {
+            if let Err(e) = client.try_subscribe(s.filter.clone(), s.qos) {
+                tracing::error!(source = %self.name, filter = %s.filter, error = %e, "subscribe failed");
+            }
+        }
+    }
+
+    /// Logs the error and sleeps the backoff; false if shutdown came meanwhile.
+    async fn wait_after_error(
+        &self,
+        e: ConnectionError,
+        backoff: &mut Backoff,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let was_up = self.metrics.connected.load(Relaxed) == 1;
+        self.metrics.set_connected(false);
+        self.metrics.reconnects.fetch_add(1, Relaxed);
+        let delay = backoff.next_delay();
+        if was_up || backoff.attempts() == 1 {
+            tracing::warn!(source = %self.name, error = %e, retry_in = ?delay, "mqtt connection lost");
+        } else {
+            tracing::debug!(source = %self.name, error = %e, retry_in = ?delay, "mqtt reconnect failed");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => false,
+            _ = tokio::time::sleep(delay) => true,
+        }
+    }
+
+    /// Maps one publish and forwards its readings; false when the pipeline has gone away.
+    async fn handle_publish(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        out: &mpsc::Sender<Reading>,
+        readings: &mut Vec<Reading>,
+    ) -> bool {
+        self.metrics.messages.fetch_add(1, Relaxed);
+        readings.clear();
+        if let Err(e) = self.map(topic, payload, now_ns(), readings) {
+            self.metrics.bad_input(topic, &e);
+            return true;
+        }
+        for r in readings.drain(..) {
+            if out.send(r).await.is_err() {
+                return false;
+            }
+            self.metrics.readings.fetch_add(1, Relaxed);
+        }
+        true
+    }
+
+    /// Pure part of a publish: payload -> readings with resolved series, appended to `out`.
+    fn map(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        received: i64,
+        out: &mut Vec<Reading>,
+    ) -> Result<(), MapError> {
+        if !self.topics.contains_key(topic) {
+            let entry = self.resolve_topic(topic).ok_or(MapError::UnmatchedTopic)?;
+            if self.topics.len() >= MAX_CACHED_TOPICS {
+                self.topics.clear();
+            }
+            self.topics.insert(topic.to_string(), entry);
+        }
+        let entry = self.topics.get_mut(topic).ok_or(MapError::UnmatchedTopic)?;
+        let sub = &self.subs[entry.sub];
+        let mut samples = Vec::new();
+        sub.mapper
+            .map(payload, entry.topic_quantity.as_deref(), &mut samples)?;
+        for s in &samples {
+            let key = series_cache_key(&s.quantity, &s.tags);
+            let id = match entry.series.get(&*key) {
+                Some(id) => *id,
+                None => {
+                    let Some(id) = resolve_series(
+                        &self.registry,
+                        sub,
+                        &self.gateway_tags,
+                        &entry.topic_tags,
+                        s,
+                    ) else {
+                        self.metrics.bad_input(topic, &"series limit reached");
+                        continue;
+                    };
+                    entry.series.insert(key.into_owned(), id);
+                    id
+                }
+            };
+            out.push(Reading {
+                series: id,
+                value: s.value,
+                ts: s.ts.unwrap_or(received),
+            });
+        }
+        Ok(())
+    }
+
+    fn resolve_topic(&self, topic: &str) -> Option<TopicEntry> {
+        self.subs.iter().enumerate().find_map(|(i, s)| {
+            let caps = s.pattern.captures(topic)?;
+            Some(TopicEntry {
+                sub: i,
+                topic_tags: caps
+                    .tags
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                topic_quantity: caps.quantity.map(quantity_name),
+                series: HashMap::new(),
+            })
+        })
+    }
+}
+
+fn compile(cfg: &SubscriptionConfig) -> Result<Subscription, SourceError> {
+    let pattern = TopicPattern::parse(&cfg.topic)
+        .map_err(|e| SourceError::Config(format!("topic {:?}: {e}", cfg.topic)))?;
+    Ok(Subscription {
+        filter: pattern.filter(),
+        pattern,
+        qos: if cfg.qos == 0 {
+            QoS::AtMostOnce
+        } else {
+            QoS::AtLeastOnce
+        },
+        mapper: Mapper {
+            format: cfg.format,
+            quantity: cfg.quantity.clone(),
+            fields: cfg.fields.clone(),
+            timestamp_path: cfg.timestamp_path.clone(),
+            timestamp_format: cfg.timestamp_format,
+        },
+        measurement: cfg.measurement.clone(),
+        tags: cfg
+            .tags
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    })
+}
+
+/// Cache key of a sample's series within its topic: the quantity alone in the common case
+/// (no allocation), quantity plus payload tag values otherwise.
+fn series_cache_key<'a>(quantity: &'a str, tags: &[(&'static str, String)]) -> Cow<'a, str> {
+    if tags.is_empty() {
+        return Cow::Borrowed(quantity);
+    }
+    let mut key = quantity.to_string();
+    for (k, v) in tags {
+        key.push('\0');
+        key.push_str(k);
+        key.push('=');
+        key.push_str(v);
+    }
+    Cow::Owned(key)
+}
+
+/// Interns the series of `sample`. Tag precedence: payload, topic, subscription, gateway.
+fn resolve_series(
+    registry: &Registry,
+    sub: &Subscription,
+    gateway_tags: &[(String, String)],
+    topic_tags: &[(String, String)],
+    sample: &Sample<'_>,
+) -> Option<SeriesId> {
+    let measurement = sub
+        .measurement
+        .as_deref()
+        .unwrap_or_else(|| default_measurement(&sample.quantity));
+    let tags = sample
+        .tags
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .chain(topic_tags.iter().cloned())
+        .chain(sub.tags.iter().cloned())
+        .chain(gateway_tags.iter().cloned());
+    let group = registry.group(GroupKey::new(measurement, tags));
+    registry.series(group, &sample.quantity)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,93 @@
+use super::*;
+use crate::service::metrics::Metrics;
+
+fn source(sub: &str) -> (MqttSource, Registry) {
+    let text = format!("host = \"127.0.0.1\"\n[[subscription]]\n{sub}");
+    let cfg: MqttConfig = toml::from_str(&text).unwrap();
+    let registry = Registry::new();
+    let metrics = Metrics::new().source("mqtt", "test");
+    let tags = vec![
+        ("gateway".to_string(), "gw".to_string()),
+        ("site".to_string(), "default-site".to_string()),
+    ];
+    let src = MqttSource::build(&cfg, "gw", tags, registry.clone(), metrics).unwrap();
+    (src, registry)
+}
+
+#[test]
+fn topic_captures_become_tags_with_precedence() {
+    let (mut src, reg) = source("topic = \"sensors/{site}/{sensor}/{quantity}\"\nformat = \"plain\"\ntags = { zone = \"centrum\" }");
+    let mut out = Vec::new();
+    src.map("sensors/neude/sds-1/PM2.5", b"12.5", 42, &mut out)
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![Reading {
+            series: out[0].series,
+            value: 12.5,
+            ts: 42
+        }]
+    );
+    let info = reg.info(out[0].series).unwrap();
+    assert_eq!(&*info.quantity, "pm2_5");
+    assert_eq!(
+        info.group_key.to_string(),
+        "air_quality,gateway=gw,sensor=sds-1,site=neude,zone=centrum"
+    );
+}
+
+#[test]
+fn series_are_cached_per_topic_and_quantity() {
+    let (mut src, reg) = source("topic = \"n/{sensor}\"\nformat = \"json\"");
+    let mut out = Vec::new();
+    src.map("n/a", br#"{"pm10": 1, "temperature": 2}"#, 0, &mut out)
+        .unwrap();
+    src.map("n/a", br#"{"pm10": 3, "temperature": 4}"#, 0, &mut out)
+        .unwrap();
+    src.map("n/b", br#"{"pm10": 5}"#, 0, &mut out).unwrap();
+    assert_eq!(out.len(), 5);
+    assert_eq!(out[0].series, out[2].series);
+    assert_eq!(out[1].series, out[3].series);
+    assert_ne!(out[0].series, out[4].series);
+    assert_eq!(reg.series_count(), 3);
+    let climate = reg.info(out[1].series).unwrap();
+    assert_eq!(&*climate.group_key.measurement, "climate");
+}
+
+#[test]
+fn payload_tags_split_series() {
+    let (mut src, reg) =
+        source("topic = \"v3/{_}/devices/{_}/up\"\nformat = \"ttn\"\nmeasurement = \"footfall\"");
+    let mut out = Vec::new();
+    for dev in ["c1", "c2", "c1"] {
+        let p = format!(
+            r#"{{"end_device_ids":{{"device_id":"{dev}"}},"uplink_message":{{"decoded_payload":{{"in":1}}}}}}"#
+        );
+        src.map("v3/city@ttn/devices/x/up", p.as_bytes(), 7, &mut out)
+            .unwrap();
+    }
+    assert_eq!(out[0].series, out[2].series);
+    assert_ne!(out[0].series, out[1].series);
+    assert_eq!(
+        reg.info(out[1].series).unwrap().group_key.tag("sensor"),
+        Some("c2")
+    );
+}
+
+#[test]
+fn malformed_payloads_are_errors_not_panics() {
+    let (mut src, _) = source("topic = \"n/{sensor}/{quantity}\"\nformat = \"plain\"");
+    let mut out = Vec::new();
+    for bad in [&b"abc"[..], b"", b"\xff\xfe", b"1e999999", b"--1"] {
+        let r = src.map("n/a/pm10", bad, 0, &mut out);
+        // 1e999999 parses as inf: accepted here, dropped as non-finite by the aggregator.
+        assert!(
+            r.is_err() || out.last().is_some_and(|r| !r.value.is_finite()),
+            "{bad:?}"
+        );
+    }
+    assert!(matches!(
+        src.map("other/topic", b"1", 0, &mut out),
+        Err(MapError::UnmatchedTopic)
+    ));
+}

@@ -1,0 +1,476 @@
+//! The crash-safe, bounded, on-disk spool between the line-protocol encoder and the HTTP
+//! uplink (store-and-forward, at-least-once). Sync `std::fs` code: the caller wraps it in
+//! a mutex and calls it from tasks (`spawn_blocking` or directly; every call is short).
+//!
+//! # On-disk format
+//!
+//! One directory holds:
+//! - `NNNNNNNNNNNNNNNNNNNN.seg`: segment files, the 20-digit zero-padded id of their first
+//!   record, a plain concatenation of records (no file header);
+//! - `ack`: 16 bytes, little-endian: magic `0xF5C1ACC0` u32, crc32c of the id bytes u32,
+//!   last acknowledged record id u64 (0 = nothing acked yet). `ack.tmp` exists only
+//!   between its write and its rename, and is removed at open;
+//! - `lock`: empty; `open` holds an exclusive `flock` on it, which the kernel drops when
+//!   the process dies, so `kill -9` never leaves a stale lock.
+//!
+//! Other files are ignored (the dead-letter file may live here; it is not counted in
+//! `max_bytes`). A record is a 40-byte header and the payload, all little-endian:
+//!
+//! | off | field   | type | meaning                                                  |
+//! |----:|---------|------|----------------------------------------------------------|
+//! | 0   | magic   | u32  | `0xF5C175E5` (bytes E5 75 C1 F5: 0xC1/0xF5 never in UTF-8) |
+//! | 4   | length  | u32  | payload bytes                                            |
+//! | 8   | crc     | u32  | crc32c over bytes 4..8, 12..40 and the payload            |
+//! | 12  | id      | u64  | record id                                                |
+//! | 20  | points  | u32  | line-protocol points in the payload                      |
+//! | 24  | min_ts  | i64  | smallest point timestamp (ns)                            |
+//! | 32  | max_ts  | i64  | largest point timestamp (ns)                             |
+//! | 40  | payload | [u8] | one batch of line protocol                               |
+//!
+//! Overhead is 40 bytes per record, plus the 16-byte ack file.
+//!
+//! # Invariants
+//!
+//! 1. Ids rise strictly through the whole spool (normally by 1; a failed append still
+//!    consumes its id). Every record of a segment has an id below the next segment's name.
+//! 2. Only the newest segment is written, only at its valid end: header and payload by
+//!    two adjacent `pwrite`s, then one `fdatasync`. `append` returning `Ok` means the
+//!    record is durable. A new segment's directory entry is fsynced before its first
+//!    record.
+//! 3. The ack is replaced atomically (tmp, fsync, rename, fsync dir) before any segment
+//!    it covers is deleted. Records with id <= ack are never returned again.
+//! 4. A segment is deleted only when every record in it is acked (the segment being
+//!    appended to only once it is full, to spare the card), when the size bound
+//!    drops it (oldest first, whole segments, counted), or at open when it holds no
+//!    valid unacked record.
+//! 5. After every `append`: sum of segment sizes + 16 <= `max_bytes`. A record that
+//!    cannot fit even into an empty spool is rejected (`TooLarge`).
+//! 6. Recovery (open): bytes after the last valid record of a segment are a torn tail and
+//!    are truncated; an invalid region followed by a valid record is skipped and counted.
+//!    A valid record is: magic, length inside the file, matching CRC, id above every
+//!    earlier id. Resync searches forward for the magic and checks each candidate so.
+//!    Segments wholly below the ack are deleted without being read. Later reads jump
+//!    over the regions found; damage appearing after open (bit rot) is resynced the
+//!    same way when a read meets it, and each region is counted once.
+//!
+//! Crash windows: during a record write the tail is torn (recovered by 6); between ack
+//! rename and segment deletion the segments are deleted at the next open (by 3); a drop
+//! for the bound whose deletion was not yet durable reappears and is dropped again at
+//! open. SD-card wear: one write + one fdatasync per batch (the caller group-commits a
+//! whole window close), two fsyncs per ack, one directory fsync per new segment.
+
+mod dead_letter;
+mod recover;
+mod segment;
+#[cfg(test)]
+mod tests;
+mod types;
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+pub use dead_letter::{dead_letter, DEAD_LETTER_FILE, DEAD_LETTER_MAX_BYTES};
+use recover::ACK_LEN;
+use segment::{RecordHeader, SegmentMeta, HEADER_LEN};
+pub use types::{
+    Appended, Batch, Recovery, SpoolConfig, SpoolError, SpoolStats, DEFAULT_MAX_BYTES,
+    DEFAULT_SEGMENT_BYTES,
+};
+
+/// An open spool. Holds the directory lock until dropped.
+#[derive(Debug)]
+pub struct Spool {
+    dir: PathBuf,
+    max_bytes: u64,
+    segment_bytes: u64,
+    fsync: bool,
+    _lock: File,
+    /// Segments with unacked records (or the active one), oldest first.
+    segments: VecDeque<SegmentMeta>,
+    /// Append handle on `segments.back()`; `None` rolls a new segment at the next append.
+    writer: Option<File>,
+    /// Cached read handle and the first id of the segment it belongs to.
+    reader: Option<(u64, File)>,
+    /// Offset in `segments[0]` of the oldest unacknowledged record.
+    head: u64,
+    /// Known corrupt regions `(segment first id, start, end)`, jumped over when read.
+    skips: Vec<(u64, u64, u64)>,
+    acked: u64,
+    next_id: u64,
+    corrupt: u64,
+    /// (batches, points) dropped by the bound and not yet reported: reported by the next
+    /// successful append (or `open`), so a failed write does not lose the count.
+    pending_drops: (u64, u64),
+}
+
+impl Spool {
+    /// Opens (creating) and locks the directory, then recovers it (see the module doc).
+    pub fn open(cfg: SpoolConfig) -> Result<(Spool, Recovery), SpoolError> {
+        let dir_err = |source| SpoolError::Dir {
+            dir: cfg.dir.clone(),
+            source,
+        };
+        fs::create_dir_all(&cfg.dir).map_err(dir_err)?;
+        let lock = recover::lock_dir(&cfg.dir).map_err(dir_err)?;
+        let lock = lock.ok_or_else(|| SpoolError::Locked {
+            dir: cfg.dir.clone(),
+        })?;
+        recover::remove_stale_tmp(&cfg.dir)?;
+        let (acked, ack_reset) = recover::read_ack(&cfg.dir)?;
+        let found = recover::recover_dir(&cfg.dir, acked, true, cfg.fsync)?;
+        let mut spool = Spool {
+            segment_bytes: cfg.segment_bytes.min(cfg.max_bytes / 4),
+            max_bytes: cfg.max_bytes,
+            fsync: cfg.fsync,
+            dir: cfg.dir,
+            _lock: lock,
+            segments: found.segments,
+            writer: None,
+            reader: None,
+            head: found.head,
+            skips: found.skips,
+            acked,
+            next_id: next_id(found.last_id, acked),
+            corrupt: found.corrupt_regions,
+            pending_drops: (0, 0),
+        };
+        spool.make_room(0)?;
+        let (dropped_batches, dropped_points) = std::mem::take(&mut spool.pending_drops);
+        if let Some(back) = spool
+            .segments
+            .back()
+            .filter(|s| s.size < spool.segment_bytes)
+        {
+            let path = segment::path(&spool.dir, back.first_id);
+            spool.writer = Some(OpenOptions::new().write(true).open(path)?);
+        }
+        let stats = spool.stats();
+        let recovery = Recovery {
+            records: stats.batches,
+            points: stats.points,
+            bytes: stats.bytes,
+            torn_tail_bytes: found.torn_tail_bytes,
+            corrupt_records: found.corrupt_regions,
+            dropped_batches,
+            dropped_points,
+            ack_reset,
+        };
+        Ok((spool, recovery))
+    }
+
+    /// Appends one batch durably (one write + one fdatasync). Drops the oldest segments
+    /// first when the record would not fit under `max_bytes`.
+    pub fn append(
+        &mut self,
+        payload: &[u8],
+        points: u32,
+        min_ts: i64,
+        max_ts: i64,
+    ) -> Result<Appended, SpoolError> {
+        let record_len = HEADER_LEN + payload.len() as u64;
+        let len = u32::try_from(payload.len()).ok();
+        let Some(len) = len.filter(|_| record_len + ACK_LEN <= self.max_bytes) else {
+            let max_bytes = self.max_bytes;
+            return Err(SpoolError::TooLarge {
+                bytes: record_len,
+                max_bytes,
+            });
+        };
+        self.make_room(record_len)?;
+        self.roll_if_needed()?;
+        let id = self.next_id;
+        let h = RecordHeader {
+            id,
+            len,
+            points,
+            min_ts,
+            max_ts,
+        };
+        let header = segment::encode_header(&h, payload);
+        let (Some(file), Some(seg)) = (self.writer.as_ref(), self.segments.back_mut()) else {
+            return Err(io::Error::other("spool has no active segment after roll").into());
+        };
+        let offset = seg.size;
+        // Two adjacent pwrites (no copy of the payload), one fdatasync for both.
+        let mut written = file.write_all_at(&header, offset);
+        if written.is_ok() {
+            written = file.write_all_at(payload, offset + HEADER_LEN);
+        }
+        if written.is_ok() && self.fsync {
+            written = file.sync_data();
+        }
+        // The id is spent even on failure: the record may still reach the disk.
+        self.next_id += 1;
+        if let Err(e) = written {
+            // Best effort: cut the partial record. Either way the next append starts a new
+            // segment, and bytes past `size` are never read before the next open.
+            let _ = file.set_len(offset);
+            self.writer = None;
+            return Err(e.into());
+        }
+        seg.add(&h, offset + record_len);
+        let (dropped_batches, dropped_points) = std::mem::take(&mut self.pending_drops);
+        Ok(Appended {
+            id,
+            dropped_batches,
+            dropped_points,
+        })
+    }
+
+    /// The oldest unacknowledged batch, left in place; the same one until it is acked.
+    pub fn peek(&mut self) -> Result<Option<Batch>, SpoolError> {
+        Ok(self.peek_many(0)?.into_iter().next())
+    }
+
+    /// Consecutive oldest unacked batches whose payloads total at most `max_bytes`
+    /// (always at least one when any is spooled).
+    pub fn peek_many(&mut self, max_bytes: usize) -> Result<Vec<Batch>, SpoolError> {
+        let mut out: Vec<Batch> = Vec::new();
+        let mut total = 0usize;
+        let (mut idx, mut offset) = (0, self.head);
+        while let Some(seg) = self.segments.get(idx).copied() {
+            let mut payload = Vec::new();
+            let Some((start, h)) = self.next_valid(seg, offset, Some(&mut payload))? else {
+                (idx, offset) = (idx + 1, 0);
+                continue;
+            };
+            if idx == 0 && offset == self.head {
+                self.head = start; // past a corrupt region, if there was one
+            }
+            offset = start + h.record_len();
+            if h.id <= self.acked {
+                continue;
+            }
+            if !out.is_empty() && total + payload.len() > max_bytes {
+                break;
+            }
+            total += payload.len();
+            let (id, points, min_ts, max_ts) = (h.id, h.points, h.min_ts, h.max_ts);
+            out.push(Batch {
+                id,
+                points,
+                min_ts,
+                max_ts,
+                payload,
+            });
+            if total >= max_bytes {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Marks every record with id <= `up_to` delivered: persists the ack, then deletes the
+    /// segments it wholly covers (the active one once full). Acking an id at or below the
+    /// current ack is a no-op.
+    pub fn ack(&mut self, up_to: u64) -> Result<(), SpoolError> {
+        if up_to <= self.acked {
+            return Ok(());
+        }
+        if up_to >= self.next_id {
+            return Err(SpoolError::AckBeyondEnd {
+                id: up_to,
+                next_id: self.next_id,
+            });
+        }
+        recover::write_ack(&self.dir, up_to, self.fsync)?;
+        self.acked = up_to;
+        while let Some(front) = self.segments.front() {
+            // The active segment stays until full: deleting and recreating it on every
+            // ack would cost a create, an unlink and a directory fsync per batch.
+            let active = self.segments.len() == 1 && self.writer.is_some();
+            if front.last_id > up_to || (active && front.size < self.segment_bytes) {
+                break;
+            }
+            self.pop_front_segment()?;
+        }
+        self.step_head(up_to)
+    }
+
+    /// Current counters (no I/O).
+    pub fn stats(&self) -> SpoolStats {
+        stats_of(&self.segments, self.acked, self.next_id, self.corrupt)
+    }
+
+    /// Read-only view of a spool directory, safe while a daemon holds it: no lock, no
+    /// truncation, no deletion (a record being written shows up as a torn tail, ignored).
+    pub fn inspect(dir: &Path) -> Result<SpoolStats, SpoolError> {
+        let (acked, _) = recover::read_ack(dir)?;
+        let found = recover::recover_dir(dir, acked, false, false)?;
+        let next = next_id(found.last_id, acked);
+        Ok(stats_of(
+            &found.segments,
+            acked,
+            next,
+            found.corrupt_regions,
+        ))
+    }
+
+    /// Moves the head over the records <= `up_to` of the partly acked oldest segment.
+    fn step_head(&mut self, up_to: u64) -> Result<(), SpoolError> {
+        while let Some(front) = self.segments.front().copied() {
+            let head = self.head;
+            let file = self.reader(front.first_id)?;
+            // Cheap stop without reading the payload: the head record is not acked yet.
+            if segment::read_header(file, head, front.size)?.is_some_and(|(h, _)| h.id > up_to) {
+                break;
+            }
+            let Some((start, h)) = self.next_valid(front, head, None)? else {
+                break;
+            };
+            if h.id > up_to {
+                self.head = start;
+                break;
+            }
+            self.head = start + h.record_len();
+            if let Some(f) = self.segments.front_mut() {
+                f.remove(&h);
+            }
+            if h.id == up_to {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The first valid record at or after `offset` in `seg`, with its start. Corrupt
+    /// bytes are skipped: known regions directly, new ones found by resync and counted.
+    fn next_valid(
+        &mut self,
+        seg: SegmentMeta,
+        offset: u64,
+        mut payload: Option<&mut Vec<u8>>,
+    ) -> io::Result<Option<(u64, RecordHeader)>> {
+        let mut at = offset;
+        while at < seg.size {
+            if let Some(h) = self.read_at(seg.first_id, at, seg.size, payload.as_deref_mut())? {
+                return Ok(Some((at, h)));
+            }
+            let known = self.skips.iter().find(|s| s.0 == seg.first_id && s.1 == at);
+            at = match known {
+                Some(&(_, _, end)) => end,
+                None => {
+                    let file = self.reader(seg.first_id)?;
+                    let next = segment::find_next(file, at + 1, seg.size, 0)?;
+                    let end = next.map_or(seg.size, |(start, _)| start);
+                    self.skips.push((seg.first_id, at, end));
+                    self.corrupt += 1;
+                    end
+                }
+            };
+        }
+        Ok(None)
+    }
+
+    /// Drops oldest segments until `record_len` more bytes fit, counting what they held
+    /// in `pending_drops`.
+    fn make_room(&mut self, record_len: u64) -> Result<(), SpoolError> {
+        while let Some(front) = self.segments.front().copied() {
+            if self.disk_bytes() + ACK_LEN + record_len <= self.max_bytes {
+                break;
+            }
+            self.pending_drops.0 += front.records;
+            self.pending_drops.1 += front.points;
+            self.pop_front_segment()?;
+        }
+        Ok(())
+    }
+
+    /// Starts a new segment when there is no writer or the current one is full.
+    fn roll_if_needed(&mut self) -> Result<(), SpoolError> {
+        let full = self
+            .segments
+            .back()
+            .is_none_or(|s| s.size >= self.segment_bytes);
+        if self.writer.is_some() && !full {
+            return Ok(());
+        }
+        // No tracked segment can have this name: every tracked id is below next_id.
+        let path = segment::path(&self.dir, self.next_id);
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        if self.fsync {
+            recover::sync_dir(&self.dir)?;
+        }
+        self.segments.push_back(SegmentMeta::empty(self.next_id));
+        self.writer = Some(file);
+        Ok(())
+    }
+
+    /// Removes the oldest segment and its file; the head moves to the next segment.
+    fn pop_front_segment(&mut self) -> Result<(), SpoolError> {
+        let Some(front) = self.segments.pop_front() else {
+            return Ok(());
+        };
+        self.head = 0;
+        if self.segments.is_empty() {
+            self.writer = None;
+        }
+        if self
+            .reader
+            .as_ref()
+            .is_some_and(|(id, _)| *id == front.first_id)
+        {
+            self.reader = None;
+        }
+        self.skips.retain(|s| s.0 != front.first_id);
+        match fs::remove_file(segment::path(&self.dir, front.first_id)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    fn disk_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.size).sum()
+    }
+
+    /// Read handle on segment `first_id`, reused across calls.
+    fn reader(&mut self, first_id: u64) -> io::Result<&File> {
+        let file = match self.reader.take() {
+            Some((id, f)) if id == first_id => f,
+            _ => File::open(segment::path(&self.dir, first_id))?,
+        };
+        Ok(&self.reader.insert((first_id, file)).1)
+    }
+
+    fn read_at(
+        &mut self,
+        first_id: u64,
+        offset: u64,
+        end: u64,
+        payload: Option<&mut Vec<u8>>,
+    ) -> io::Result<Option<RecordHeader>> {
+        let file = self.reader(first_id)?;
+        segment::read_record(file, offset, end, payload)
+    }
+}
+
+/// The id after everything seen on disk and everything acked.
+fn next_id(last_id: u64, acked: u64) -> u64 {
+    last_id.max(acked).saturating_add(1)
+}
+
+fn stats_of(
+    segments: &VecDeque<SegmentMeta>,
+    acked: u64,
+    next_id: u64,
+    corrupt: u64,
+) -> SpoolStats {
+    let live = || segments.iter().filter(|s| s.records > 0);
+    SpoolStats {
+        bytes: segments.iter().map(|s| s.size).sum(),
+        batches: segments.iter().map(|s| s.records).sum(),
+        points: segments.iter().map(|s| s.points).sum(),
+        oldest_ts: live().map(|s| s.min_ts).min(),
+        newest_ts: live().map(|s| s.max_ts).max(),
+        acked_id: acked,
+        next_id,
+        corrupt_records: corrupt,
+    }
+}

@@ -1,0 +1,185 @@
+//! Directory-level pieces of the spool: the exclusive lock, the atomic ack file, and the
+//! recovery scan over all segment files shared by `Spool::open` (repairing) and
+//! `Spool::inspect` (read-only).
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write as _};
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+
+use super::segment::{self, SegmentMeta};
+
+/// Lock file name; its `flock` dies with the process, so `kill -9` never leaves it stale.
+pub(super) const LOCK_FILE: &str = "lock";
+/// Ack file name and its temporary sibling for the atomic replace.
+pub(super) const ACK_FILE: &str = "ack";
+const ACK_TMP: &str = "ack.tmp";
+/// Ack file magic, little-endian on disk.
+const ACK_MAGIC: u32 = 0xF5C1_ACC0;
+/// Size of the ack file: magic u32, crc32c u32 (over the id bytes), acked id u64.
+pub(super) const ACK_LEN: u64 = 16;
+
+/// Attempts to take the lock, 10 ms apart. A lock can be held for a moment by a forked
+/// child that has not yet reached `exec` (which closes our `O_CLOEXEC` descriptor).
+const LOCK_ATTEMPTS: u32 = 50;
+
+/// Takes the exclusive `flock` on `dir/lock`. `Ok(None)` when another open file
+/// description (another process, or another `Spool` here) keeps holding it.
+pub(super) fn lock_dir(dir: &Path) -> io::Result<Option<File>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join(LOCK_FILE))?;
+    for attempt in 1..=LOCK_ATTEMPTS {
+        // SAFETY: flock(2) only reads the descriptor number; `file` owns that descriptor
+        // and keeps it open for the whole call. No memory is passed or aliased.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(Some(file));
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::WouldBlock {
+            return Err(err);
+        }
+        if attempt < LOCK_ATTEMPTS {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+    Ok(None)
+}
+
+/// The last acknowledged id (0 when none yet). The flag is true when an ack file existed
+/// but was unreadable: then everything still on disk is resent (replays are idempotent).
+pub(super) fn read_ack(dir: &Path) -> io::Result<(u64, bool)> {
+    let bytes = match fs::read(dir.join(ACK_FILE)) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, false)),
+        Err(e) => return Err(e),
+    };
+    let field = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .and_then(|s| <[u8; 4]>::try_from(s).ok())
+    };
+    let id = bytes.get(8..16).and_then(|s| <[u8; 8]>::try_from(s).ok());
+    match (field(0), field(4), id) {
+        (Some(m), Some(crc), Some(id))
+            if bytes.len() as u64 == ACK_LEN
+                && u32::from_le_bytes(m) == ACK_MAGIC
+                && u32::from_le_bytes(crc) == crc32c::crc32c(&id) =>
+        {
+            Ok((u64::from_le_bytes(id), false))
+        }
+        _ => Ok((0, true)),
+    }
+}
+
+/// Replaces the ack file atomically: write tmp, fsync, rename, fsync the directory.
+pub(super) fn write_ack(dir: &Path, id: u64, fsync: bool) -> io::Result<()> {
+    let id_bytes = id.to_le_bytes();
+    let mut buf = [0u8; ACK_LEN as usize];
+    buf[..4].copy_from_slice(&ACK_MAGIC.to_le_bytes());
+    buf[4..8].copy_from_slice(&crc32c::crc32c(&id_bytes).to_le_bytes());
+    buf[8..].copy_from_slice(&id_bytes);
+    let tmp = dir.join(ACK_TMP);
+    let mut file = File::create(&tmp)?;
+    file.write_all(&buf)?;
+    if fsync {
+        file.sync_data()?;
+    }
+    fs::rename(&tmp, dir.join(ACK_FILE))?;
+    if fsync {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Removes a temporary ack left by a crash before its rename (the old ack still holds).
+pub(super) fn remove_stale_tmp(dir: &Path) -> io::Result<()> {
+    match fs::remove_file(dir.join(ACK_TMP)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Makes renames, creations and deletions in `dir` durable.
+pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Result of scanning every segment in the directory.
+#[derive(Debug, Default)]
+pub(super) struct Recovered {
+    /// Segments holding unacknowledged records, oldest first.
+    pub segments: VecDeque<SegmentMeta>,
+    /// Offset of the oldest unacknowledged record in `segments[0]`.
+    pub head: u64,
+    /// Highest valid record id seen (acked or not).
+    pub last_id: u64,
+    pub torn_tail_bytes: u64,
+    pub corrupt_regions: u64,
+    /// Corrupt regions `(segment first id, start, end)` inside kept segments.
+    pub skips: Vec<(u64, u64, u64)>,
+}
+
+/// Scans all segments of `dir`. With `repair`, torn tails are truncated and segments
+/// without unacknowledged records are deleted; without it nothing is written, and
+/// segments vanishing under a running daemon are skipped.
+pub(super) fn recover_dir(
+    dir: &Path,
+    acked: u64,
+    repair: bool,
+    fsync: bool,
+) -> io::Result<Recovered> {
+    let ids = segment::list(dir)?;
+    let mut out = Recovered::default();
+    let mut removed = false;
+    for (i, &first_id) in ids.iter().enumerate() {
+        let path = segment::path(dir, first_id);
+        // A segment holds ids below the next segment's first id: if that is <= ack+1,
+        // every record in it was delivered and it need not even be read.
+        let wholly_acked = ids
+            .get(i + 1)
+            .is_some_and(|&next| next <= acked.saturating_add(1));
+        if !wholly_acked {
+            let file = match OpenOptions::new().read(true).write(repair).open(&path) {
+                Ok(f) => f,
+                Err(e) if !repair && e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let len = file.metadata()?.len();
+            let scan = segment::scan(&file, first_id, len, acked, &mut out.last_id)?;
+            out.torn_tail_bytes += scan.torn_tail_bytes;
+            out.corrupt_regions += scan.corrupt.len() as u64;
+            if scan.meta.records > 0 {
+                let regions = scan
+                    .corrupt
+                    .iter()
+                    .map(|&(start, end)| (first_id, start, end));
+                out.skips.extend(regions);
+                if repair && scan.torn_tail_bytes > 0 {
+                    file.set_len(scan.meta.size)?;
+                    if fsync {
+                        file.sync_all()?;
+                    }
+                }
+                if out.segments.is_empty() {
+                    out.head = scan.head;
+                }
+                out.segments.push_back(scan.meta);
+                continue;
+            }
+        }
+        if repair {
+            fs::remove_file(&path)?;
+            removed = true;
+        }
+    }
+    if removed && fsync {
+        sync_dir(dir)?;
+    }
+    Ok(out)
+}

@@ -1,0 +1,256 @@
+//! End to end through real servers: mosquitto -> citysensed -> VictoriaMetrics (v2 API) and
+//! influxd 1.x (v1 API). Readings carry their own timestamps, so the expected windows can be
+//! computed exactly and compared with what the stores hold.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use support::{publish, wait_until, Daemon, Influxd, Mosquitto, Victoria};
+
+const WINDOW_S: i64 = 2;
+const SENSORS: usize = 10;
+const PER_SENSOR: usize = 100;
+
+/// Expected (count, sum, min, max) per (sensor, window start in ms).
+type Expected = BTreeMap<(String, i64), (u64, f64, f64, f64)>;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn config(mqtt_port: u16, client: &str, output: &str) -> String {
+    format!(
+        r#"
+[gateway]
+id = "gw-test"
+
+[aggregation]
+window_secs = {WINDOW_S}
+grace_secs = 1
+stats = ["mean", "min", "max", "count"]
+
+[[mqtt]]
+port = {mqtt_port}
+client_id = "{client}"
+
+[[mqtt.subscription]]
+topic = "city/{{sensor}}/air"
+format = "json"
+timestamp_path = "ts"
+timestamp_format = "unix_ms"
+
+[output]
+{output}
+
+[spool]
+dir = "{{spool}}"
+fsync = false
+
+[metrics]
+listen = ""
+"#
+    )
+}
+
+/// 1,000 messages over 10 sensors, spread over the two windows after the current one (so
+/// none is late), half QoS0 and half QoS1. Values are integers/2, exact in f32 and f64.
+fn workload(bad_every: Option<usize>) -> (Vec<(String, Vec<u8>, u8)>, Expected) {
+    let window_ms = WINDOW_S * 1000;
+    let first = (now_ms() / window_ms + 1) * window_ms;
+    let mut msgs = Vec::new();
+    let mut expected = Expected::new();
+    for i in 0..PER_SENSOR {
+        for s in 0..SENSORS {
+            let sensor = format!("s{s:02}");
+            let ts = first + (i as i64 * 2 * window_ms) / PER_SENSOR as i64;
+            let value = ((i * 7 + s * 13) % 97) as f64 / 2.0;
+            let payload = format!(r#"{{"pm2_5": {value}, "ts": {ts}}}"#);
+            let qos = (i % 2) as u8;
+            msgs.push((format!("city/{sensor}/air"), payload.into_bytes(), qos));
+            let w = ts - ts.rem_euclid(window_ms);
+            let e = expected
+                .entry((sensor, w))
+                .or_insert((0, 0.0, f64::MAX, f64::MIN));
+            e.0 += 1;
+            e.1 += value;
+            e.2 = e.2.min(value);
+            e.3 = e.3.max(value);
+            if let Some(n) = bad_every {
+                if (i * SENSORS + s) % n == 0 {
+                    let bad: &[u8] = match i % 4 {
+                        0 => b"{\"pm2_5\": ",
+                        1 => b"not json",
+                        2 => b"{\"pm2_5\": \"high\", \"ts\": 1}",
+                        _ => b"\xff\xfe\x00",
+                    };
+                    msgs.push((format!("city/{}/air", "s00"), bad.to_vec(), qos));
+                }
+            }
+        }
+    }
+    (msgs, expected)
+}
+
+/// Waits until every expected window has closed (its end + grace + a tick has passed).
+async fn wait_windows_closed(expected: &Expected) {
+    let last = expected.keys().map(|(_, w)| *w).max().unwrap();
+    let close_at = last + WINDOW_S * 1000 + 1000 + 500;
+    let wait = close_at - now_ms();
+    if wait > 0 {
+        tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+    }
+}
+
+fn check_victoria(series: &[support::ExportedSeries], expected: &Expected) {
+    let mut got: BTreeMap<(String, i64), BTreeMap<String, f64>> = BTreeMap::new();
+    for s in series {
+        let name = s.metric["__name__"].clone();
+        let sensor = s.metric.get("sensor").cloned().unwrap_or_default();
+        assert_eq!(s.metric.get("gateway").map(String::as_str), Some("gw-test"));
+        for (t, v) in s.timestamps.iter().zip(&s.values) {
+            let prev = got
+                .entry((sensor.clone(), *t))
+                .or_default()
+                .insert(name.clone(), *v);
+            assert!(prev.is_none(), "duplicate point {name} {sensor} {t}");
+        }
+    }
+    assert_eq!(got.len(), expected.len(), "windows in store vs expected");
+    for ((sensor, w), (count, sum, min, max)) in expected {
+        let f = got
+            .get(&(sensor.clone(), *w))
+            .unwrap_or_else(|| panic!("window {sensor} {w} missing"));
+        assert_eq!(f["air_quality_pm2_5_count"], *count as f64, "{sensor} {w}");
+        assert!(
+            (f["air_quality_pm2_5_mean"] - sum / *count as f64).abs() < 1e-9,
+            "{sensor} {w}"
+        );
+        assert_eq!(f["air_quality_pm2_5_min"], *min, "{sensor} {w}");
+        assert_eq!(f["air_quality_pm2_5_max"], *max, "{sensor} {w}");
+    }
+}
+
+async fn check_influxd(influx: &Influxd, expected: &Expected) {
+    let rows = influx
+        .query_rows("city", "SELECT * FROM air_quality GROUP BY sensor")
+        .await;
+    assert_eq!(rows.len(), expected.len(), "rows in influxd: {rows:?}");
+    for row in rows {
+        let sensor = row["sensor"].as_str().expect("sensor tag").to_string();
+        let t_ms = row["time"].as_i64().expect("time in ns") / 1_000_000;
+        let (count, sum, min, max) = expected
+            .get(&(sensor.clone(), t_ms))
+            .unwrap_or_else(|| panic!("unexpected window {sensor} {t_ms}"));
+        let f = |k: &str| row[k].as_f64().unwrap_or_else(|| panic!("{k} in {row:?}"));
+        assert_eq!(f("pm2_5_count"), *count as f64);
+        assert!((f("pm2_5_mean") - sum / *count as f64).abs() < 1e-9);
+        assert_eq!(f("pm2_5_min"), *min);
+        assert_eq!(f("pm2_5_max"), *max);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_messages_land_exactly_in_victoria_and_influxd() {
+    let broker = Mosquitto::start().await;
+    let vm = Victoria::start().await;
+    let influx = Influxd::start().await;
+    influx.create_db("city").await;
+    let v2 = format!(
+        "api = \"v2\"\nurl = \"{}\"\norg = \"o\"\nbucket = \"b\"\ntoken = \"t\"",
+        vm.write_url()
+    );
+    let v1 = format!("api = \"v1\"\nurl = \"{}\"\ndb = \"city\"", influx.url());
+    let mut d2 = Daemon::start(&config(broker.port, "cs-v2", &v2));
+    let mut d1 = Daemon::start(&config(broker.port, "cs-v1", &v1));
+    for d in [&d2, &d1] {
+        let m = d.metrics.clone();
+        wait_until(
+            Duration::from_secs(10),
+            "daemon connected to mosquitto",
+            || {
+                let m = m.clone();
+                async move { m.sources_connected() == 1 }
+            },
+        )
+        .await;
+    }
+    // Subscriptions are sent right after ConnAck; give the broker a moment to register them.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let (msgs, expected) = workload(None);
+    assert_eq!(msgs.len(), SENSORS * PER_SENSOR);
+    publish(broker.port, &msgs).await;
+    wait_windows_closed(&expected).await;
+
+    let want = expected.len() as u64;
+    for d in [&d2, &d1] {
+        let m = d.metrics.clone();
+        wait_until(Duration::from_secs(20), "all windows delivered", || {
+            let m = m.clone();
+            async move { m.uplink_points_sent.load(Relaxed) >= want }
+        })
+        .await;
+    }
+    d2.stop().await;
+    d1.stop().await;
+    for d in [&d2, &d1] {
+        assert_eq!(
+            d.metrics.readings_aggregated.load(Relaxed),
+            msgs.len() as u64
+        );
+        assert_eq!(
+            d.metrics.uplink_points_sent.load(Relaxed),
+            want,
+            "no extra points at shutdown"
+        );
+    }
+    check_victoria(
+        &vm.export("{__name__=~\"air_quality_.*\"}").await,
+        &expected,
+    );
+    check_influxd(&influx, &expected).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_flood_loses_no_good_reading() {
+    let broker = Mosquitto::start().await;
+    let vm = Victoria::start().await;
+    let v2 = format!("api = \"v2\"\nurl = \"{}\"\nbucket = \"b\"", vm.write_url());
+    let mut d = Daemon::start(&config(broker.port, "cs-flood", &v2));
+    let m = d.metrics.clone();
+    wait_until(Duration::from_secs(10), "daemon connected", || {
+        let m = m.clone();
+        async move { m.sources_connected() == 1 }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // One bad message after every good one: 1,000 bad among 1,000 good.
+    let (msgs, expected) = workload(Some(1));
+    let bad = msgs.len() - SENSORS * PER_SENSOR;
+    assert_eq!(bad, 1000);
+    publish(broker.port, &msgs).await;
+    wait_windows_closed(&expected).await;
+    let want = expected.len() as u64;
+    wait_until(Duration::from_secs(20), "all windows delivered", || {
+        let m = m.clone();
+        async move { m.uplink_points_sent.load(Relaxed) >= want }
+    })
+    .await;
+    d.stop().await;
+    assert_eq!(d.metrics.bad_input_total(), bad as u64);
+    assert_eq!(
+        d.metrics.readings_aggregated.load(Relaxed),
+        (SENSORS * PER_SENSOR) as u64
+    );
+    check_victoria(
+        &vm.export("{__name__=~\"air_quality_.*\"}").await,
+        &expected,
+    );
+}

@@ -1,0 +1,68 @@
+//! Runs citysense in-process (the public `run_with`) on a config text, with its spool in a
+//! temp dir, and stops it the way SIGTERM does.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use citysense::config::Config;
+use citysense::service::metrics::Metrics;
+use tokio_util::sync::CancellationToken;
+
+pub struct Daemon {
+    pub metrics: Arc<Metrics>,
+    pub spool_dir: PathBuf,
+    token: CancellationToken,
+    handle: Option<tokio::task::JoinHandle<Result<(), citysense::RunError>>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Daemon {
+    /// Starts the daemon on `config` (TOML). `{spool}` in the text is replaced by a fresh
+    /// temp dir unless the text sets `[spool] dir` itself.
+    pub fn start(config: &str) -> Daemon {
+        let dir = tempfile::Builder::new()
+            .prefix("citysense-daemon-")
+            .tempdir()
+            .expect("temp dir");
+        let spool = dir.path().join("spool");
+        let mut d = Daemon::start_with_spool(config, &spool);
+        d._dir = Some(dir);
+        d
+    }
+
+    /// Starts the daemon with its spool in `spool` (kept by the caller across restarts).
+    pub fn start_with_spool(config: &str, spool: &Path) -> Daemon {
+        let text = config.replace("{spool}", &spool.display().to_string());
+        let cfg = Config::parse(&text, Path::new("test.toml"))
+            .unwrap_or_else(|e| panic!("test config invalid:\n{e}\n---\n{text}"));
+        let metrics = Metrics::new();
+        let token = CancellationToken::new();
+        let handle = tokio::spawn(citysense::run_with(cfg, token.clone(), metrics.clone()));
+        Daemon {
+            metrics,
+            spool_dir: spool.to_path_buf(),
+            token,
+            handle: Some(handle),
+            _dir: None,
+        }
+    }
+
+    /// SIGTERM-equivalent: cancel, wait for the orderly stop (flush, spool, drain).
+    pub async fn stop(&mut self) {
+        self.token.cancel();
+        if let Some(h) = self.handle.take() {
+            tokio::time::timeout(Duration::from_secs(30), h)
+                .await
+                .expect("daemon stops within 30 s")
+                .expect("daemon task did not panic")
+                .expect("daemon run returned Ok");
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.token.cancel();
+    }
+}
