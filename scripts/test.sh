@@ -10,6 +10,7 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mos
 command -v influxd >/dev/null 2>&1 || need+=(influxdb)
 command -v victoria-metrics >/dev/null 2>&1 || need+=(victoria-metrics)
 command -v socat >/dev/null 2>&1 || need+=(socat)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
     echo "== installing test servers: ${need[*]}"
     if [ "$(id -u)" -ne 0 ]; then

@@ -30,7 +30,7 @@ impl Mosquitto {
     /// A non-persistent broker on a free port.
     pub async fn start() -> Mosquitto {
         for attempt in 1..=START_ATTEMPTS {
-            match Self::try_start(None, free_port()).await {
+            match Self::try_start(None, free_port(), "").await {
                 Ok(broker) => return broker,
                 Err((NotReady::Exited(_), failure)) if attempt < START_ATTEMPTS => {
                     eprintln!("{failure}\nretrying on another port");
@@ -45,7 +45,22 @@ impl Mosquitto {
     /// stop it, then start it again with the same arguments).
     pub async fn start_persistent(dir: &Path, port: u16) -> Mosquitto {
         std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-        match Self::try_start(Some(dir.to_owned()), port).await {
+        match Self::try_start(Some(dir.to_owned()), port, "").await {
+            Ok(broker) => broker,
+            Err((_, failure)) => panic!("{failure}"),
+        }
+    }
+
+    /// A broker with a plain listener (`port`, for the test's publisher) and a second,
+    /// TLS-only listener on `tls_port` using `cert`/`key` signed by `ca` (all PEM files).
+    pub async fn start_tls(tls_port: u16, ca: &Path, cert: &Path, key: &Path) -> Mosquitto {
+        let extra = format!(
+            "listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
+            ca.display(),
+            cert.display(),
+            key.display()
+        );
+        match Self::try_start(None, free_port(), &extra).await {
             Ok(broker) => broker,
             Err((_, failure)) => panic!("{failure}"),
         }
@@ -55,6 +70,7 @@ impl Mosquitto {
     async fn try_start(
         persistence: Option<PathBuf>,
         port: u16,
+        extra: &str,
     ) -> Result<Mosquitto, (NotReady, String)> {
         let bin = find_binary("mosquitto", "mosquitto");
         let dir = tempfile::Builder::new()
@@ -63,8 +79,11 @@ impl Mosquitto {
             .expect("temp dir");
         let conf = dir.path().join("mosquitto.conf");
         let broker_log = dir.path().join("mosquitto.log");
-        std::fs::write(&conf, config(port, &broker_log, persistence.as_deref()))
-            .expect("write mosquitto.conf");
+        std::fs::write(
+            &conf,
+            config(port, &broker_log, persistence.as_deref()) + extra,
+        )
+        .expect("write mosquitto.conf");
         let args = vec!["-c".to_owned(), conf.display().to_string()];
         let mut process =
             ServerProcess::spawn("mosquitto", &bin, &args, &dir.path().join("stdout.log"))

@@ -1,0 +1,300 @@
+//! The MQTT source against a real mosquitto: TLS (with the rustls provider pinned, so the
+//! "no process-level CryptoProvider" panic cannot come back), resubscription after a broker
+//! that lost its state, and the flush of open windows at shutdown.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use support::{free_port, publish, wait_until, Daemon, Mosquitto, Victoria};
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn config(port: u16, client: &str, vm: &Victoria, extra_mqtt: &str) -> String {
+    format!(
+        r#"
+[gateway]
+id = "gw"
+
+[aggregation]
+window_secs = 60
+stats = ["mean", "count"]
+
+[[mqtt]]
+port = {port}
+client_id = "{client}"
+{extra_mqtt}
+
+[[mqtt.subscription]]
+topic = "n/{{sensor}}/{{quantity}}"
+format = "plain"
+
+[output]
+api = "v2"
+url = "{}"
+bucket = "b"
+
+[spool]
+dir = "{{spool}}"
+fsync = false
+
+[metrics]
+listen = ""
+"#,
+        vm.write_url()
+    )
+}
+
+async fn connected(d: &Daemon) {
+    let m = d.metrics.clone();
+    wait_until(
+        Duration::from_secs(15),
+        "daemon connected to the broker",
+        || {
+            let m = m.clone();
+            async move { m.sources_connected() == 1 }
+        },
+    )
+    .await;
+    // Subscriptions go out right after ConnAck; let the broker register them.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+fn msg(sensor: &str, q: &str, v: f64) -> (String, Vec<u8>, u8) {
+    (format!("n/{sensor}/{q}"), v.to_string().into_bytes(), 1)
+}
+
+/// Sum of `air_quality_pm10_count` over all points in the store.
+async fn stored_count(vm: &Victoria) -> f64 {
+    vm.export("{__name__=\"air_quality_pm10_count\"}")
+        .await
+        .iter()
+        .flat_map(|s| s.values.iter())
+        .sum()
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is needed for the TLS test: apt-get install -y openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it.
+fn make_certs(dir: &Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec![
+        "req",
+        "-x509",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=citysense test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ];
+    ca.extend(ec);
+    openssl(dir, &ca);
+    let mut csr = vec![
+        "req",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ];
+    csr.extend(ec);
+    openssl(dir, &csr);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "server.pem",
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_connection_delivers_readings() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certs(certs.path());
+    let tls_port = free_port();
+    let p = certs.path();
+    let broker = Mosquitto::start_tls(
+        tls_port,
+        &p.join("ca.pem"),
+        &p.join("server.pem"),
+        &p.join("server.key"),
+    )
+    .await;
+    let vm = Victoria::start().await;
+    let tls = format!("[mqtt.tls]\nca_file = \"{}\"", p.join("ca.pem").display());
+    let mut d = Daemon::start(&config(tls_port, "cs-tls", &vm, &tls));
+    connected(&d).await;
+    publish(broker.port, &[msg("a", "pm10", 5.0), msg("a", "pm10", 7.0)]).await;
+    let m = d.metrics.clone();
+    wait_until(Duration::from_secs(10), "readings aggregated", || {
+        let m = m.clone();
+        async move { m.readings_aggregated.load(Relaxed) == 2 }
+    })
+    .await;
+    d.stop().await;
+    assert_eq!(stored_count(&vm).await, 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_an_unknown_ca_is_refused_and_retried() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certs(certs.path());
+    let other = tempfile::tempdir().unwrap();
+    make_certs(other.path());
+    let tls_port = free_port();
+    let p = certs.path();
+    let _broker = Mosquitto::start_tls(
+        tls_port,
+        &p.join("ca.pem"),
+        &p.join("server.pem"),
+        &p.join("server.key"),
+    )
+    .await;
+    let vm = Victoria::start().await;
+    // Trusts a different CA: the handshake must fail, the daemon must keep trying, not panic.
+    let tls = format!(
+        "[mqtt.tls]\nca_file = \"{}\"",
+        other.path().join("ca.pem").display()
+    );
+    let mut d = Daemon::start(&config(tls_port, "cs-tls-bad", &vm, &tls));
+    let m = d.metrics.clone();
+    wait_until(Duration::from_secs(10), "two failed attempts", || {
+        let m = m.clone();
+        async move {
+            m.render()
+                .contains("citysense_source_reconnects_total{kind=\"mqtt\"")
+                && reconnects(&m) >= 2
+        }
+    })
+    .await;
+    assert_eq!(d.metrics.sources_connected(), 0);
+    d.stop().await;
+}
+
+fn reconnects(m: &citysense::service::metrics::Metrics) -> u64 {
+    m.render()
+        .lines()
+        .find(|l| l.starts_with("citysense_source_reconnects_total{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resubscribes_when_the_broker_lost_the_session() {
+    let state = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut broker = Mosquitto::start_persistent(state.path(), port).await;
+    let vm = Victoria::start().await;
+    let mut d = Daemon::start(&config(port, "cs-resub", &vm, ""));
+    connected(&d).await;
+    publish(port, &[msg("a", "pm10", 1.0)]).await;
+
+    // The broker dies and comes back without its state: no session, no subscriptions.
+    broker.stop();
+    drop(broker);
+    std::fs::remove_dir_all(state.path()).unwrap();
+    let _broker = Mosquitto::start_persistent(state.path(), port).await;
+    connected(&d).await;
+    publish(port, &[msg("a", "pm10", 2.0), msg("b", "pm10", 3.0)]).await;
+    let m = d.metrics.clone();
+    wait_until(
+        Duration::from_secs(15),
+        "readings after the restart",
+        || {
+            let m = m.clone();
+            async move { m.readings_aggregated.load(Relaxed) == 3 }
+        },
+    )
+    .await;
+    d.stop().await;
+    assert_eq!(stored_count(&vm).await, 3.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_flushes_open_windows_to_the_store() {
+    let broker = Mosquitto::start().await;
+    let vm = Victoria::start().await;
+    let mut d = Daemon::start(&config(broker.port, "cs-flush", &vm, ""));
+    connected(&d).await;
+    let t0 = now_ms();
+    publish(
+        broker.port,
+        &[
+            msg("a", "pm10", 4.0),
+            msg("a", "pm10", 6.0),
+            msg("b", "pm10", 9.0),
+        ],
+    )
+    .await;
+    let m = d.metrics.clone();
+    wait_until(Duration::from_secs(10), "readings aggregated", || {
+        let m = m.clone();
+        async move { m.readings_aggregated.load(Relaxed) == 3 }
+    })
+    .await;
+    // The 60 s window is still open: only the shutdown flush can deliver it.
+    assert_eq!(d.metrics.uplink_points_sent.load(Relaxed), 0);
+    d.stop().await;
+    assert_eq!(d.metrics.uplink_points_sent.load(Relaxed), 2);
+    let series = vm.export("{__name__=\"air_quality_pm10_mean\"}").await;
+    assert_eq!(series.len(), 2);
+    for s in &series {
+        assert_eq!(s.timestamps.len(), 1);
+        let start = t0 - t0.rem_euclid(60_000);
+        assert!(
+            s.timestamps[0] == start || s.timestamps[0] == start + 60_000,
+            "window start"
+        );
+        let want = if s.metric["sensor"] == "a" { 5.0 } else { 9.0 };
+        assert_eq!(s.values[0], want);
+    }
+}
