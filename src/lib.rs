@@ -119,7 +119,7 @@ pub async fn run_with(
         now_ns(),
     );
     tracker.spawn(aggregator.run(reading_rx, batch_tx));
-    let sink_task = tracker.spawn(sink.run(batch_rx, shutdown.clone()));
+    let sink_task = tracker.spawn(sink.run(batch_rx));
     tracker.spawn(service::systemd::supervise(
         metrics.clone(),
         service_stop.clone(),

@@ -89,7 +89,7 @@ impl Sink {
     }
 
     /// Consumes window batches until the channel closes, then lets the uplink drain.
-    pub async fn run(self, mut input: mpsc::Receiver<WindowBatch>, shutdown: CancellationToken) {
+    pub async fn run(self, mut input: mpsc::Receiver<WindowBatch>) {
         match self {
             Sink::Stdout => {
                 while let Some(batch) = input.recv().await {
@@ -113,7 +113,6 @@ impl Sink {
                     wake.notify_one();
                 }
                 // Input closed: shutdown. Give the uplink a deadline to send what is left.
-                let _ = shutdown;
                 stop.cancel();
                 if tokio::time::timeout(DRAIN_DEADLINE + Duration::from_secs(1), up)
                     .await
