@@ -155,3 +155,31 @@ fn missing_profile_and_incomplete_table_are_errors() {
     .unwrap_err();
     assert_eq!(errs.0[0].key, "serial[0].profile_file", "{errs}");
 }
+
+#[test]
+fn documented_examples_parse() {
+    // The commented block in `gen-config`'s example, uncommented.
+    let example: String = crate::config::EXAMPLE
+        .lines()
+        .skip_while(|l| *l != "# [[serial]]")
+        .take_while(|l| l.starts_with("# "))
+        .map(|l| format!("{}\n", &l[2..]))
+        .collect();
+    let cfg = parse(&example).unwrap_or_else(|e| panic!("{e}\n{example}"));
+    assert_eq!(cfg.serial[0].profile().unwrap().model, "sds011");
+    // The README's `[[serial]]` example.
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .split("## Serial sensors")
+        .nth(1)
+        .expect("README has a Serial sensors section");
+    let block = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a toml example");
+    let cfg = parse(block).unwrap_or_else(|e| panic!("{e}\n{block}"));
+    assert_eq!(cfg.serial.len(), 2);
+    let co2 = cfg.serial[1].profile().unwrap();
+    assert_eq!((co2.warmup_secs, co2.poll_interval_secs()), (60, Some(10)));
+}
