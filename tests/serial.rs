@@ -308,3 +308,143 @@ async fn absent_port_and_replug_are_retried_and_readings_flow_again() {
         &values,
     );
 }
+
+/// PMS5003 frame `42 4D 00 1C` + 13 BE words (all `v`) + BE sum of the 30 bytes before it.
+fn pms_frame(v: u16) -> Vec<u8> {
+    let mut f = vec![0x42, 0x4D, 0x00, 0x1C];
+    for _ in 0..13 {
+        f.extend(v.to_be_bytes());
+    }
+    let sum = f
+        .iter()
+        .map(|b| u16::from(*b))
+        .fold(0u16, u16::wrapping_add);
+    f.extend(sum.to_be_bytes());
+    f
+}
+
+/// SPS30 answer to "read measured values": `7E 00 03 STATE LEN data CHK 7E` with ten BE f32
+/// (all `v`), CHK = NOT of the low byte of the sum, 7E/7D/11/13 stuffed as 7D + (b ^ 0x20).
+fn sps30_answer(v: f32) -> Vec<u8> {
+    let mut body = vec![0x00, 0x03, 0x00, 40];
+    for _ in 0..10 {
+        body.extend(v.to_be_bytes());
+    }
+    body.push(!body.iter().fold(0u8, |s, b| s.wrapping_add(*b)));
+    let mut f = vec![0x7E];
+    for b in body {
+        match b {
+            0x7E | 0x7D | 0x11 | 0x13 => f.extend([0x7D, b ^ 0x20]),
+            _ => f.push(b),
+        }
+    }
+    f.push(0x7E);
+    f
+}
+
+/// Plays an SPS30: answers each "read measured values" command (`7E 00 03 00 FC 7E`) with
+/// the next of `values`.
+async fn play_sps30(sensor: &mut SerialStream, values: &[f32]) {
+    const READ: [u8; 6] = [0x7E, 0x00, 0x03, 0x00, 0xFC, 0x7E];
+    let (mut heard, mut answered) = (Vec::<u8>::new(), 0);
+    while answered < values.len() {
+        let mut chunk = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(10), sensor.read(&mut chunk))
+            .await
+            .expect("an SPS30 command within 10 s")
+            .unwrap();
+        heard.extend(&chunk[..n]);
+        while let Some(at) = heard.windows(6).position(|w| w == READ) {
+            heard.drain(..at + 6);
+            sensor
+                .write_all(&sps30_answer(values[answered]))
+                .await
+                .unwrap();
+            answered += 1;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pms5003_sps30_and_counter_lines_land() {
+    let (pms, sps, door) = (PtyPair::start(), PtyPair::start(), PtyPair::start());
+    let vm = Victoria::start().await;
+    let serial = format!(
+        r#"[[serial]]
+name = "pms-a"
+port = "{}"
+[serial.profile]
+base = "pms5003"
+warmup_secs = 0
+protocol = {{ type = "pms", mode = "active" }}
+
+[[serial]]
+name = "sps-a"
+port = "{}"
+poll_interval_secs = 1
+[serial.profile]
+base = "sps30"
+warmup_secs = 0
+
+[[serial]]
+name = "door-a"
+port = "{}"
+profile = "counter-kv""#,
+        pms.b.display(),
+        sps.b.display(),
+        door.b.display()
+    );
+    let mut d = Daemon::start(&config(&vm, &serial));
+    let m = d.metrics.clone();
+    wait_until(Duration::from_secs(15), "three ports open", || {
+        let m = m.clone();
+        async move { m.sources_connected() == 3 }
+    })
+    .await;
+
+    let pms_values = [12u16, 35, 7];
+    let mut pms_end = open_sensor_end(&pms.a);
+    for v in pms_values {
+        pms_end.write_all(&pms_frame(v)).await.unwrap();
+    }
+    let mut door_end = open_sensor_end(&door.a);
+    door_end
+        .write_all(b"in=3,out=1\r\nin=0 out=2\nin=5,out=0\n")
+        .await
+        .unwrap();
+    let sps_values = [2.5f32, 9.25];
+    play_sps30(&mut open_sensor_end(&sps.a), &sps_values).await;
+    wait_aggregated(&d, 3 * 9 + 2 * 10 + 3 * 2).await;
+    d.stop().await;
+
+    assert_eq!(d.metrics.bad_input_total(), 0);
+    assert_eq!(d.metrics.readings_aggregated.load(Relaxed), 53);
+    let series = vm.export("{__name__=~\"(air_quality|footfall)_.*\"}").await;
+    let pms_by = |metric: &str| {
+        let s: Vec<ExportedSeries> = series
+            .iter()
+            .filter(|s| s.metric.get("sensor").map(String::as_str) == Some("pms-a"))
+            .cloned()
+            .collect();
+        summary(&s, metric, "pms-a", "pms5003")
+    };
+    let pms_f: Vec<f64> = pms_values.iter().map(|v| f64::from(*v)).collect();
+    assert_summary(pms_by("air_quality_pm2_5"), &pms_f);
+    assert_summary(pms_by("air_quality_pc0_3"), &pms_f);
+    let sps: Vec<ExportedSeries> = series
+        .iter()
+        .filter(|s| s.metric.get("sensor").map(String::as_str) == Some("sps-a"))
+        .cloned()
+        .collect();
+    let sps_f: Vec<f64> = sps_values.iter().map(|v| f64::from(*v)).collect();
+    assert_summary(summary(&sps, "air_quality_pm2_5", "sps-a", "sps30"), &sps_f);
+    assert_summary(summary(&sps, "air_quality_nc10", "sps-a", "sps30"), &sps_f);
+    assert_summary(
+        summary(&series, "footfall_in", "door-a", "counter-kv"),
+        &[3.0, 0.0, 5.0],
+    );
+    assert_summary(
+        summary(&series, "footfall_out", "door-a", "counter-kv"),
+        &[1.0, 2.0, 0.0],
+    );
+}
