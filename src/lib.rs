@@ -42,6 +42,7 @@ use crate::pipeline::aggregate::Aggregator;
 use crate::reading::{now_ns, Registry};
 use crate::service::metrics::Metrics;
 use crate::sinks::Sink;
+use crate::sources::serial::SerialSource;
 use crate::sources::{mqtt::MqttSource, simulator::Simulator, Source, SourceError};
 
 /// Why the daemon could not start.
@@ -160,6 +161,11 @@ fn build_sources(
         let sm = metrics.source("mqtt", &m.display_name());
         let src = MqttSource::build(m, &cfg.gateway.id, tags.clone(), registry.clone(), sm)?;
         sources.push(Source::Mqtt(Box::new(src)));
+    }
+    for s in &cfg.serial {
+        let sm = metrics.source("serial", &s.name);
+        let src = SerialSource::build(s, &tags, registry, sm)?;
+        sources.push(Source::Serial(Box::new(src)));
     }
     if let Some(sim) = &cfg.simulator {
         sources.push(Source::Simulator(Simulator::build(sim, &tags, registry)?));

@@ -8,6 +8,7 @@
 mod locate;
 mod mqtt;
 mod output;
+mod serial;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use serde::Deserialize;
 pub use locate::{ConfigError, ConfigErrors};
 pub use mqtt::{MqttConfig, PayloadFormat, SubscriptionConfig, TimestampFormat, TlsConfig};
 pub use output::{OutputApi, OutputConfig};
+pub use serial::{ProfileProblem, ProfileSpec, ProfileTable, SerialConfig};
 
 /// The commented example printed by `citysensed gen-config`; a golden test keeps it parseable.
 pub const EXAMPLE: &str = include_str!("example.toml");
@@ -35,6 +37,9 @@ pub struct Config {
     /// MQTT brokers to subscribe to. Default: none.
     #[serde(default)]
     pub mqtt: Vec<MqttConfig>,
+    /// Serial ports with one sensor each. Default: none.
+    #[serde(default)]
+    pub serial: Vec<SerialConfig>,
     /// Built-in simulated sensors (the demo). Default: off.
     #[serde(default)]
     pub simulator: Option<SimulatorConfig>,
@@ -316,6 +321,21 @@ impl Config {
         for (i, m) in self.mqtt.iter().enumerate() {
             m.check(&format!("mqtt[{i}]"), &mut errs);
         }
+        for (i, s) in self.serial.iter().enumerate() {
+            s.check(&format!("serial[{i}]"), &mut errs);
+            if self.serial.iter().take(i).any(|o| o.name == s.name) {
+                errs.push((
+                    format!("serial[{i}].name"),
+                    "used by another [[serial]]".into(),
+                ));
+            }
+            if self.serial.iter().take(i).any(|o| o.port == s.port) {
+                errs.push((
+                    format!("serial[{i}].port"),
+                    "used by another [[serial]]".into(),
+                ));
+            }
+        }
         self.output.check(&mut errs);
         if self.spool.max_bytes < MIN_SPOOL_BYTES {
             errs.push((
@@ -331,10 +351,11 @@ impl Config {
                 "must be an address like 127.0.0.1:9273".into(),
             ));
         }
-        if self.mqtt.is_empty() && self.simulator.is_none() {
+        if self.mqtt.is_empty() && self.serial.is_empty() && self.simulator.is_none() {
             errs.push((
                 "mqtt".into(),
-                "no source configured: add an [[mqtt]] section (or [simulator])".into(),
+                "no source configured: add an [[mqtt]] or [[serial]] section (or [simulator])"
+                    .into(),
             ));
         }
         errs

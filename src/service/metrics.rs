@@ -63,6 +63,11 @@ pub struct SourceMetrics {
     pub connected: AtomicI64,
     pub reconnects: AtomicU64,
     bad_input_log: RateLimit,
+    /// Serial: readings discarded while the sensor warmed up after its port (re)opened.
+    pub warmup_discarded: AtomicU64,
+    /// Serial: readings outside the sensor profile's valid range.
+    pub out_of_range: AtomicU64,
+    out_of_range_log: RateLimit,
 }
 
 impl SourceMetrics {
@@ -71,6 +76,14 @@ impl SourceMetrics {
         self.bad_input.fetch_add(1, Relaxed);
         if let Some(suppressed) = self.bad_input_log.check() {
             tracing::warn!(source = %self.name, origin, %error, suppressed, "bad input skipped");
+        }
+    }
+
+    /// A reading outside its profile's valid range: counted, logged rate-limited.
+    pub fn out_of_range(&self, quantity: &str, value: f64) {
+        self.out_of_range.fetch_add(1, Relaxed);
+        if let Some(suppressed) = self.out_of_range_log.check() {
+            tracing::warn!(source = %self.name, quantity, value, suppressed, "reading outside the valid range dropped");
         }
     }
 
@@ -233,6 +246,26 @@ impl Metrics {
                     s.kind,
                     escape_label(&s.name),
                     get(s)
+                );
+            }
+        }
+        header(
+            &mut out,
+            "citysense_source_readings_discarded_total",
+            "counter",
+            "Readings a source discarded, by reason (sensor warm-up, outside the valid range).",
+        );
+        for s in &sources {
+            for (reason, n) in [
+                ("warmup", &s.warmup_discarded),
+                ("out_of_range", &s.out_of_range),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "citysense_source_readings_discarded_total{{kind=\"{}\",source=\"{}\",reason=\"{reason}\"}} {}",
+                    s.kind,
+                    escape_label(&s.name),
+                    n.load(Relaxed)
                 );
             }
         }

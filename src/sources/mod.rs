@@ -3,6 +3,7 @@
 
 pub mod backoff;
 pub mod mqtt;
+pub mod serial;
 pub mod simulator;
 
 use tokio::sync::mpsc;
@@ -24,6 +25,8 @@ pub enum SourceError {
 pub enum Source {
     Mqtt(Box<mqtt::MqttSource>),
     Simulator(simulator::Simulator),
+    /// Boxed like `Mqtt`: it carries its profile and decoder, far larger than the others.
+    Serial(Box<serial::SerialSource>),
 }
 
 impl Source {
@@ -31,6 +34,7 @@ impl Source {
         match self {
             Source::Mqtt(m) => format!("mqtt {}", m.name()),
             Source::Simulator(_) => "simulator".into(),
+            Source::Serial(s) => format!("serial {}", s.name()),
         }
     }
 
@@ -42,6 +46,7 @@ impl Source {
         match self {
             Source::Mqtt(m) => m.run(out, shutdown).await,
             Source::Simulator(s) => s.run(out, shutdown).await,
+            Source::Serial(s) => s.run(out, shutdown).await,
         }
     }
 }

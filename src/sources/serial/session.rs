@@ -1,0 +1,172 @@
+//! One session on an open port: send the profile's init commands, poll if the sensor is
+//! polled, read into the buffer and drain it through the decoder, turning frame values into
+//! readings. Ends on shutdown, when the aggregator is gone, or when the port fails.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::time::{Interval, MissedTickBehavior};
+use tokio_serial::SerialStream;
+use tokio_util::sync::CancellationToken;
+
+use super::SerialSource;
+use crate::decode::Step;
+use crate::reading::{now_ns, Reading, TimestampNs};
+
+/// Bytes read per `read` call (a UART at 115200 baud delivers about 11.5 KB/s).
+const READ_CHUNK: usize = 512;
+/// Pause between init commands: sensors drop a command sent while they handle the last one.
+const COMMAND_GAP: Duration = Duration::from_millis(100);
+/// A write that takes longer than this means the port is stuck.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why a session ended.
+pub(super) enum End {
+    /// Shutdown was requested, or the aggregator is gone: stop the source.
+    Stop,
+    /// The port failed (EOF, EIO, write error): close and reopen. `had_frames` says whether
+    /// a valid frame arrived, i.e. whether the link had really worked.
+    Lost { why: String, had_frames: bool },
+}
+
+impl SerialSource {
+    /// Runs one session on `port` (see the module doc).
+    pub(super) async fn session(
+        &mut self,
+        mut port: SerialStream,
+        out: &mpsc::Sender<Reading>,
+        shutdown: &CancellationToken,
+    ) -> End {
+        // Bytes from before the outage belong to no frame we can finish.
+        self.buf.clear();
+        self.decoder.reset();
+        let opened = Instant::now();
+        let mut had_frames = false;
+        let lost = |why: String, had_frames: bool| End::Lost { why, had_frames };
+        for (i, cmd) in self.decoder.init_commands().iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(COMMAND_GAP).await;
+            }
+            if let Err(why) = write(&mut port, cmd).await {
+                return lost(why, false);
+            }
+        }
+        let mut poll = self.poll_interval.map(|d| {
+            let mut i = tokio::time::interval(d);
+            i.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            i
+        });
+        let poll_command = self.decoder.poll_command();
+        let mut chunk = [0u8; READ_CHUNK];
+        let mut readings = Vec::with_capacity(crate::decode::MAX_VALUES);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return End::Stop,
+                _ = tick(&mut poll) => {
+                    if let Some(cmd) = &poll_command {
+                        if let Err(why) = write(&mut port, cmd).await {
+                            return lost(why, had_frames);
+                        }
+                    }
+                }
+                read = port.read(&mut chunk) => {
+                    let n = match read {
+                        Ok(0) => return lost("end of file (device gone)".into(), had_frames),
+                        Ok(n) => n,
+                        Err(e) => return lost(e.to_string(), had_frames),
+                    };
+                    // Time of receipt: serial sensors carry no clock.
+                    let ts = now_ns();
+                    self.buf.extend_from_slice(chunk.get(..n).unwrap_or(&[]));
+                    let warming = opened.elapsed() < self.warmup;
+                    had_frames |= self.drain(ts, warming, &mut readings);
+                    for r in readings.drain(..) {
+                        if out.send(r).await.is_err() {
+                            return End::Stop;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decodes every whole frame in the buffer into `readings`; true if any frame was valid.
+    /// Bad frames are counted per source; garbage the decoder resyncs over silently is not.
+    pub(super) fn drain(
+        &mut self,
+        ts: TimestampNs,
+        warming: bool,
+        readings: &mut Vec<Reading>,
+    ) -> bool {
+        let mut any = false;
+        while !self.buf.is_empty() {
+            let consumed = match self.decoder.decode(&self.buf) {
+                Step::Incomplete => break,
+                Step::Frame { values, consumed } => {
+                    any = true;
+                    self.metrics
+                        .messages
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    for v in &values {
+                        self.accept(v.slot, v.value, ts, warming, readings);
+                    }
+                    consumed
+                }
+                Step::Skip { consumed, error } => {
+                    if let Some(e) = error {
+                        self.metrics.bad_input(&self.profile.model, &e);
+                    }
+                    consumed
+                }
+            };
+            // The decoder promises 1..=len; clamping keeps a broken promise from looping or
+            // panicking.
+            let n = consumed.max(1).min(self.buf.len());
+            self.buf.drain(..n);
+        }
+        any
+    }
+
+    /// One decoded value: dropped (and counted) during warm-up or outside its valid range.
+    fn accept(&self, slot: u8, value: f64, ts: TimestampNs, warming: bool, out: &mut Vec<Reading>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(series) = self.series.get(usize::from(slot)) else {
+            return;
+        };
+        if warming {
+            self.metrics.warmup_discarded.fetch_add(1, Relaxed);
+            return;
+        }
+        if !self.profile.in_range(slot, value) {
+            let quantity = self.profile.quantity(slot).map_or("", |q| q.name.as_str());
+            self.metrics.out_of_range(quantity, value);
+            return;
+        }
+        self.metrics.readings.fetch_add(1, Relaxed);
+        out.push(Reading {
+            series: *series,
+            value,
+            ts,
+        });
+    }
+}
+
+/// Waits for the next poll tick; never completes for a free-running sensor.
+async fn tick(poll: &mut Option<Interval>) {
+    match poll {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn write(port: &mut SerialStream, bytes: &[u8]) -> Result<(), String> {
+    match tokio::time::timeout(WRITE_TIMEOUT, port.write_all(bytes)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("write: {e}")),
+        Err(_) => Err(format!("write: no progress within {WRITE_TIMEOUT:?}")),
+    }
+}
