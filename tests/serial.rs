@@ -448,3 +448,62 @@ profile = "counter-kv""#,
         &[1.0, 2.0, 0.0],
     );
 }
+
+/// SDS011 command frames (`AA B4 CMD B3 B4 ...`, 19 bytes) the daemon sent, as
+/// (seconds since the first, cmd, byte 3, byte 4).
+async fn read_commands(port: &mut SerialStream, for_how_long: Duration) -> Vec<(f64, u8, u8, u8)> {
+    let start = tokio::time::Instant::now();
+    let mut buf = Vec::new();
+    let mut frames = Vec::new();
+    let mut first: Option<tokio::time::Instant> = None;
+    let mut chunk = [0u8; 64];
+    while start.elapsed() < for_how_long {
+        let left = for_how_long.saturating_sub(start.elapsed());
+        let Ok(Ok(n)) = tokio::time::timeout(left, port.read(&mut chunk)).await else {
+            break;
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        while buf.len() >= 19 {
+            let f: Vec<u8> = buf.drain(..19).collect();
+            assert_eq!(
+                (f[0], f[1], f[18]),
+                (0xAA, 0xB4, 0xAB),
+                "command frame {f:02X?}"
+            );
+            let t0 = *first.get_or_insert_with(tokio::time::Instant::now);
+            frames.push((t0.elapsed().as_secs_f64(), f[2], f[3], f[4]));
+        }
+    }
+    frames
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sds011_duty_cycle_sleeps_and_wakes_the_laser() {
+    let vm = Victoria::start().await;
+    let pty = PtyPair::start();
+    let mut sensor = open_sensor_end(&pty.a);
+    let serial = format!(
+        "{}\nduty_cycle = {{ work_secs = 2, sleep_secs = 1 }}",
+        sds011_active("dusty", &pty.b)
+    );
+    let mut d = Daemon::start(&config(&vm, &serial));
+    let cmds = read_commands(&mut sensor, Duration::from_millis(4500)).await;
+    d.stop().await;
+    const WAKE: (u8, u8, u8) = (0x06, 0x01, 0x01);
+    const SLEEP: (u8, u8, u8) = (0x06, 0x01, 0x00);
+    const ACTIVE: (u8, u8, u8) = (0x02, 0x01, 0x00);
+    let kinds: Vec<(u8, u8, u8)> = cmds.iter().map(|c| (c.1, c.2, c.3)).collect();
+    assert!(kinds.len() >= 5, "{cmds:?}");
+    assert_eq!(kinds[..5], [WAKE, ACTIVE, SLEEP, WAKE, ACTIVE], "{cmds:?}");
+    // Work 2 s (counted from after the init commands), then sleep 1 s.
+    let (t_sleep, t_wake) = (cmds[2].0, cmds[3].0);
+    assert!(
+        (1.9..3.5).contains(&t_sleep),
+        "slept at {t_sleep} s: {cmds:?}"
+    );
+    assert!(
+        (0.9..2.0).contains(&(t_wake - t_sleep)),
+        "woke {} s after sleeping",
+        t_wake - t_sleep
+    );
+}

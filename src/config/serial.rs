@@ -90,6 +90,9 @@ pub struct ProfileTable {
     /// Quantity list (replaces the base's whole). Default: the base's.
     #[serde(default)]
     pub quantities: Option<Vec<QuantitySpec>>,
+    /// Sleep/work cycle (`{ work_secs, sleep_secs }`). Default: the base's.
+    #[serde(default)]
+    pub duty_cycle: Option<crate::decode::profile::DutyCycle>,
 }
 
 // A hand-written visitor rather than `#[serde(untagged)]`: untagged enums buffer their input,
@@ -269,6 +272,7 @@ fn whole_profile(t: &ProfileTable) -> Result<SensorProfile, ProfileProblem> {
         poll_interval_secs: None,
         warmup_secs: 0,
         quantities: quantities.clone(),
+        duty_cycle: t.duty_cycle,
     })
 }
 
@@ -298,6 +302,9 @@ fn overlay(p: &mut SensorProfile, t: &ProfileTable) {
     }
     if let Some(v) = &t.quantities {
         p.quantities = v.clone();
+    }
+    if t.duty_cycle.is_some() {
+        p.duty_cycle = t.duty_cycle;
     }
 }
 

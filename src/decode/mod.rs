@@ -219,6 +219,26 @@ impl Decoder {
         }
     }
 
+    /// Bytes that put the sensor to sleep (laser/fan off), for duty cycling; `None` when the
+    /// protocol has no such command here.
+    pub fn sleep_command(&self) -> Option<Vec<u8>> {
+        match self {
+            Decoder::Sds011(_) => Some(sds011::set_sleep(true)),
+            Decoder::Pms(_) => Some(pms::set_sleep(true)),
+            _ => None,
+        }
+    }
+
+    /// Bytes that wake the sensor after [`Decoder::sleep_command`]. The init commands are
+    /// sent after it again, since some units forget their mode while asleep.
+    pub fn wake_command(&self) -> Option<Vec<u8>> {
+        match self {
+            Decoder::Sds011(_) => Some(sds011::set_sleep(false)),
+            Decoder::Pms(_) => Some(pms::set_sleep(false)),
+            _ => None,
+        }
+    }
+
     /// Checks the profile and builds its decoder.
     pub fn build(profile: &SensorProfile) -> Result<Decoder, ProfileError> {
         profile.validate()?;

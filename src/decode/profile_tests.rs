@@ -156,3 +156,40 @@ fn builtin_profile_lookup() {
     assert!(builtin_profile("sps30").is_some_and(|p| p.is_ok()));
     assert!(builtin_profile("nope").is_none());
 }
+
+#[test]
+fn duty_cycle_only_for_sleeping_sensors_and_longer_than_warmup() {
+    let base = builtin_profile("sds011").unwrap().unwrap();
+    let mut p = base.clone();
+    p.duty_cycle = Some(DutyCycle {
+        work_secs: 30,
+        sleep_secs: 270,
+    });
+    p.warmup_secs = 15;
+    assert!(p.validate().is_ok());
+    p.duty_cycle = Some(DutyCycle {
+        work_secs: 15,
+        sleep_secs: 270,
+    });
+    assert!(p.validate().is_err(), "work must outlast warm-up");
+    p.duty_cycle = Some(DutyCycle {
+        work_secs: 30,
+        sleep_secs: 0,
+    });
+    assert!(p.validate().is_err());
+    let mut co2 = builtin_profile("mhz19b").unwrap().unwrap();
+    co2.duty_cycle = Some(DutyCycle {
+        work_secs: 30,
+        sleep_secs: 30,
+    });
+    assert!(co2.validate().is_err(), "MH-Z19B has no sleep command");
+    let d = base.build().unwrap();
+    assert_eq!(
+        d.sleep_command(),
+        Some(crate::decode::sds011::set_sleep(true))
+    );
+    assert_eq!(
+        d.wake_command(),
+        Some(crate::decode::sds011::set_sleep(false))
+    );
+}

@@ -2,15 +2,16 @@
 //! polled, read into the buffer and drain it through the decoder, turning frame values into
 //! readings. Ends on shutdown, when the aggregator is gone, or when the port fails.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
-use tokio::time::{Interval, MissedTickBehavior};
+use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_serial::SerialStream;
 use tokio_util::sync::CancellationToken;
 
 use super::SerialSource;
+use crate::decode::profile::DutyCycle;
 use crate::decode::Step;
 use crate::reading::{now_ns, Reading, TimestampNs};
 
@@ -41,17 +42,15 @@ impl SerialSource {
         // Bytes from before the outage belong to no frame we can finish.
         self.buf.clear();
         self.decoder.reset();
-        let opened = Instant::now();
         let mut had_frames = false;
         let lost = |why: String, had_frames: bool| End::Lost { why, had_frames };
-        for (i, cmd) in self.decoder.init_commands().iter().enumerate() {
-            if i > 0 {
-                tokio::time::sleep(COMMAND_GAP).await;
-            }
-            if let Err(why) = write(&mut port, cmd).await {
-                return lost(why, false);
-            }
+        if let Err(why) = send_all(&mut port, &self.decoder.init_commands()).await {
+            return lost(why, false);
         }
+        let mut duty = Duty::new(
+            self.profile.duty_cycle,
+            self.decoder.sleep_command().is_some(),
+        );
         let mut poll = self.poll_interval.map(|d| {
             let mut i = tokio::time::interval(d);
             i.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -64,7 +63,16 @@ impl SerialSource {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return End::Stop,
-                _ = tick(&mut poll) => {
+                _ = duty.switch_due() => {
+                    let cmds = match duty.switch() {
+                        true => self.wake_commands(),
+                        false => self.decoder.sleep_command().into_iter().collect(),
+                    };
+                    if let Err(why) = send_all(&mut port, &cmds).await {
+                        return lost(why, had_frames);
+                    }
+                }
+                _ = tick(&mut poll), if !duty.asleep => {
                     if let Some(cmd) = &poll_command {
                         if let Err(why) = write(&mut port, cmd).await {
                             return lost(why, had_frames);
@@ -80,7 +88,7 @@ impl SerialSource {
                     // Time of receipt: serial sensors carry no clock.
                     let ts = now_ns();
                     self.buf.extend_from_slice(chunk.get(..n).unwrap_or(&[]));
-                    let warming = opened.elapsed() < self.warmup;
+                    let warming = duty.awake_since.elapsed() < self.warmup;
                     had_frames |= self.drain(ts, warming, &mut readings);
                     for r in readings.drain(..) {
                         if out.send(r).await.is_err() {
@@ -151,6 +159,78 @@ impl SerialSource {
             ts,
         });
     }
+}
+
+impl SerialSource {
+    /// Wake-up, then the init commands again: some units forget their mode while asleep.
+    /// (The init commands of sleeping sensors already start with the wake-up.)
+    fn wake_commands(&self) -> Vec<Vec<u8>> {
+        let init = self.decoder.init_commands();
+        match self.decoder.wake_command() {
+            Some(wake) if init.first() != Some(&wake) => {
+                std::iter::once(wake).chain(init).collect()
+            }
+            _ => init,
+        }
+    }
+}
+
+/// Sleep/work duty cycle state of one session (always awake without a cycle).
+struct Duty {
+    cycle: Option<DutyCycle>,
+    asleep: bool,
+    /// Start of the current work phase: warm-up counts from here.
+    awake_since: Instant,
+    next_switch: Option<Instant>,
+}
+
+impl Duty {
+    fn new(cycle: Option<DutyCycle>, can_sleep: bool) -> Duty {
+        let cycle = cycle.filter(|_| can_sleep);
+        let now = Instant::now();
+        Duty {
+            cycle,
+            asleep: false,
+            awake_since: now,
+            next_switch: cycle.map(|c| now + secs(c.work_secs)),
+        }
+    }
+
+    async fn switch_due(&self) {
+        match self.next_switch {
+            Some(t) => tokio::time::sleep_until(t).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Flips between work and sleep; returns true when waking up.
+    fn switch(&mut self) -> bool {
+        let Some(c) = self.cycle else { return false };
+        let now = Instant::now();
+        self.asleep = !self.asleep;
+        if self.asleep {
+            self.next_switch = Some(now + secs(c.sleep_secs));
+        } else {
+            self.awake_since = now;
+            self.next_switch = Some(now + secs(c.work_secs));
+        }
+        !self.asleep
+    }
+}
+
+fn secs(s: u32) -> Duration {
+    Duration::from_secs(u64::from(s))
+}
+
+/// Sends `cmds` in order with a gap between them.
+async fn send_all(port: &mut SerialStream, cmds: &[Vec<u8>]) -> Result<(), String> {
+    for (i, cmd) in cmds.iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(COMMAND_GAP).await;
+        }
+        write(port, cmd).await?;
+    }
+    Ok(())
 }
 
 /// Waits for the next poll tick; never completes for a free-running sensor.
