@@ -217,7 +217,9 @@ async fn only_the_suppressed_estimate_leaves_and_no_identifier_anywhere() {
         "window B (3 devices) is suppressed"
     );
     let est = series[0].values[0];
-    assert!((est - DISTINCT as f64).abs() <= 2.0, "estimate {est}");
+    // Linear counting reads 50 - c for c register collisions under the run's random key;
+    // c >= 5 has odds of about 1e-5.
+    assert!((est - DISTINCT as f64).abs() <= 4.0, "estimate {est}");
     assert_eq!(m.privacy.identifiers.load(Relaxed), 2 * 50 + 10 + 3);
     assert_eq!(m.privacy.windows_suppressed.load(Relaxed), 1);
     assert_eq!(m.bad_input_total(), 1, "the truncated payload");

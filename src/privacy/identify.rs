@@ -44,12 +44,15 @@ pub fn for_each(
 ) -> Result<usize, IdentifierError> {
     let mut walk = Walk {
         found: 0,
+        resolved: false,
         first_error: None,
         f,
     };
     let segments: Vec<&str> = path.split('.').filter(|s| !s.is_empty()).collect();
     walk.visit(doc, &segments);
     match (walk.found, walk.first_error) {
+        // A scanner that heard nobody may send an empty list: zero identifiers, not an error.
+        (0, None) if walk.resolved => Ok(0),
         (0, Some(e)) => Err(e),
         (0, None) => Err(IdentifierError::Missing),
         (n, _) => Ok(n),
@@ -58,6 +61,8 @@ pub fn for_each(
 
 struct Walk<'f> {
     found: usize,
+    /// The path led to something (an empty list counts).
+    resolved: bool,
     first_error: Option<IdentifierError>,
     f: &'f mut dyn FnMut(&[u8]),
 }
@@ -68,7 +73,10 @@ impl Walk<'_> {
             return;
         }
         match (v, path.split_first()) {
-            (Json::Array(items), _) => items.iter().for_each(|i| self.visit(i, path)),
+            (Json::Array(items), _) => {
+                self.resolved |= items.is_empty();
+                items.iter().for_each(|i| self.visit(i, path));
+            }
             (Json::Object(map), Some((head, rest))) => match map.get(*head) {
                 Some(child) => self.visit(child, rest),
                 None => self.fail(IdentifierError::Missing),
@@ -135,6 +143,10 @@ mod tests {
             )
             .unwrap(),
             ["aabbcc001122", "aabbcc001123"]
+        );
+        assert_eq!(
+            collect(r#"{"devices":[]}"#, "devices").unwrap(),
+            Vec::<String>::new()
         );
         assert_eq!(
             collect(

@@ -152,7 +152,8 @@ mod tests {
         let got = ws.close_before(w0 + 2);
         assert_eq!(got.len(), 1);
         assert_eq!((got[0].window, got[0].series), (w0, SeriesId(3)));
-        assert!((got[0].unique_devices - 50).abs() <= 1, "{got:?}");
+        // Random keys: c register collisions read 50 - c; c >= 5 has odds of about 1e-5.
+        assert!((got[0].unique_devices - 50).abs() <= 4, "{got:?}");
         assert_eq!(metrics.privacy.windows_suppressed.load(Relaxed), 1);
         assert_eq!(hub.live_keys(), 0, "keys of closed windows are forgotten");
         assert_eq!(

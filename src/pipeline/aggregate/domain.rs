@@ -49,8 +49,10 @@ impl Aggregator {
             Some(p) => p.absorb(r, window),
             None => false,
         };
-        if let Some(h) = &mut self.domain.health {
-            h.observe(r, window, !identifier, &self.metrics.health);
+        // Identifier series stay out of health: a scanner's reading count or liveness would
+        // tell how many probes it heard, also in windows whose estimate is suppressed.
+        if let (Some(h), false) = (&mut self.domain.health, identifier) {
+            h.observe(r, window, true, &self.metrics.health);
         }
         if identifier {
             self.metrics.readings_aggregated.fetch_add(1, Relaxed);

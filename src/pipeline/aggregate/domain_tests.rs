@@ -99,14 +99,20 @@ fn identifier_readings_become_unique_devices_and_health_points() {
     let scan = find(&pts, "footfall", "scan-1").expect("estimate point");
     assert_eq!(scan.ts, Some(T0));
     assert_eq!(scan.fields.len(), 1, "only the estimate: {scan:?}");
-    assert_eq!(field(scan, "unique_devices"), Some(FieldValue::Int(30)));
+    // Keys are random per run: a register collision among 30 devices happens (~10 %) and
+    // linear counting then reads 29; four collisions would take a one-in-a-million key.
+    let Some(FieldValue::Int(n)) = field(scan, "unique_devices") else {
+        panic!("{scan:?}")
+    };
+    assert!((27..=31).contains(&n), "{n}");
     let air = find(&pts, "air_quality", "a").unwrap();
     assert_eq!(field(air, "pm2_5_count"), Some(FieldValue::Int(1)));
     let health = find(&pts, "sensor_health", "a").unwrap();
     assert_eq!(field(health, "sensor_up"), Some(FieldValue::Int(1)));
-    let scan_health = find(&pts, "sensor_health", "scan-1").unwrap();
-    assert_eq!(field(scan_health, "readings"), Some(FieldValue::Int(60)));
-    assert_eq!(field(scan_health, "stuck"), Some(FieldValue::Int(0)));
+    assert!(
+        find(&pts, "sensor_health", "scan-1").is_none(),
+        "no health point tells how many probes a scanner heard"
+    );
     assert_eq!(batch.points as usize, pts.len());
     assert_eq!(s.metrics.points_emitted.load(Relaxed), pts.len() as u64);
     assert_eq!(s.metrics.readings_aggregated.load(Relaxed), 61);
@@ -122,12 +128,16 @@ fn small_counts_are_suppressed_and_flush_retires_every_key() {
     s.devices(4, T0 + S);
     assert!(s.agg.close_due(T0 + 66 * S).is_none(), "4 < k_min: nothing");
     assert_eq!(s.metrics.privacy.windows_suppressed.load(Relaxed), 1);
-    s.devices(5, T0 + 70 * S);
+    s.devices(8, T0 + 70 * S);
     assert_eq!(s.hub.live_keys(), 1);
     let batch = s.agg.flush().expect("partial window flushed");
     let pts = points(&batch);
     assert_eq!(pts.len(), 1);
-    assert_eq!(field(&pts[0], "unique_devices"), Some(FieldValue::Int(5)));
+    // Keys are random: a register collision (p < 1 %) reads 7; two are about 1e-5.
+    assert!(matches!(
+        field(&pts[0], "unique_devices"),
+        Some(FieldValue::Int(6..=8))
+    ));
     assert_eq!(s.hub.live_keys(), 0);
 }
 

@@ -329,7 +329,9 @@ fn compile(cfg: &SubscriptionConfig) -> Result<Subscription, SourceError> {
     Ok(Subscription {
         filter: pattern.filter(),
         pattern,
-        qos: if cfg.qos == 0 {
+        // Identifier topics at QoS 0: the broker then keeps no queue of raw identifiers for us
+        // while we are down (mosquitto does not queue QoS 0 for offline clients by default).
+        qos: if cfg.qos == 0 || identifier.is_some() {
             QoS::AtMostOnce
         } else {
             QoS::AtLeastOnce
