@@ -22,8 +22,10 @@
 
 pub mod config;
 pub mod decode;
+pub mod health;
 pub mod line_protocol;
 pub mod pipeline;
+pub mod privacy;
 pub mod reading;
 pub mod service;
 pub mod sinks;
@@ -31,6 +33,7 @@ pub mod sources;
 pub mod spool;
 pub mod time;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -81,7 +84,12 @@ pub async fn run_with(
     metrics: std::sync::Arc<Metrics>,
 ) -> Result<(), RunError> {
     let registry = Registry::with_limit(cfg.aggregation.max_series);
-    let sources = build_sources(&cfg, &registry, &metrics)?;
+    let privacy = Arc::new(privacy::Privacy::new(
+        &cfg.privacy,
+        &cfg.aggregation,
+        metrics.clone(),
+    ));
+    let sources = build_sources(&cfg, &registry, &metrics, &privacy)?;
     let sink = Sink::build(&cfg, metrics.clone())?;
     let tracker = TaskTracker::new();
     let service_stop = CancellationToken::new();
@@ -118,7 +126,8 @@ pub async fn run_with(
         registry.clone(),
         metrics.clone(),
         now_ns(),
-    );
+    )
+    .with_domain(Some(privacy), &cfg.health, cfg.gateway_tags());
     tracker.spawn(aggregator.run(reading_rx, batch_tx));
     let sink_task = tracker.spawn(sink.run(batch_rx));
     tracker.spawn(service::systemd::supervise(
@@ -154,12 +163,14 @@ fn build_sources(
     cfg: &Config,
     registry: &Registry,
     metrics: &Metrics,
+    privacy: &Arc<privacy::Privacy>,
 ) -> Result<Vec<Source>, SourceError> {
     let tags = cfg.gateway_tags();
     let mut sources = Vec::new();
     for m in &cfg.mqtt {
         let sm = metrics.source("mqtt", &m.display_name());
-        let src = MqttSource::build(m, &cfg.gateway.id, tags.clone(), registry.clone(), sm)?;
+        let src = MqttSource::build(m, &cfg.gateway.id, tags.clone(), registry.clone(), sm)?
+            .with_privacy(privacy.clone());
         sources.push(Source::Mqtt(Box::new(src)));
     }
     for s in &cfg.serial {

@@ -216,6 +216,9 @@ pub fn default_measurement(quantity: &str) -> &'static str {
         "climate"
     } else if FOOTFALL.contains(&q) {
         "footfall"
+    } else if q == "rssi" || q == "snr" {
+        // Radio link quality (TTN gateways) is sensor health; it merges with those points.
+        "sensor_health"
     } else {
         "sensor"
     }

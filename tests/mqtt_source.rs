@@ -48,6 +48,9 @@ fsync = false
 
 [metrics]
 listen = ""
+
+[health]
+enabled = false
 "#,
         vm.write_url()
     )

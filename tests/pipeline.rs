@@ -35,6 +35,10 @@ window_secs = {WINDOW_S}
 grace_secs = 1
 stats = ["mean", "min", "max", "count"]
 
+# Exact point counts below: no sensor_health points.
+[health]
+enabled = false
+
 [[mqtt]]
 port = {mqtt_port}
 client_id = "{client}"

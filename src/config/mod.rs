@@ -51,6 +51,12 @@ pub struct Config {
     /// Prometheus `/metrics` and `/healthz`. Default: 127.0.0.1:9273.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Device-identifier handling. Default: see [`crate::privacy::PrivacyConfig`].
+    #[serde(default)]
+    pub privacy: crate::privacy::PrivacyConfig,
+    /// `sensor_health` points. Default: see [`crate::health::HealthConfig`].
+    #[serde(default)]
+    pub health: crate::health::HealthConfig,
 }
 
 /// `[gateway]`
@@ -337,6 +343,8 @@ impl Config {
             }
         }
         self.output.check(&mut errs);
+        self.privacy.check(&mut errs);
+        self.health.check(&mut errs);
         if self.spool.max_bytes < MIN_SPOOL_BYTES {
             errs.push((
                 "spool.max_bytes".into(),

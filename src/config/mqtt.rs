@@ -133,6 +133,32 @@ pub struct SubscriptionConfig {
     /// Extra tags for this subscription's points. Default: none.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Dotted JSON path of device identifiers (MAC addresses of a Wi-Fi/BLE scanner): a
+    /// string, a list of strings, or a path through a list of objects (`probes.mac`). Makes
+    /// this an identifier source: identifiers are hashed with a per-window random key, counted
+    /// in a HyperLogLog sketch and discarded; only `identifier_quantity` leaves, suppressed
+    /// below `privacy.k_min`. `json` only. Default: none.
+    #[serde(default)]
+    pub identifier_path: Option<String>,
+    /// Field name of the distinct-device estimate. Default: "unique_devices".
+    #[serde(default = "default_identifier_quantity")]
+    pub identifier_quantity: String,
+    /// `ttn`: add quantities `rssi` and `snr` from the gateway that heard the uplink best
+    /// (`uplink_message.rx_metadata[]`). Default: false.
+    #[serde(default)]
+    pub ttn_radio: bool,
+    /// `ttn`: tag points with `application` = `end_device_ids.application_ids.application_id`.
+    /// Default: false.
+    #[serde(default)]
+    pub ttn_application_tag: bool,
+    /// `ttn`: accept uplinks marked `simulated: true` (sent from the console); else they are
+    /// skipped and counted. Default: false.
+    #[serde(default)]
+    pub ttn_simulated: bool,
+}
+
+fn default_identifier_quantity() -> String {
+    "unique_devices".into()
 }
 
 fn default_format() -> PayloadFormat {
@@ -188,6 +214,30 @@ impl SubscriptionConfig {
         }
         if self.qos > 1 {
             errs.push((format!("{at}.qos"), "must be 0 or 1".into()));
+        }
+        if self.identifier_path.is_some() && self.format != PayloadFormat::Json {
+            errs.push((
+                format!("{at}.identifier_path"),
+                "identifier sources must use format = \"json\"".into(),
+            ));
+        }
+        if self
+            .identifier_path
+            .as_deref()
+            .is_some_and(|p| p.trim().is_empty())
+            || self.identifier_quantity.trim().is_empty()
+        {
+            errs.push((
+                format!("{at}.identifier_path"),
+                "identifier_path and identifier_quantity must not be empty".into(),
+            ));
+        }
+        let ttn_options = self.ttn_radio || self.ttn_application_tag || self.ttn_simulated;
+        if ttn_options && self.format != PayloadFormat::Ttn {
+            errs.push((
+                format!("{at}.format"),
+                "ttn_radio, ttn_application_tag and ttn_simulated need format = \"ttn\"".into(),
+            ));
         }
         if self.format == PayloadFormat::Plain
             && self.quantity.is_none()

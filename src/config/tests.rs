@@ -126,3 +126,25 @@ fn unparseable_toml_is_one_located_error() {
     assert_eq!(errs.0.len(), 1);
     assert_eq!(errs.0[0].line, 1, "{errs}");
 }
+
+#[test]
+fn privacy_health_and_ttn_options_are_checked() {
+    let text = MINIMAL
+        .replace("format = \"plain\"", "format = \"plain\"\nidentifier_path = \"mac\"\nttn_radio = true")
+        + "\n[privacy]\nk_min = 1\n\n[health]\nstale_after_intervals = 0\n[health.ranges]\npm2_5 = [10, 0]\n";
+    let errs = parse(&text).unwrap_err();
+    let keys: Vec<&str> = errs.0.iter().map(|e| e.key.as_str()).collect();
+    for want in [
+        "mqtt[0].subscription[0].identifier_path",
+        "mqtt[0].subscription[0].format",
+        "privacy.k_min",
+        "health.stale_after_intervals",
+        "health.ranges.pm2_5",
+    ] {
+        assert!(keys.contains(&want), "{want} in {keys:?}");
+    }
+    let cfg = parse(MINIMAL).unwrap();
+    assert_eq!(cfg.privacy.k_min, 5);
+    assert!(cfg.health.enabled);
+    assert_eq!(cfg.health.range("humidity"), Some((0.0, 100.0)));
+}

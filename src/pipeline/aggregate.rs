@@ -62,6 +62,8 @@ pub struct Aggregator {
     closed_before: i64,
     registry: Registry,
     metrics: Arc<Metrics>,
+    /// Privacy sketches and sensor health (see `domain.rs`); off unless `with_domain` is called.
+    domain: domain::Domain,
 }
 
 impl Aggregator {
@@ -93,6 +95,7 @@ impl Aggregator {
             closed_before: (now - grace_ns).div_euclid(window_ns),
             registry,
             metrics,
+            domain: domain::Domain::default(),
         }
     }
 
@@ -107,6 +110,9 @@ impl Aggregator {
         let window = r.ts.div_euclid(self.window_ns);
         if window < self.closed_before {
             return self.drop(DropReason::Late);
+        }
+        if self.observe_domain(&r, window) {
+            return true;
         }
         let idx = r.series.0 as usize;
         if idx >= self.slots.len() {
@@ -150,13 +156,15 @@ impl Aggregator {
         if due <= self.closed_before {
             return None;
         }
-        self.closed_before = due;
-        self.close_before(due)
+        let from = std::mem::replace(&mut self.closed_before, due);
+        let batch = self.close_before(due);
+        self.close_domain(batch, from, due, now)
     }
 
     /// Closes every open window, current ones included (shutdown: partial windows).
     pub fn flush(&mut self) -> Option<WindowBatch> {
-        self.close_before(i64::MAX)
+        let batch = self.close_before(i64::MAX);
+        self.close_domain(batch, self.closed_before, i64::MAX, now_ns())
     }
 
     fn close_before(&mut self, window: i64) -> Option<WindowBatch> {
@@ -294,5 +302,6 @@ fn f32_shortest(v: f64) -> f64 {
     f.to_string().parse().unwrap_or(v)
 }
 
+mod domain;
 #[cfg(test)]
 mod tests;

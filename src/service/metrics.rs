@@ -62,6 +62,8 @@ pub struct SourceMetrics {
     pub bad_input: AtomicU64,
     pub connected: AtomicI64,
     pub reconnects: AtomicU64,
+    /// Payloads skipped on purpose (TTN console-simulated uplinks).
+    pub skipped: AtomicU64,
     bad_input_log: RateLimit,
     /// Serial: readings discarded while the sensor warmed up after its port (re)opened.
     pub warmup_discarded: AtomicU64,
@@ -150,6 +152,10 @@ pub struct Metrics {
     pub spool_errors: AtomicU64,
     /// Last time the aggregator loop went round (unix seconds): the health check's heartbeat.
     pub aggregator_heartbeat: AtomicI64,
+    /// Privacy path counters (identifiers hashed, windows suppressed); counts only.
+    pub privacy: crate::privacy::PrivacyMetrics,
+    /// Sensor health gauges of the last window close.
+    pub health: crate::health::HealthMetrics,
 }
 
 impl Metrics {
@@ -182,6 +188,14 @@ impl Metrics {
         self.dropped[reason as usize].load(Relaxed)
     }
 
+    /// Every registered source's counters.
+    pub fn source_list(&self) -> Vec<Arc<SourceMetrics>> {
+        self.sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Sum of bad input over all sources.
     pub fn bad_input_total(&self) -> u64 {
         let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
@@ -205,7 +219,7 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let per_source: [MetricDef<SourceGetter>; 5] = [
+        let per_source: [MetricDef<SourceGetter>; 6] = [
             (
                 "citysense_source_messages_total",
                 "counter",
@@ -235,6 +249,12 @@ impl Metrics {
                 "counter",
                 "Reconnect attempts.",
                 |s| s.reconnects.load(Relaxed) as i64,
+            ),
+            (
+                "citysense_source_skipped_total",
+                "counter",
+                "Payloads skipped on purpose (e.g. TTN simulated uplinks).",
+                |s| s.skipped.load(Relaxed) as i64,
             ),
         ];
         for (name, kind, help, get) in per_source {
@@ -409,6 +429,8 @@ impl Metrics {
             header(&mut out, name, kind, help);
             let _ = writeln!(out, "{name} {v}");
         }
+        self.privacy.render(&mut out);
+        self.health.render(&mut out);
         out
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod daemon;
 pub mod influxd;
+pub mod logs;
 pub mod mosquitto;
 pub mod process;
 pub mod pty;

@@ -41,6 +41,31 @@ pub enum MapError {
     Empty,
     #[error("topic matches no subscription pattern")]
     UnmatchedTopic,
+    #[error("TTN uplink without uplink_message.decoded_payload: set a payload formatter for the device or application (f_port 0 uplinks carry MAC commands only)")]
+    NoDecodedPayload,
+    #[error("TTN uplink simulated from the console, skipped (set ttn_simulated = true to accept)")]
+    Simulated,
+    /// An identifier source's payload was unusable; the text never quotes the payload.
+    #[error("identifier payload: {0}")]
+    Identifier(&'static str),
+}
+
+impl MapError {
+    /// True for payloads skipped on purpose (not malformed).
+    pub fn is_skip(&self) -> bool {
+        matches!(self, MapError::Simulated)
+    }
+}
+
+/// TTN v3 options of a subscription.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TtnOptions {
+    /// Add `rssi` and `snr` of the best gateway.
+    pub radio: bool,
+    /// Tag `application` from `end_device_ids.application_ids.application_id`.
+    pub application_tag: bool,
+    /// Accept `simulated: true` uplinks.
+    pub simulated: bool,
 }
 
 /// A subscription's mapping rules, compiled once.
@@ -53,6 +78,7 @@ pub struct Mapper {
     pub fields: BTreeMap<String, String>,
     pub timestamp_path: Option<String>,
     pub timestamp_format: TimestampFormat,
+    pub ttn: TtnOptions,
 }
 
 impl Mapper {
@@ -118,10 +144,15 @@ impl Mapper {
         push_fields(&doc, &self.fields, ts, Vec::new(), out)
     }
 
+    /// The Things Stack v3 uplink: `uplink_message.decoded_payload` fields at `received_at`,
+    /// tag `sensor` = device id; see [`TtnOptions`] and [`ttn_best_gateway`] for the rest.
     fn map_ttn(&self, doc: &Json, out: &mut Vec<Sample<'_>>) -> Result<(), MapError> {
         let up = doc
             .get("uplink_message")
             .ok_or(MapError::MissingField("uplink_message".into()))?;
+        if !self.ttn.simulated && doc.get("simulated").and_then(Json::as_bool) == Some(true) {
+            return Err(MapError::Simulated);
+        }
         let ts = match doc.get("received_at").and_then(Json::as_str) {
             Some(s) => Some(parse_rfc3339(s).map_err(|e| MapError::Timestamp(e.to_string()))?),
             None => None,
@@ -133,13 +164,32 @@ impl Mapper {
         {
             tags.push(("sensor", dev.to_string()));
         }
+        let app = doc.pointer("/end_device_ids/application_ids/application_id");
+        if let (true, Some(app)) = (self.ttn.application_tag, app.and_then(Json::as_str)) {
+            tags.push(("application", app.to_string()));
+        }
         let decoded = up
             .get("decoded_payload")
-            .ok_or(MapError::MissingField("decoded_payload".into()))?;
+            .ok_or(MapError::NoDecodedPayload)?;
+        if self.ttn.radio {
+            if let Some((rssi, snr)) = ttn_best_gateway(up) {
+                let radio = [("rssi", Some(rssi)), ("snr", snr)];
+                for (q, v) in radio {
+                    let Some(value) = v else { continue };
+                    out.push(Sample {
+                        quantity: Cow::Borrowed(q),
+                        tags: tags.clone(),
+                        value,
+                        ts,
+                    });
+                }
+            }
+        }
         push_fields(decoded, &self.fields, ts, tags, out)
     }
 
-    fn timestamp(&self, doc: &Json) -> Result<Option<TimestampNs>, MapError> {
+    /// The event time at `timestamp_path`, if configured.
+    pub(crate) fn timestamp(&self, doc: &Json) -> Result<Option<TimestampNs>, MapError> {
         let Some(path) = &self.timestamp_path else {
             return Ok(None);
         };
@@ -170,6 +220,20 @@ impl Mapper {
         };
         Ok(Some(ts))
     }
+}
+
+/// RSSI and SNR of the gateway that heard the uplink best: the highest `rssi` in
+/// `rx_metadata[]` (`channel_rssi` when `rssi` is absent). TTN omits zero values, so a missing
+/// `snr` means "unknown" and is not reported.
+fn ttn_best_gateway(up: &Json) -> Option<(f64, Option<f64>)> {
+    up.get("rx_metadata")?
+        .as_array()?
+        .iter()
+        .filter_map(|g| {
+            let rssi = g.get("rssi").or_else(|| g.get("channel_rssi"))?.as_f64()?;
+            Some((rssi, g.get("snr").and_then(Json::as_f64)))
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0))
 }
 
 fn parse_json(payload: &[u8]) -> Result<Json, MapError> {

@@ -9,6 +9,7 @@
 //! Each topic is resolved to its subscription, tags and series ids once and cached, so the
 //! steady state maps a payload and sends readings without touching the registry.
 
+mod identifiers;
 mod mapper;
 mod tls;
 mod topic;
@@ -29,7 +30,7 @@ use crate::service::metrics::SourceMetrics;
 use crate::sources::backoff::Backoff;
 use crate::sources::SourceError;
 
-pub use mapper::{quantity_name, MapError, Mapper, Sample};
+pub use mapper::{quantity_name, MapError, Mapper, Sample, TtnOptions};
 pub use topic::{TopicError, TopicPattern};
 
 /// Topics remembered with their resolved series; past this, topics are resolved per message.
@@ -46,6 +47,8 @@ struct Subscription {
     mapper: Mapper,
     measurement: Option<String>,
     tags: Vec<(String, String)>,
+    /// Set for identifier sources (Wi-Fi/BLE scanners): see `identifiers.rs`.
+    identifier: Option<identifiers::Identifier>,
 }
 
 /// What one topic resolves to: its subscription and its series by quantity (+ payload tags).
@@ -65,6 +68,8 @@ pub struct MqttSource {
     registry: Registry,
     metrics: Arc<SourceMetrics>,
     topics: HashMap<String, TopicEntry>,
+    /// The privacy hub identifier subscriptions hash with; see [`MqttSource::with_privacy`].
+    privacy: Option<Arc<crate::privacy::Privacy>>,
 }
 
 impl MqttSource {
@@ -110,7 +115,15 @@ impl MqttSource {
             registry,
             metrics,
             topics: HashMap::new(),
+            privacy: None,
         })
+    }
+
+    /// Gives identifier subscriptions the hub that hashes with per-window keys. Without it
+    /// their payloads are refused (counted as bad input), never mapped as values.
+    pub fn with_privacy(mut self, hub: Arc<crate::privacy::Privacy>) -> MqttSource {
+        self.privacy = Some(hub);
+        self
     }
 
     /// Runs until `shutdown`; returns when the reading channel closes too.
@@ -217,7 +230,12 @@ impl MqttSource {
         self.metrics.messages.fetch_add(1, Relaxed);
         readings.clear();
         if let Err(e) = self.map(topic, payload, now_ns(), readings) {
-            self.metrics.bad_input(topic, &e);
+            if e.is_skip() {
+                self.metrics.skipped.fetch_add(1, Relaxed);
+                tracing::debug!(source = %self.name, topic, reason = %e, "payload skipped");
+            } else {
+                self.metrics.bad_input(topic, &e);
+            }
             return true;
         }
         for r in readings.drain(..) {
@@ -243,6 +261,9 @@ impl MqttSource {
                 self.topics.clear();
             }
             self.topics.insert(topic.to_string(), entry);
+        }
+        if self.is_identifier_topic(topic) {
+            return self.map_identifiers(topic, payload, received, out);
         }
         let entry = self.topics.get_mut(topic).ok_or(MapError::UnmatchedTopic)?;
         let sub = &self.subs[entry.sub];
@@ -297,10 +318,20 @@ impl MqttSource {
 fn compile(cfg: &SubscriptionConfig) -> Result<Subscription, SourceError> {
     let pattern = TopicPattern::parse(&cfg.topic)
         .map_err(|e| SourceError::Config(format!("topic {:?}: {e}", cfg.topic)))?;
+    if cfg.format == crate::config::PayloadFormat::Ttn && cfg.qos > 0 {
+        tracing::warn!(
+            topic = %cfg.topic,
+            "The Things Stack's MQTT server supports QoS 0 only and downgrades this subscription: \
+             uplinks published while citysensed is disconnected are not kept"
+        );
+    }
+    let identifier = identifiers::Identifier::compile(cfg);
     Ok(Subscription {
         filter: pattern.filter(),
         pattern,
-        qos: if cfg.qos == 0 {
+        // Identifier topics at QoS 0: the broker then keeps no queue of raw identifiers for us
+        // while we are down (mosquitto does not queue QoS 0 for offline clients by default).
+        qos: if cfg.qos == 0 || identifier.is_some() {
             QoS::AtMostOnce
         } else {
             QoS::AtLeastOnce
@@ -311,13 +342,23 @@ fn compile(cfg: &SubscriptionConfig) -> Result<Subscription, SourceError> {
             fields: cfg.fields.clone(),
             timestamp_path: cfg.timestamp_path.clone(),
             timestamp_format: cfg.timestamp_format,
+            ttn: TtnOptions {
+                radio: cfg.ttn_radio,
+                application_tag: cfg.ttn_application_tag,
+                simulated: cfg.ttn_simulated,
+            },
         },
-        measurement: cfg.measurement.clone(),
+        // Identifier sources count people: their estimate goes with footfall by default.
+        measurement: cfg
+            .measurement
+            .clone()
+            .or_else(|| identifier.as_ref().map(|_| "footfall".to_string())),
         tags: cfg
             .tags
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        identifier,
     })
 }
 

@@ -91,3 +91,51 @@ fn malformed_payloads_are_errors_not_panics() {
         Err(MapError::UnmatchedTopic)
     ));
 }
+
+#[test]
+fn identifier_payloads_become_register_updates_only() {
+    use crate::config::AggregationConfig;
+    use crate::privacy::{hll::Update, Privacy, PrivacyConfig};
+    let (src, reg) =
+        source("topic = \"scan/{sensor}\"\nformat = \"json\"\nidentifier_path = \"probes.mac\"");
+    let hub = Arc::new(Privacy::new(
+        &PrivacyConfig::default(),
+        &AggregationConfig::default(),
+        Metrics::new(),
+    ));
+    let mut src = src.with_privacy(hub.clone());
+    let mut out = Vec::new();
+    let payload = br#"{"probes":[{"mac":"AA:BB:CC:00:11:22","rssi":-70},{"mac":"aa-bb-cc-00-11-23","rssi":-80}]}"#;
+    src.map("scan/s1", payload, 42, &mut out).unwrap();
+    assert_eq!(out.len(), 2, "one reading per identifier, none for rssi");
+    assert!(out
+        .iter()
+        .all(|r| Update::from_value(r.value).is_some() && r.ts == 42));
+    assert!(hub.is_identifier_series(out[0].series));
+    let info = reg.info(out[0].series).unwrap();
+    assert_eq!(&*info.quantity, "unique_devices");
+    assert_eq!(
+        info.group_key.to_string(),
+        "footfall,gateway=gw,sensor=s1,site=default-site"
+    );
+    // Errors are fixed strings: nothing of the payload in them.
+    for bad in [
+        &br#"{"probes":[{"mac":"AA:BB:CC:00:11:22""#[..],
+        br#"{"mac2":"AA:BB:CC:00:11:22"}"#,
+    ] {
+        let e = src.map("scan/s1", bad, 42, &mut out).unwrap_err();
+        assert!(matches!(e, MapError::Identifier(_)), "{e:?}");
+        let text = e.to_string().to_lowercase();
+        assert!(!text.contains("aa:bb") && !text.contains("mac2"), "{text}");
+    }
+    // Without a hub, identifiers are refused, never mapped as values.
+    let (mut bare, _) = source("topic = \"scan/{sensor}\"\nidentifier_path = \"mac\"");
+    assert!(bare
+        .map(
+            "scan/s1",
+            br#"{"mac":"aa:bb:cc:00:11:22","rssi":-1}"#,
+            0,
+            &mut out
+        )
+        .is_err());
+}

@@ -7,6 +7,7 @@ fn mapper(format: PayloadFormat) -> Mapper {
         fields: BTreeMap::new(),
         timestamp_path: None,
         timestamp_format: TimestampFormat::Auto,
+        ttn: TtnOptions::default(),
     }
 }
 
@@ -164,10 +165,91 @@ fn ttn_uplink() {
     assert_eq!(inn.tags, vec![("sensor", "counter-07".to_string())]);
     assert_eq!(inn.ts, Some(1_795_341_601_500_000_000));
     let no_decoded = r#"{"received_at":"2026-11-22T10:00:01Z","uplink_message":{"f_port":1}}"#;
-    assert!(matches!(
-        run(&m, no_decoded, None),
-        Err(MapError::MissingField(_))
-    ));
+    let e = run(&m, no_decoded, None).unwrap_err();
+    assert_eq!(e, MapError::NoDecodedPayload);
+    assert!(e.to_string().contains("payload formatter"), "{e}");
+}
+
+/// A v3 uplink as The Things Stack publishes it (fields trimmed), heard by two gateways.
+const TTN_UPLINK: &str = r#"{
+  "end_device_ids": {"device_id": "aq-node-3", "application_ids": {"application_id": "enschede-air"},
+                     "dev_eui": "70B3D57ED0051234"},
+  "correlation_ids": ["as:up:01HX"],
+  "received_at": "2026-11-22T10:00:07.123456789Z",
+  "uplink_message": {
+    "f_port": 2, "f_cnt": 118, "frm_payload": "AHsBBQ==",
+    "decoded_payload": {"pm2_5": 12.3, "pm10": 26.1},
+    "rx_metadata": [
+      {"gateway_ids": {"gateway_id": "gw-a"}, "rssi": -112, "channel_rssi": -112, "snr": -3.5},
+      {"gateway_ids": {"gateway_id": "gw-b"}, "rssi": -97, "channel_rssi": -97, "snr": 7.25},
+      {"gateway_ids": {"gateway_id": "gw-c"}, "channel_rssi": -120}
+    ],
+    "settings": {"data_rate": {"lora": {"bandwidth": 125000, "spreading_factor": 9}}}
+  }
+}"#;
+
+fn ttn(options: TtnOptions) -> Mapper {
+    Mapper {
+        ttn: options,
+        ..mapper(PayloadFormat::Ttn)
+    }
+}
+
+#[test]
+fn ttn_radio_and_application_tag_when_configured() {
+    let plain = ttn(TtnOptions::default());
+    let mut out = Vec::new();
+    plain.map(TTN_UPLINK.as_bytes(), None, &mut out).unwrap();
+    assert_eq!(out.len(), 2, "no radio quantities unless asked: {out:?}");
+    assert_eq!(out[0].tags, vec![("sensor", "aq-node-3".to_string())]);
+
+    let full = ttn(TtnOptions {
+        radio: true,
+        application_tag: true,
+        simulated: false,
+    });
+    let mut out = Vec::new();
+    full.map(TTN_UPLINK.as_bytes(), None, &mut out).unwrap();
+    let get = |q: &str| out.iter().find(|s| s.quantity == q).unwrap();
+    assert_eq!(get("rssi").value, -97.0, "best gateway");
+    assert_eq!(get("snr").value, 7.25, "the best gateway's SNR");
+    assert_eq!(get("pm10").value, 26.1);
+    assert_eq!(
+        get("rssi").tags,
+        vec![
+            ("sensor", "aq-node-3".to_string()),
+            ("application", "enschede-air".to_string())
+        ]
+    );
+    assert!(out.iter().all(|s| s.ts == Some(1_795_341_607_123_456_789)));
+}
+
+#[test]
+fn ttn_missing_snr_and_metadata() {
+    let m = ttn(TtnOptions {
+        radio: true,
+        ..TtnOptions::default()
+    });
+    let one_gw = r#"{"received_at":"2026-11-22T10:00:00Z","uplink_message":{"decoded_payload":{"in":3},
+        "rx_metadata":[{"gateway_ids":{"gateway_id":"g"},"rssi":-80}]}}"#;
+    let got = run(&m, one_gw, None).unwrap();
+    let names: Vec<&str> = got.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(names, ["rssi", "in"], "snr omitted (TTN drops zero values)");
+    let no_meta = r#"{"uplink_message":{"decoded_payload":{"in":3}}}"#;
+    assert_eq!(run(&m, no_meta, None).unwrap().len(), 1);
+}
+
+#[test]
+fn ttn_simulated_uplinks_skipped_unless_configured() {
+    let sim = TTN_UPLINK.replacen('{', r#"{"simulated": true,"#, 1);
+    let m = ttn(TtnOptions::default());
+    let e = run(&m, &sim, None).unwrap_err();
+    assert!(e.is_skip() && e == MapError::Simulated);
+    let accept = ttn(TtnOptions {
+        simulated: true,
+        ..TtnOptions::default()
+    });
+    assert_eq!(run(&accept, &sim, None).unwrap().len(), 2);
 }
 
 #[test]
