@@ -137,6 +137,8 @@ pub struct Metrics {
     pub spool_errors: AtomicU64,
     /// Last time the aggregator loop went round (unix seconds): the health check's heartbeat.
     pub aggregator_heartbeat: AtomicI64,
+    /// Clock sync, steps, held readings, late corrections.
+    pub clock: crate::clock::ClockMetrics,
 }
 
 impl Metrics {
@@ -376,6 +378,7 @@ impl Metrics {
             header(&mut out, name, kind, help);
             let _ = writeln!(out, "{name} {v}");
         }
+        self.clock.render(&mut out);
         out
     }
 }

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{MqttConfig, SubscriptionConfig};
-use crate::reading::{default_measurement, now_ns, GroupKey, Reading, Registry, SeriesId};
+use crate::reading::{default_measurement, GroupKey, Reading, Registry, SeriesId};
 use crate::service::metrics::SourceMetrics;
 use crate::sources::backoff::Backoff;
 use crate::sources::SourceError;
@@ -216,7 +216,7 @@ impl MqttSource {
     ) -> bool {
         self.metrics.messages.fetch_add(1, Relaxed);
         readings.clear();
-        if let Err(e) = self.map(topic, payload, now_ns(), readings) {
+        if let Err(e) = self.map(topic, payload, crate::clock::boot_ns(), readings) {
             self.metrics.bad_input(topic, &e);
             return true;
         }
@@ -230,6 +230,7 @@ impl MqttSource {
     }
 
     /// Pure part of a publish: payload -> readings with resolved series, appended to `out`.
+    /// `received` (boot time) stamps readings whose payload carries no timestamp.
     fn map(
         &mut self,
         topic: &str,
@@ -268,10 +269,9 @@ impl MqttSource {
                     id
                 }
             };
-            out.push(Reading {
-                series: id,
-                value: s.value,
-                ts: s.ts.unwrap_or(received),
+            out.push(match s.ts {
+                Some(ts) => Reading::new(id, s.value, ts),
+                None => Reading::received(id, s.value, received),
             });
         }
         Ok(())
