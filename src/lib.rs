@@ -8,6 +8,7 @@
 //! ```
 //!
 //! - [`reading`]: the shared data type and the series registry.
+//! - [`clock`]: wall and boot time, clock sync detection, steps.
 //! - [`config`]: the TOML file, its checks and located errors.
 //! - [`sources`]: tasks producing readings; pure payload mappers live beside them.
 //! - [`pipeline`]: windows and the aggregator task.
@@ -20,6 +21,7 @@
 //! input channel closes: the aggregator flushes open windows, the spool writer appends them,
 //! the uplink drains with a deadline.
 
+pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod health;
@@ -40,9 +42,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::clock::{Clock, Now};
 use crate::config::Config;
 use crate::pipeline::aggregate::Aggregator;
-use crate::reading::{now_ns, Registry};
+use crate::reading::Registry;
 use crate::service::metrics::Metrics;
 use crate::sinks::Sink;
 use crate::sources::serial::SerialSource;
@@ -83,6 +86,19 @@ pub async fn run_with(
     shutdown: CancellationToken,
     metrics: std::sync::Arc<Metrics>,
 ) -> Result<(), RunError> {
+    let clock = Clock::System(cfg.clock.sync);
+    run_with_clock(cfg, shutdown, metrics, clock).await
+}
+
+/// [`run_with`] on a given clock: the seam the clock tests use to fake an unsynchronised
+/// boot and clock steps ([`Clock::Manual`]).
+#[doc(hidden)]
+pub async fn run_with_clock(
+    cfg: Config,
+    shutdown: CancellationToken,
+    metrics: std::sync::Arc<Metrics>,
+    clock: Clock,
+) -> Result<(), RunError> {
     let registry = Registry::with_limit(cfg.aggregation.max_series);
     let privacy = Arc::new(privacy::Privacy::new(
         &cfg.privacy,
@@ -121,14 +137,16 @@ pub async fn run_with(
     }
     // Only the sources hold senders now: the aggregator ends when they all have.
     drop(reading_tx);
-    let aggregator = Aggregator::new(
+    let start: Now = clock.now();
+    let aggregator = Aggregator::with_clock(
         &cfg.aggregation,
+        &cfg.clock,
         registry.clone(),
         metrics.clone(),
-        now_ns(),
+        start,
     )
     .with_domain(Some(privacy), &cfg.health, cfg.gateway_tags());
-    tracker.spawn(aggregator.run(reading_rx, batch_tx));
+    tracker.spawn(aggregator.run(clock, reading_rx, batch_tx));
     let sink_task = tracker.spawn(sink.run(batch_rx));
     tracker.spawn(service::systemd::supervise(
         metrics.clone(),

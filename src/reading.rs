@@ -26,9 +26,45 @@ pub struct GroupId(pub u32);
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Reading {
     pub series: SeriesId,
+    /// What `ts` counts from (fits in the padding after `series`: still 24 bytes).
+    pub base: TimeBase,
     pub value: f64,
-    /// Event time: the sensor's own timestamp when it has one, else the time of receipt.
+    /// Event time: the sensor's own timestamp (UTC, ns) when it has one, else the time of
+    /// receipt as `CLOCK_BOOTTIME` ns; see `base`.
     pub ts: TimestampNs,
+}
+
+/// The clock a [`Reading`]'s `ts` was taken from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TimeBase {
+    /// ns since the Unix epoch, UTC: the payload's own timestamp.
+    #[default]
+    Wall,
+    /// `CLOCK_BOOTTIME` ns at receipt: the reading had no time of its own. The aggregator
+    /// places it once the wall clock is synchronised (see [`crate::clock`]).
+    Boot,
+}
+
+impl Reading {
+    /// A reading with its own event time (ns since the epoch, UTC).
+    pub fn new(series: SeriesId, value: f64, ts: TimestampNs) -> Reading {
+        Reading {
+            series,
+            base: TimeBase::Wall,
+            value,
+            ts,
+        }
+    }
+
+    /// A reading stamped at receipt with boot time ([`crate::clock::boot_ns`]).
+    pub fn received(series: SeriesId, value: f64, boot_ns: i64) -> Reading {
+        Reading {
+            series,
+            base: TimeBase::Boot,
+            value,
+            ts: boot_ns,
+        }
+    }
 }
 
 /// A tag set, sorted by key so equal sets compare and encode the same.
@@ -256,6 +292,11 @@ mod tests {
         assert_eq!(&*info.quantity, "pm10");
         assert_eq!(info.group_key.to_string(), "air_quality,gateway=g,site=x");
         assert_eq!(reg.series_count(), 2);
+    }
+
+    #[test]
+    fn reading_stays_three_words() {
+        assert_eq!(std::mem::size_of::<Reading>(), 24);
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub struct Config {
     /// `sensor_health` points. Default: see [`crate::health::HealthConfig`].
     #[serde(default)]
     pub health: crate::health::HealthConfig,
+    /// Clock sync detection and step handling. Default: see [`crate::clock::ClockConfig`].
+    #[serde(default)]
+    pub clock: crate::clock::ClockConfig,
 }
 
 /// `[gateway]`
@@ -84,6 +87,10 @@ pub struct AggregationConfig {
     /// How long after a window's end readings for it are still accepted. Default: 5.
     #[serde(default = "default_grace_secs")]
     pub grace_secs: u64,
+    /// A window is emitted this long after its end (at most `grace_secs`); readings arriving
+    /// later within grace re-emit it corrected, with the same timestamp. Default: 1.
+    #[serde(default = "default_close_delay_secs")]
+    pub close_delay_secs: u64,
     /// Statistics per quantity: mean, min, max, count, sum, last, stddev, p50, p95, p99, p999.
     /// Default: mean, min, max, count, last, stddev, p50, p95.
     #[serde(default = "default_stats")]
@@ -110,6 +117,9 @@ const fn default_window_secs() -> u64 {
 const fn default_grace_secs() -> u64 {
     5
 }
+const fn default_close_delay_secs() -> u64 {
+    1
+}
 fn default_stats() -> Vec<String> {
     [
         "mean", "min", "max", "count", "last", "stddev", "p50", "p95",
@@ -135,6 +145,7 @@ impl Default for AggregationConfig {
         AggregationConfig {
             window_secs: default_window_secs(),
             grace_secs: default_grace_secs(),
+            close_delay_secs: default_close_delay_secs(),
             stats: default_stats(),
             ring_capacity: default_ring_capacity(),
             max_series: default_max_series(),
@@ -345,6 +356,7 @@ impl Config {
         self.output.check(&mut errs);
         self.privacy.check(&mut errs);
         self.health.check(&mut errs);
+        self.clock.check(&mut errs);
         if self.spool.max_bytes < MIN_SPOOL_BYTES {
             errs.push((
                 "spool.max_bytes".into(),

@@ -31,7 +31,7 @@ fn fixture(cfg: HealthConfig) -> Fixture {
 
 impl Fixture {
     fn feed(&mut self, series: SeriesId, value: f64, ts: i64) {
-        let r = Reading { series, value, ts };
+        let r = Reading::new(series, value, ts);
         self.tracker
             .observe(&r, ts.div_euclid(W), true, &self.metrics);
     }

@@ -3,10 +3,12 @@
 //! encoded as one line-protocol batch, downstream.
 //!
 //! Windows are tumbling and aligned to the epoch: window `w` covers
-//! `[w * len, (w + 1) * len)` and closes once the wall clock passes its end plus `grace`.
-//! All series share one clock, so one index, `closed_before`, says which windows are closed;
-//! a reading for a closed window is late and dropped (counted). A point's timestamp is its
-//! window's start, so re-sending a window overwrites the same point in the store.
+//! `[w * len, (w + 1) * len)`. It is emitted once the wall clock passes its end plus the close
+//! delay, and its state is kept until its end plus `grace`: a reading arriving in between
+//! re-emits it corrected; later ones are late and dropped (counted). When and which windows
+//! close is the [`Timeline`]'s business; which clock to believe is [`crate::clock`]'s: while
+//! the clock has never been synchronised, readings are held, not placed. A point's timestamp
+//! is its window's start, so re-sending a window overwrites the same point in the store.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -14,10 +16,12 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use crate::clock::{Clock, ClockConfig, ClockTracker, Now, SyncMode};
 use crate::config::AggregationConfig;
 use crate::line_protocol::{encode, FieldValue, PointRef};
+use crate::pipeline::timeline::{Hold, Placement, Timeline};
 use crate::pipeline::window::{SeriesState, Stat, Stats};
-use crate::reading::{now_ns, Reading, Registry, SeriesInfo, TimestampNs, NANOS_PER_SEC};
+use crate::reading::{now_ns, Reading, Registry, SeriesInfo, TimeBase, TimestampNs, NANOS_PER_SEC};
 use crate::service::metrics::{DropReason, Metrics};
 
 /// How often the aggregator checks for windows to close.
@@ -53,13 +57,19 @@ struct Closed {
 /// Aggregation state; see the module doc.
 pub struct Aggregator {
     window_ns: i64,
-    grace_ns: i64,
     future_ns: i64,
     ring_capacity: usize,
     stats: Vec<Stat>,
     quantiles: Vec<u16>,
     slots: Vec<Option<Slot>>,
-    closed_before: i64,
+    timeline: Timeline,
+    tracker: ClockTracker,
+    sync_mode: SyncMode,
+    /// Readings waiting for the clock's first synchronisation.
+    hold: Hold,
+    /// Boot time when the aggregator started: where the timeline starts once the clock is
+    /// known.
+    start_boot: i64,
     registry: Registry,
     metrics: Arc<Metrics>,
     /// Privacy sketches and sensor health (see `domain.rs`); off unless `with_domain` is called.
@@ -68,11 +78,28 @@ pub struct Aggregator {
 
 impl Aggregator {
     /// `now` is the wall clock at start: windows that ended (plus grace) before it are closed.
+    /// The clock is taken as synchronised, with boot time equal to wall time.
     pub fn new(
         cfg: &AggregationConfig,
         registry: Registry,
         metrics: Arc<Metrics>,
         now: TimestampNs,
+    ) -> Aggregator {
+        let clock = ClockConfig {
+            sync: SyncMode::Assume,
+            ..ClockConfig::default()
+        };
+        Aggregator::with_clock(cfg, &clock, registry, metrics, Now::synced_at(now))
+    }
+
+    /// Like [`Aggregator::new`], starting from the clock reading `now`: if it is not
+    /// synchronised, readings are held until a [`Aggregator::tick`] sees that it is.
+    pub fn with_clock(
+        cfg: &AggregationConfig,
+        clock: &ClockConfig,
+        registry: Registry,
+        metrics: Arc<Metrics>,
+        now: Now,
     ) -> Aggregator {
         let stats: Vec<Stat> = cfg.stats.iter().filter_map(|s| Stat::parse(s)).collect();
         let quantiles = stats
@@ -84,31 +111,53 @@ impl Aggregator {
             .collect();
         let window_ns = (cfg.window_secs.max(1) as i64).saturating_mul(NANOS_PER_SEC);
         let grace_ns = (cfg.grace_secs as i64).saturating_mul(NANOS_PER_SEC);
-        Aggregator {
+        let delay_ns = (cfg.close_delay_secs as i64).saturating_mul(NANOS_PER_SEC);
+        let mut agg = Aggregator {
             window_ns,
-            grace_ns,
             future_ns: (cfg.future_tolerance_secs as i64).saturating_mul(NANOS_PER_SEC),
             ring_capacity: cfg.ring_capacity,
             stats,
             quantiles,
             slots: Vec::new(),
-            closed_before: (now - grace_ns).div_euclid(window_ns),
+            timeline: Timeline::new(window_ns, delay_ns, grace_ns),
+            tracker: ClockTracker::new(clock.step_threshold_ns()),
+            sync_mode: clock.sync,
+            hold: Hold::new(clock.hold_max_readings),
+            start_boot: now.boot,
             registry,
             metrics,
             domain: domain::Domain::default(),
-        }
+        };
+        agg.observe(now);
+        agg
     }
 
-    /// Adds one reading; returns false (and counts why) if it was dropped.
+    /// Adds one reading (`now`: the wall clock); returns false (and counts why) if it was
+    /// dropped. Before the clock was ever synchronised the reading is held instead.
     pub fn insert(&mut self, r: Reading, now: TimestampNs) -> bool {
         if !r.value.is_finite() {
             return self.drop(DropReason::NonFinite);
         }
-        if r.ts > now.saturating_add(self.future_ns) {
+        if !self.tracker.trusted() {
+            if !self.hold.push(r) {
+                self.metrics.clock.hold_dropped(self.hold.len());
+            }
+            self.metrics
+                .clock
+                .held_readings
+                .store(self.hold.len() as i64, Relaxed);
+            return true;
+        }
+        let ts = match r.base {
+            TimeBase::Wall => r.ts,
+            TimeBase::Boot => r.ts.saturating_add(self.tracker.offset().unwrap_or(0)),
+        };
+        // Judged against a synchronised clock only: held readings come here once it is.
+        if ts > now.saturating_add(self.future_ns) {
             return self.drop(DropReason::Future);
         }
-        let window = r.ts.div_euclid(self.window_ns);
-        if window < self.closed_before {
+        let window = self.timeline.window_of(ts);
+        if self.timeline.place(window) == Placement::Late {
             return self.drop(DropReason::Late);
         }
         if self.observe_domain(&r, window) {
@@ -150,21 +199,93 @@ impl Aggregator {
         }
     }
 
-    /// Closes every window whose end + grace is before `now`.
-    pub fn close_due(&mut self, now: TimestampNs) -> Option<WindowBatch> {
-        let due = (now - self.grace_ns).div_euclid(self.window_ns);
-        if due <= self.closed_before {
-            return None;
-        }
-        let from = std::mem::replace(&mut self.closed_before, due);
-        let batch = self.close_before(due);
-        self.close_domain(batch, from, due, now)
+    /// One clock reading per tick: follows sync and steps, then emits what is due.
+    pub fn tick(&mut self, now: Now) -> Option<WindowBatch> {
+        self.observe(now);
+        self.close_due(now.wall)
     }
 
-    /// Closes every open window, current ones included (shutdown: partial windows).
+    fn observe(&mut self, now: Now) {
+        let obs = self.tracker.observe(now);
+        if let Some(synced) = obs.sync_changed {
+            self.metrics
+                .clock
+                .sync_changed(synced, self.sync_mode, self.hold.len());
+        }
+        if obs.became_trusted {
+            self.place_held(now);
+        }
+        if let Some(delta) = obs.step_ns {
+            self.metrics.clock.step(delta);
+            if delta < 0 {
+                self.timeline.close_at(now.wall.saturating_sub(delta));
+            }
+        }
+    }
+
+    /// The clock is synchronised for the first time: start the timeline where the run
+    /// started and place what was held, each reading as if it had arrived just now.
+    fn place_held(&mut self, now: Now) {
+        self.metrics.clock.trusted();
+        let offset = now.wall.saturating_sub(now.boot);
+        self.timeline
+            .start_at(self.start_boot.saturating_add(offset));
+        let held = self.hold.take();
+        if !held.is_empty() {
+            tracing::info!(
+                readings = held.len(),
+                "placing readings held until clock sync"
+            );
+        }
+        for r in held {
+            self.insert(r, now.wall);
+        }
+        self.metrics.clock.held_readings.store(0, Relaxed);
+    }
+
+    /// Emits every window whose end + close delay is before `now` (and corrections), and
+    /// forgets those whose end + grace is. Nothing while the clock was never synchronised.
+    pub fn close_due(&mut self, now: TimestampNs) -> Option<WindowBatch> {
+        if !self.tracker.trusted() {
+            return None;
+        }
+        let from = self.domain_floor();
+        let due = self.timeline.advance(now)?;
+        let batch = self.close_before(due.emit_before);
+        for slot in self.slots.iter_mut().flatten() {
+            slot.state.forget_before(due.retain_before);
+        }
+        if due.emit_before <= from {
+            return batch;
+        }
+        self.domain.closed_before = due.emit_before;
+        self.close_domain(batch, from, due.emit_before, now)
+    }
+
+    /// Windows below this were handed to privacy and health already: the last emit floor,
+    /// or where the timeline started.
+    fn domain_floor(&self) -> i64 {
+        match self.domain.closed_before {
+            i64::MIN => self.timeline.emit_before(),
+            floor => floor,
+        }
+    }
+
+    /// Emits every open window with unsent readings, current ones included (shutdown:
+    /// partial windows). Held readings cannot be placed: they are lost, and logged.
     pub fn flush(&mut self) -> Option<WindowBatch> {
+        if !self.hold.is_empty() {
+            tracing::error!(
+                readings = self.hold.len(),
+                "clock never synchronized: held readings lost at shutdown"
+            );
+        }
         let batch = self.close_before(i64::MAX);
-        self.close_domain(batch, self.closed_before, i64::MAX, now_ns())
+        for slot in self.slots.iter_mut().flatten() {
+            slot.state.forget_before(i64::MAX);
+        }
+        let from = self.domain_floor();
+        self.close_domain(batch, from, i64::MAX, now_ns())
     }
 
     fn close_before(&mut self, window: i64) -> Option<WindowBatch> {
@@ -173,6 +294,7 @@ impl Aggregator {
         let stats = &self.stats;
         let quantiles = &self.quantiles;
         let mut approximate = 0u64;
+        let mut reemitted = 0u64;
         for (i, slot) in self.slots.iter_mut().enumerate() {
             let Some(slot) = slot else { continue };
             if !slot.state.has_open() {
@@ -180,7 +302,7 @@ impl Aggregator {
             }
             let group = slot.info.group.0;
             slot.state
-                .close_before(window, quantiles, &mut |s: &Stats| {
+                .emit_dirty_before(window, quantiles, &mut |s: &Stats| {
                     closed.push(Closed {
                         window: s.window,
                         group,
@@ -188,6 +310,7 @@ impl Aggregator {
                         first: values.len(),
                     });
                     approximate += u64::from(s.approximate);
+                    reemitted += u64::from(s.reemitted);
                     values.extend(stats.iter().map(|st| field_value(*st, s)));
                 });
         }
@@ -200,6 +323,10 @@ impl Aggregator {
         self.metrics
             .approximate_percentiles
             .fetch_add(approximate, Relaxed);
+        self.metrics
+            .clock
+            .windows_reemitted
+            .fetch_add(reemitted, Relaxed);
         closed.sort_by_key(|c| (c.window, c.group, c.slot));
         Some(self.encode(&closed, &values))
     }
@@ -253,21 +380,25 @@ impl Aggregator {
     }
 
     /// The task loop: readings in, batches out; flushes partial windows when the input closes.
-    pub async fn run(mut self, mut input: mpsc::Receiver<Reading>, out: mpsc::Sender<WindowBatch>) {
+    pub async fn run(
+        mut self,
+        clock: Clock,
+        mut input: mpsc::Receiver<Reading>,
+        out: mpsc::Sender<WindowBatch>,
+    ) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 r = input.recv() => match r {
                     Some(r) => {
-                        self.insert(r, now_ns());
+                        self.insert(r, clock.wall_ns());
                     }
                     None => break,
                 },
                 _ = tick.tick() => {
-                    let now = now_ns();
-                    self.metrics.aggregator_heartbeat.store(now / NANOS_PER_SEC, Relaxed);
-                    if let Some(batch) = self.close_due(now) {
+                    self.metrics.aggregator_heartbeat.store(now_ns() / NANOS_PER_SEC, Relaxed);
+                    if let Some(batch) = self.tick(clock.now()) {
                         if out.send(batch).await.is_err() {
                             tracing::error!("window output closed; aggregator stops");
                             return;
@@ -302,6 +433,8 @@ fn f32_shortest(v: f64) -> f64 {
     f.to_string().parse().unwrap_or(v)
 }
 
+#[cfg(test)]
+mod clock_tests;
 mod domain;
 #[cfg(test)]
 mod tests;

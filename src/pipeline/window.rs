@@ -128,6 +128,8 @@ pub struct Stats {
     pub quantile_len: usize,
     /// True when the quantiles came from the sketch (the window overflowed the ring).
     pub approximate: bool,
+    /// True when this window was emitted before: this is a correction by late readings.
+    pub reemitted: bool,
 }
 
 impl Stats {
@@ -168,6 +170,10 @@ struct Accumulator {
     max: f64,
     last: f64,
     sketch: Option<Box<Sketch>>,
+    /// Emitted at least once (its state is kept for late corrections until forgotten).
+    emitted: bool,
+    /// Has readings not yet emitted.
+    dirty: bool,
 }
 
 impl Accumulator {
@@ -183,6 +189,8 @@ impl Accumulator {
             max: f64::NEG_INFINITY,
             last: f64::NAN,
             sketch: None,
+            emitted: false,
+            dirty: false,
         }
     }
 
@@ -195,6 +203,7 @@ impl Accumulator {
         self.min = self.min.min(value);
         self.max = self.max.max(value);
         self.last = value;
+        self.dirty = true;
         if let Some(sketch) = &mut self.sketch {
             sketch.add(value);
         }
@@ -225,6 +234,7 @@ impl Accumulator {
             quantiles: [(0, 0.0); MAX_QUANTILES],
             quantile_len: 0,
             approximate: false,
+            reemitted: self.emitted,
         }
     }
 
@@ -306,6 +316,33 @@ impl SeriesState {
     ) {
         let closing = self.closing_before(window);
         self.close_first(closing, quantiles, scratch, emit);
+    }
+
+    /// Emits every open window with index < `window` that has readings not emitted yet
+    /// (first emission, or a correction by late readings), oldest first, and keeps them: their
+    /// state stays for later corrections until [`SeriesState::forget_before`].
+    pub fn emit_dirty_before(
+        &mut self,
+        window: i64,
+        quantiles: &[u16],
+        emit: &mut impl FnMut(&Stats),
+    ) {
+        let requested = quantiles.get(..MAX_QUANTILES).unwrap_or(quantiles);
+        let closing = self.closing_before(window);
+        let (ring, open) = (&self.ring, &mut self.open);
+        with_scratch(|scratch| {
+            for acc in open.iter_mut().take(closing).filter(|a| a.dirty) {
+                emit(&window_stats(ring, acc, requested, scratch));
+                acc.emitted = true;
+                acc.dirty = false;
+            }
+        });
+    }
+
+    /// Forgets, without emitting, every open window with index < `window`.
+    pub fn forget_before(&mut self, window: i64) {
+        let closing = self.closing_before(window);
+        self.open.drain(..closing);
     }
 
     /// True while some window is open.

@@ -130,11 +130,7 @@ mod tests {
     fn feed(ws: &mut WindowSketches, hub: &Privacy, ids: &[String], ts: i64) {
         for id in ids {
             let u = hub.register(id.as_bytes(), ts, ts).unwrap();
-            let r = Reading {
-                series: SeriesId(3),
-                value: u.to_value(),
-                ts,
-            };
+            let r = Reading::new(SeriesId(3), u.to_value(), ts);
             assert!(ws.absorb(&r, ts.div_euclid(60 * S)));
         }
     }
@@ -165,11 +161,7 @@ mod tests {
     #[test]
     fn plain_series_pass_through() {
         let (mut ws, _, _) = setup();
-        let r = Reading {
-            series: SeriesId(1),
-            value: 4.0,
-            ts: 0,
-        };
+        let r = Reading::new(SeriesId(1), 4.0, 0);
         assert!(!ws.absorb(&r, 0));
     }
 }

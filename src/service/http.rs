@@ -98,15 +98,27 @@ pub fn health(m: &Metrics) -> (u16, String) {
         }
         _ => "down (data kept in spool)",
     };
-    let body = format!(
+    let mut body = format!(
         "aggregator: heartbeat {age}s ago\nuplink: {uplink}\nspool: {} points, {} bytes\n",
         m.spool_points.load(Relaxed),
         m.spool_bytes.load(Relaxed)
     );
+    body.push_str(&clock_line(&m.clock));
     if age > STALE_AFTER_SECS {
         (503, format!("unhealthy\n{body}"))
     } else {
         (200, format!("ok\n{body}"))
+    }
+}
+
+/// The clock's line of `/healthz`: an unsynchronised clock is reported, not unhealthy (it is
+/// normal for a while after boot).
+fn clock_line(c: &crate::clock::ClockMetrics) -> String {
+    let held = c.held_readings.load(Relaxed);
+    match (c.synchronized.load(Relaxed), c.trusted.load(Relaxed)) {
+        (1, _) => format!("clock: synchronized, {} steps\n", c.steps.load(Relaxed)),
+        (_, 1) => "clock: lost synchronization (free-running, windows still emitted)\n".into(),
+        _ => format!("clock: not synchronized, holding {held} readings\n"),
     }
 }
 

@@ -156,6 +156,8 @@ pub struct Metrics {
     pub privacy: crate::privacy::PrivacyMetrics,
     /// Sensor health gauges of the last window close.
     pub health: crate::health::HealthMetrics,
+    /// Clock sync, steps, held readings, late corrections.
+    pub clock: crate::clock::ClockMetrics,
 }
 
 impl Metrics {
@@ -431,6 +433,7 @@ impl Metrics {
         }
         self.privacy.render(&mut out);
         self.health.render(&mut out);
+        self.clock.render(&mut out);
         out
     }
 }

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::SimulatorConfig;
-use crate::reading::{default_measurement, now_ns, GroupKey, Reading, Registry, SeriesId};
+use crate::reading::{default_measurement, GroupKey, Reading, Registry, SeriesId};
 use crate::sources::SourceError;
 
 /// One simulated quantity: its series and random-walk state.
@@ -87,7 +87,8 @@ impl Simulator {
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = tick.tick() => {}
             }
-            let ts = now_ns();
+            // Simulated sensors have no clock: stamped at receipt, like serial ones.
+            let ts = crate::clock::boot_ns();
             for w in &mut self.walks {
                 w.value = if w.step == 0.0 {
                     // Event counter: a small whole number per reading.
@@ -95,11 +96,7 @@ impl Simulator {
                 } else {
                     (w.value + (self.rng.f64() * 2.0 - 1.0) * w.step).clamp(w.min, w.max)
                 };
-                let r = Reading {
-                    series: w.series,
-                    value: (w.value * 10.0).round() / 10.0,
-                    ts,
-                };
+                let r = Reading::received(w.series, (w.value * 10.0).round() / 10.0, ts);
                 if out.send(r).await.is_err() {
                     return Ok(());
                 }

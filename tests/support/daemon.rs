@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use citysense::clock::{Clock, SyncMode};
 use citysense::config::Config;
 use citysense::service::metrics::Metrics;
 use tokio_util::sync::CancellationToken;
@@ -36,9 +37,25 @@ impl Daemon {
         let text = config.replace("{spool}", &spool.display().to_string());
         let cfg = Config::parse(&text, Path::new("test.toml"))
             .unwrap_or_else(|e| panic!("test config invalid:\n{e}\n---\n{text}"));
+        // Test hosts (containers especially) often report an unsynchronised clock; tests that
+        // are not about the clock run as on a gateway with an RTC unless they say otherwise.
+        let clock = match text.contains("[clock]") {
+            true => Clock::System(cfg.clock.sync),
+            false => Clock::System(SyncMode::Assume),
+        };
+        Daemon::start_with_clock(cfg, spool, clock)
+    }
+
+    /// Starts the daemon on a parsed config with the given clock (e.g. [`Clock::Manual`]).
+    pub fn start_with_clock(cfg: Config, spool: &Path, clock: Clock) -> Daemon {
         let metrics = Metrics::new();
         let token = CancellationToken::new();
-        let handle = tokio::spawn(citysense::run_with(cfg, token.clone(), metrics.clone()));
+        let handle = tokio::spawn(citysense::run_with_clock(
+            cfg,
+            token.clone(),
+            metrics.clone(),
+            clock,
+        ));
         Daemon {
             metrics,
             spool_dir: spool.to_path_buf(),

@@ -72,12 +72,23 @@ impl Victoria {
     /// Flushes pending rows and exports every series matching `selector` (e.g. `air_pm25` or
     /// `{__name__=~"air_.*"}`), sorted by labels.
     pub async fn export(&self, selector: &str) -> Vec<ExportedSeries> {
+        self.export_with(selector, &[]).await
+    }
+
+    /// [`Victoria::export`] with extra query parameters, e.g. `("end", "<unix s>")` to see
+    /// points in the future (the default range ends now).
+    pub async fn export_with(
+        &self,
+        selector: &str,
+        params: &[(&str, &str)],
+    ) -> Vec<ExportedSeries> {
         self.force_flush().await;
         let url = format!("{}/api/v1/export", self.write_url());
         let resp = self
             .client
             .get(&url)
             .query(&[("match[]", selector)])
+            .query(params)
             .send()
             .await
             .unwrap_or_else(|e| panic!("GET {url}: {e}"));

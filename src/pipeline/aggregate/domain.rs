@@ -14,11 +14,23 @@ use crate::privacy::{windows::WindowSketches, Privacy};
 use crate::reading::{Reading, TimestampNs};
 
 /// Optional state; both parts are off by default (unit tests of the window code).
-#[derive(Default)]
 pub(super) struct Domain {
     privacy: Option<WindowSketches>,
     health: Option<Tracker>,
     gateway_tags: Vec<(String, String)>,
+    /// Windows below this were closed for privacy and health; `i64::MIN` until the first.
+    pub(super) closed_before: i64,
+}
+
+impl Default for Domain {
+    fn default() -> Self {
+        Domain {
+            privacy: None,
+            health: None,
+            gateway_tags: Vec::new(),
+            closed_before: i64::MIN,
+        }
+    }
 }
 
 impl Aggregator {
@@ -31,7 +43,7 @@ impl Aggregator {
         gateway_tags: Vec<(String, String)>,
     ) -> Aggregator {
         if let Some(hub) = privacy {
-            hub.retire_before(self.closed_before);
+            hub.retire_before(self.domain_floor());
             self.domain.privacy = Some(WindowSketches::new(hub));
         }
         if health.enabled {

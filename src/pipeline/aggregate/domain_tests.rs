@@ -73,11 +73,7 @@ impl Setup {
                 .hub
                 .register(format!("aa:bb:cc:00:00:{i:02x}").as_bytes(), ts, ts)
                 .unwrap();
-            let r = Reading {
-                series: self.devices,
-                value: u.to_value(),
-                ts,
-            };
+            let r = Reading::new(self.devices, u.to_value(), ts);
             assert!(self.agg.insert(r, ts));
         }
     }
@@ -88,11 +84,7 @@ fn identifier_readings_become_unique_devices_and_health_points() {
     let mut s = setup(HealthConfig::default());
     s.devices(30, T0 + S);
     s.devices(30, T0 + 2 * S); // the same 30 again
-    let pm = Reading {
-        series: s.pm,
-        value: 4.0,
-        ts: T0 + S,
-    };
+    let pm = Reading::new(s.pm, 4.0, T0 + S);
     assert!(s.agg.insert(pm, T0 + S));
     let batch = s.agg.close_due(T0 + 66 * S).expect("a batch");
     let pts = points(&batch);
@@ -148,14 +140,7 @@ fn without_domain_nothing_changes() {
     let g = reg.group(GroupKey::new("m", []));
     let id = reg.series(g, "x").unwrap();
     let mut agg = Aggregator::new(&cfg, reg, Metrics::new(), T0);
-    assert!(agg.insert(
-        Reading {
-            series: id,
-            value: 1.0,
-            ts: T0
-        },
-        T0
-    ));
+    assert!(agg.insert(Reading::new(id, 1.0, T0), T0));
     let pts = points(&agg.close_due(T0 + 70 * S).unwrap());
     assert_eq!(pts.len(), 1);
     assert_eq!(pts[0].measurement, "m");

@@ -42,26 +42,12 @@ fn field(p: &Point, key: &str) -> FieldValue {
 fn one_point_per_group_with_exact_stats_at_window_start() {
     let (mut agg, _, metrics, pm25, pm10) = setup(&["mean", "min", "max", "count"]);
     for (i, v) in [4.0, 8.0, 6.0].into_iter().enumerate() {
-        assert!(agg.insert(
-            Reading {
-                series: pm25,
-                value: v,
-                ts: T0 + i as i64 * S
-            },
-            T0
-        ));
+        assert!(agg.insert(Reading::new(pm25, v, T0 + i as i64 * S), T0));
     }
-    agg.insert(
-        Reading {
-            series: pm10,
-            value: 11.0,
-            ts: T0 + 59 * S,
-        },
-        T0,
-    );
-    // Not yet due: the window ends at T0+60 s, grace 5 s.
-    assert_eq!(agg.close_due(T0 + 64 * S), None);
-    let batch = agg.close_due(T0 + 65 * S).expect("window closes");
+    agg.insert(Reading::new(pm10, 11.0, T0 + 59 * S), T0);
+    // Not yet due: the window ends at T0+60 s, close delay 1 s.
+    assert_eq!(agg.close_due(T0 + 60 * S + S / 2), None);
+    let batch = agg.close_due(T0 + 61 * S).expect("window closes");
     let pts = points(&batch);
     assert_eq!(pts.len(), 1, "{}", batch.payload);
     let p = &pts[0];
@@ -81,81 +67,25 @@ fn one_point_per_group_with_exact_stats_at_window_start() {
 #[test]
 fn late_future_and_non_finite_readings_are_dropped_and_counted() {
     let (mut agg, _, metrics, pm25, _) = setup(&["count"]);
-    agg.insert(
-        Reading {
-            series: pm25,
-            value: 1.0,
-            ts: T0,
-        },
-        T0,
-    );
+    agg.insert(Reading::new(pm25, 1.0, T0), T0);
     agg.close_due(T0 + 65 * S).unwrap();
-    assert!(!agg.insert(
-        Reading {
-            series: pm25,
-            value: 1.0,
-            ts: T0 + 59 * S
-        },
-        T0 + 66 * S
-    ));
+    assert!(!agg.insert(Reading::new(pm25, 1.0, T0 + 59 * S), T0 + 66 * S));
     assert_eq!(metrics.dropped_count(DropReason::Late), 1);
-    assert!(!agg.insert(
-        Reading {
-            series: pm25,
-            value: 1.0,
-            ts: T0 + 1000 * S
-        },
-        T0 + 66 * S
-    ));
+    assert!(!agg.insert(Reading::new(pm25, 1.0, T0 + 1000 * S), T0 + 66 * S));
     assert_eq!(metrics.dropped_count(DropReason::Future), 1);
-    assert!(!agg.insert(
-        Reading {
-            series: pm25,
-            value: f64::NAN,
-            ts: T0 + 66 * S
-        },
-        T0 + 66 * S
-    ));
-    assert!(!agg.insert(
-        Reading {
-            series: pm25,
-            value: f64::INFINITY,
-            ts: T0 + 66 * S
-        },
-        T0 + 66 * S
-    ));
+    assert!(!agg.insert(Reading::new(pm25, f64::NAN, T0 + 66 * S), T0 + 66 * S));
+    assert!(!agg.insert(Reading::new(pm25, f64::INFINITY, T0 + 66 * S), T0 + 66 * S));
     assert_eq!(metrics.dropped_count(DropReason::NonFinite), 2);
-    assert!(!agg.insert(
-        Reading {
-            series: SeriesId(999),
-            value: 1.0,
-            ts: T0 + 66 * S
-        },
-        T0 + 66 * S
-    ));
+    assert!(!agg.insert(Reading::new(SeriesId(999), 1.0, T0 + 66 * S), T0 + 66 * S));
     assert_eq!(metrics.dropped_count(DropReason::SeriesLimit), 1);
 }
 
 #[test]
 fn grace_keeps_the_previous_window_open() {
     let (mut agg, _, _, pm25, _) = setup(&["sum"]);
-    agg.insert(
-        Reading {
-            series: pm25,
-            value: 1.0,
-            ts: T0 + 61 * S,
-        },
-        T0 + 61 * S,
-    );
+    agg.insert(Reading::new(pm25, 1.0, T0 + 61 * S), T0 + 61 * S);
     // Window T0 is still within grace at T0+62 s: a reading for it is accepted.
-    assert!(agg.insert(
-        Reading {
-            series: pm25,
-            value: 2.0,
-            ts: T0 + 30 * S
-        },
-        T0 + 62 * S
-    ));
+    assert!(agg.insert(Reading::new(pm25, 2.0, T0 + 30 * S), T0 + 62 * S));
     let batch = agg.close_due(T0 + 65 * S).unwrap();
     let pts = points(&batch);
     assert_eq!(pts.len(), 1);
@@ -172,11 +102,7 @@ fn windows_are_aligned_and_ordered_across_a_gap() {
     let (mut agg, _, _, pm25, _) = setup(&["count"]);
     for w in [0, 1, 3] {
         agg.insert(
-            Reading {
-                series: pm25,
-                value: 1.0,
-                ts: T0 + w * 60 * S + 7 * S,
-            },
+            Reading::new(pm25, 1.0, T0 + w * 60 * S + 7 * S),
             T0 + w * 60 * S + 7 * S,
         );
     }
@@ -190,14 +116,7 @@ fn windows_are_aligned_and_ordered_across_a_gap() {
 fn percentiles_and_stddev_fields_are_named_by_quantity_and_stat() {
     let (mut agg, _, _, pm25, _) = setup(&["p50", "p95", "stddev", "last"]);
     for v in 1..=100 {
-        agg.insert(
-            Reading {
-                series: pm25,
-                value: v as f64,
-                ts: T0 + v * 100_000_000,
-            },
-            T0,
-        );
+        agg.insert(Reading::new(pm25, v as f64, T0 + v * 100_000_000), T0);
     }
     let p = &points(&agg.flush().unwrap())[0];
     let names: Vec<&str> = p.fields.iter().map(|(k, _)| k.as_str()).collect();
@@ -215,14 +134,7 @@ fn percentiles_and_stddev_fields_are_named_by_quantity_and_stat() {
 #[test]
 fn percentiles_are_written_at_f32_precision() {
     let (mut agg, _, _, pm25, _) = setup(&["p50"]);
-    agg.insert(
-        Reading {
-            series: pm25,
-            value: 10.7,
-            ts: T0,
-        },
-        T0,
-    );
+    agg.insert(Reading::new(pm25, 10.7, T0), T0);
     let p = &points(&agg.flush().unwrap())[0];
     assert_eq!(field(p, "pm2_5_p50"), FieldValue::Float(10.7));
 }

@@ -92,11 +92,7 @@ impl MqttSource {
         };
         identify::for_each(&doc, &ident.path, &mut |id| {
             if let Ok(update) = hub.register(id, ts, received) {
-                out.push(Reading {
-                    series,
-                    value: update.to_value(),
-                    ts,
-                });
+                out.push(Reading::new(series, update.to_value(), ts));
             }
         })
         .map_err(|e| MapError::Identifier(e.as_str()))?;

@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{MqttConfig, SubscriptionConfig};
-use crate::reading::{default_measurement, now_ns, GroupKey, Reading, Registry, SeriesId};
+use crate::reading::{default_measurement, GroupKey, Reading, Registry, SeriesId};
 use crate::service::metrics::SourceMetrics;
 use crate::sources::backoff::Backoff;
 use crate::sources::SourceError;
@@ -229,7 +229,14 @@ impl MqttSource {
     ) -> bool {
         self.metrics.messages.fetch_add(1, Relaxed);
         readings.clear();
-        if let Err(e) = self.map(topic, payload, now_ns(), readings) {
+        // Readings are stamped on the boot clock (the aggregator places them once the wall
+        // clock is trusted); identifier hash keys are per wall-clock window, so scanners get
+        // wall time (the unsynchronised clock, before sync).
+        let received = match self.cache_topic(topic).is_ok() && self.is_identifier_topic(topic) {
+            true => crate::reading::now_ns(),
+            false => crate::clock::boot_ns(),
+        };
+        if let Err(e) = self.map(topic, payload, received, readings) {
             if e.is_skip() {
                 self.metrics.skipped.fetch_add(1, Relaxed);
                 tracing::debug!(source = %self.name, topic, reason = %e, "payload skipped");
@@ -248,6 +255,7 @@ impl MqttSource {
     }
 
     /// Pure part of a publish: payload -> readings with resolved series, appended to `out`.
+    /// `received` (boot time) stamps readings whose payload carries no timestamp.
     fn map(
         &mut self,
         topic: &str,
@@ -255,13 +263,7 @@ impl MqttSource {
         received: i64,
         out: &mut Vec<Reading>,
     ) -> Result<(), MapError> {
-        if !self.topics.contains_key(topic) {
-            let entry = self.resolve_topic(topic).ok_or(MapError::UnmatchedTopic)?;
-            if self.topics.len() >= MAX_CACHED_TOPICS {
-                self.topics.clear();
-            }
-            self.topics.insert(topic.to_string(), entry);
-        }
+        self.cache_topic(topic)?;
         if self.is_identifier_topic(topic) {
             return self.map_identifiers(topic, payload, received, out);
         }
@@ -289,11 +291,22 @@ impl MqttSource {
                     id
                 }
             };
-            out.push(Reading {
-                series: id,
-                value: s.value,
-                ts: s.ts.unwrap_or(received),
+            out.push(match s.ts {
+                Some(ts) => Reading::new(id, s.value, ts),
+                None => Reading::received(id, s.value, received),
             });
+        }
+        Ok(())
+    }
+
+    /// Resolves `topic` to its subscription and tags once; later messages find it cached.
+    fn cache_topic(&mut self, topic: &str) -> Result<(), MapError> {
+        if !self.topics.contains_key(topic) {
+            let entry = self.resolve_topic(topic).ok_or(MapError::UnmatchedTopic)?;
+            if self.topics.len() >= MAX_CACHED_TOPICS {
+                self.topics.clear();
+            }
+            self.topics.insert(topic.to_string(), entry);
         }
         Ok(())
     }

@@ -20,14 +20,7 @@ fn topic_captures_become_tags_with_precedence() {
     let mut out = Vec::new();
     src.map("sensors/neude/sds-1/PM2.5", b"12.5", 42, &mut out)
         .unwrap();
-    assert_eq!(
-        out,
-        vec![Reading {
-            series: out[0].series,
-            value: 12.5,
-            ts: 42
-        }]
-    );
+    assert_eq!(out, vec![Reading::received(out[0].series, 12.5, 42)]);
     let info = reg.info(out[0].series).unwrap();
     assert_eq!(&*info.quantity, "pm2_5");
     assert_eq!(

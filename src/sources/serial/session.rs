@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::SerialSource;
 use crate::decode::profile::DutyCycle;
 use crate::decode::Step;
-use crate::reading::{now_ns, Reading, TimestampNs};
+use crate::reading::{Reading, TimestampNs};
 
 /// Bytes read per `read` call (a UART at 115200 baud delivers about 11.5 KB/s).
 const READ_CHUNK: usize = 512;
@@ -85,8 +85,9 @@ impl SerialSource {
                         Ok(n) => n,
                         Err(e) => return lost(e.to_string(), had_frames),
                     };
-                    // Time of receipt: serial sensors carry no clock.
-                    let ts = now_ns();
+                    // Time of receipt, on the boot clock: serial sensors carry no clock, and
+                    // the aggregator places boot times once the wall clock is trustworthy.
+                    let ts = crate::clock::boot_ns();
                     self.buf.extend_from_slice(chunk.get(..n).unwrap_or(&[]));
                     let warming = duty.awake_since.elapsed() < self.warmup;
                     had_frames |= self.drain(ts, warming, &mut readings);
@@ -153,11 +154,7 @@ impl SerialSource {
             return;
         }
         self.metrics.readings.fetch_add(1, Relaxed);
-        out.push(Reading {
-            series: *series,
-            value,
-            ts,
-        });
+        out.push(Reading::received(*series, value, ts));
     }
 }
 

@@ -1,0 +1,119 @@
+//! Counters and gauges about time: clock sync, steps, readings held while unsynchronised,
+//! and late-data corrections. Part of [`Metrics`](crate::service::metrics::Metrics) as its
+//! `clock` field; each event is logged and counted here, in one place.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+use super::SyncMode;
+use crate::service::metrics::RateLimit;
+
+/// See the module doc.
+#[derive(Debug, Default)]
+pub struct ClockMetrics {
+    /// 1 while the sync check says synchronised.
+    pub synchronized: AtomicI64,
+    /// 1 once the clock was synchronised in this run (windows are being emitted).
+    pub trusted: AtomicI64,
+    pub steps: AtomicU64,
+    /// Readings waiting for the clock.
+    pub held_readings: AtomicI64,
+    /// Held readings dropped because the hold was full.
+    pub held_dropped: AtomicU64,
+    /// Windows emitted again because late readings corrected them.
+    pub windows_reemitted: AtomicU64,
+    hold_full_log: RateLimit,
+}
+
+impl ClockMetrics {
+    /// The sync check's answer changed.
+    pub fn sync_changed(&self, synced: bool, mode: SyncMode, held: usize) {
+        self.synchronized.store(i64::from(synced), Relaxed);
+        if synced {
+            tracing::info!(check = mode.label(), held, "clock synchronized");
+        } else if self.trusted.load(Relaxed) == 1 {
+            tracing::warn!(
+                check = mode.label(),
+                "clock lost synchronization; it free-runs and windows keep being emitted"
+            );
+        } else {
+            tracing::warn!(
+                check = mode.label(),
+                "clock not synchronized: readings without their own timestamp are held until it is"
+            );
+        }
+    }
+
+    pub fn trusted(&self) {
+        self.trusted.store(1, Relaxed);
+    }
+
+    /// A step of the trusted clock, logged once per step.
+    pub fn step(&self, delta_ns: i64) {
+        self.steps.fetch_add(1, Relaxed);
+        tracing::warn!(
+            delta_secs = delta_ns as f64 / 1e9,
+            "wall clock stepped: open windows closed at their boundaries"
+        );
+    }
+
+    /// A held reading was dropped because the hold was full.
+    pub fn hold_dropped(&self, limit: usize) {
+        self.held_dropped.fetch_add(1, Relaxed);
+        if let Some(suppressed) = self.hold_full_log.check() {
+            tracing::error!(
+                limit,
+                suppressed,
+                "clock still unsynchronized and hold full: oldest held readings dropped"
+            );
+        }
+    }
+
+    /// Appends the Prometheus text of these metrics.
+    pub fn render(&self, out: &mut String) {
+        let rows: [(&str, &str, &str, i64); 6] = [
+            (
+                "citysense_clock_synchronized",
+                "gauge",
+                "1 while the wall clock is synchronised (per clock.sync).",
+                self.synchronized.load(Relaxed),
+            ),
+            (
+                "citysense_clock_trusted",
+                "gauge",
+                "1 once the clock was synchronised in this run (windows are emitted).",
+                self.trusted.load(Relaxed),
+            ),
+            (
+                "citysense_clock_steps_total",
+                "counter",
+                "Steps of the synchronised wall clock.",
+                self.steps.load(Relaxed) as i64,
+            ),
+            (
+                "citysense_clock_held_readings",
+                "gauge",
+                "Readings held until the clock is synchronised.",
+                self.held_readings.load(Relaxed),
+            ),
+            (
+                "citysense_clock_held_dropped_total",
+                "counter",
+                "Held readings dropped because the hold was full.",
+                self.held_dropped.load(Relaxed) as i64,
+            ),
+            (
+                "citysense_windows_reemitted_total",
+                "counter",
+                "Series windows emitted again, corrected by late readings.",
+                self.windows_reemitted.load(Relaxed) as i64,
+            ),
+        ];
+        for (name, kind, help, v) in rows {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        }
+    }
+}
