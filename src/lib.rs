@@ -11,6 +11,7 @@
 //! - [`config`]: the TOML file, its checks and located errors.
 //! - [`sources`]: tasks producing readings; pure payload mappers live beside them.
 //! - [`pipeline`]: windows and the aggregator task.
+//! - [`domain`]: what closed windows mean: air-quality indices, humidity correction, footfall.
 //! - [`line_protocol`]: the encoder (and parser) of InfluxDB line protocol.
 //! - [`spool`]: the crash-safe bounded disk buffer.
 //! - [`sinks`]: stdout, and the uplink to InfluxDB v1/v2-compatible stores.
@@ -22,6 +23,7 @@
 
 pub mod config;
 pub mod decode;
+pub mod domain;
 pub mod line_protocol;
 pub mod pipeline;
 pub mod reading;
@@ -52,6 +54,8 @@ pub enum RunError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Sink(#[from] sinks::SinkError),
+    #[error(transparent)]
+    Domain(#[from] domain::DomainError),
     #[error("metrics endpoint {addr}: {source}")]
     Metrics {
         addr: String,
@@ -83,6 +87,7 @@ pub async fn run_with(
     let registry = Registry::with_limit(cfg.aggregation.max_series);
     let sources = build_sources(&cfg, &registry, &metrics)?;
     let sink = Sink::build(&cfg, metrics.clone())?;
+    let domain = domain::Domain::build(&cfg)?;
     let tracker = TaskTracker::new();
     let service_stop = CancellationToken::new();
     if !cfg.metrics.listen.is_empty() {
@@ -118,7 +123,8 @@ pub async fn run_with(
         registry.clone(),
         metrics.clone(),
         now_ns(),
-    );
+    )
+    .with_domain(domain);
     tracker.spawn(aggregator.run(reading_rx, batch_tx));
     let sink_task = tracker.spawn(sink.run(batch_rx));
     tracker.spawn(service::systemd::supervise(

@@ -156,3 +156,21 @@ fn builtin_profile_lookup() {
     assert!(builtin_profile("sps30").is_some_and(|p| p.is_ok()));
     assert!(builtin_profile("nope").is_none());
 }
+
+#[test]
+fn counter_profiles_carry_their_kind() {
+    use crate::reading::QuantityKind;
+    let csv = builtin_profile("counter-csv").unwrap().unwrap();
+    let k = csv.quantities[0].series_kind();
+    assert_eq!((k.kind, k.wrap), (QuantityKind::CounterTotal, Some(65_536)));
+    let kv = builtin_profile("counter-kv").unwrap().unwrap();
+    assert_eq!(kv.quantities[1].kind, QuantityKind::Counter);
+    let sds = builtin_profile("sds011").unwrap().unwrap();
+    assert_eq!(sds.quantities[0].kind, QuantityKind::Gauge);
+    let bad = include_str!("../../firmware-config/sensors/counter-kv.toml")
+        .replace("kind = \"counter\"\n", "kind = \"counter\"\nwrap = 65536\n");
+    assert!(matches!(
+        SensorProfile::parse(&bad),
+        Err(ProfileError::Invalid { field: "wrap", .. })
+    ));
+}

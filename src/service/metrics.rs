@@ -150,6 +150,8 @@ pub struct Metrics {
     pub spool_errors: AtomicU64,
     /// Last time the aggregator loop went round (unix seconds): the health check's heartbeat.
     pub aggregator_heartbeat: AtomicI64,
+    /// Counter resets/wraps and humidity-correction events (`crate::domain`).
+    pub domain: crate::domain::DomainMetrics,
 }
 
 impl Metrics {
@@ -409,6 +411,7 @@ impl Metrics {
             header(&mut out, name, kind, help);
             let _ = writeln!(out, "{name} {v}");
         }
+        self.domain.render(&mut out);
         out
     }
 }

@@ -24,7 +24,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{MqttConfig, SubscriptionConfig};
-use crate::reading::{default_measurement, now_ns, GroupKey, Reading, Registry, SeriesId};
+use crate::reading::{
+    default_measurement, now_ns, GroupKey, Reading, Registry, SeriesId, SeriesKind,
+};
 use crate::service::metrics::SourceMetrics;
 use crate::sources::backoff::Backoff;
 use crate::sources::SourceError;
@@ -46,6 +48,8 @@ struct Subscription {
     mapper: Mapper,
     measurement: Option<String>,
     tags: Vec<(String, String)>,
+    /// Kinds of the quantities configured in `counters`; the others are gauges.
+    kinds: HashMap<String, SeriesKind>,
 }
 
 /// What one topic resolves to: its subscription and its series by quantity (+ payload tags).
@@ -318,6 +322,11 @@ fn compile(cfg: &SubscriptionConfig) -> Result<Subscription, SourceError> {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        kinds: cfg
+            .counters
+            .keys()
+            .map(|q| (q.clone(), cfg.series_kind(q)))
+            .collect(),
     })
 }
 
@@ -357,7 +366,12 @@ fn resolve_series(
         .chain(sub.tags.iter().cloned())
         .chain(gateway_tags.iter().cloned());
     let group = registry.group(GroupKey::new(measurement, tags));
-    registry.series(group, &sample.quantity)
+    let kind = sub
+        .kinds
+        .get(&*sample.quantity)
+        .copied()
+        .unwrap_or_default();
+    registry.series_with_kind(group, &sample.quantity, kind)
 }
 
 #[cfg(test)]
