@@ -12,6 +12,7 @@
 //! - [`config`]: the TOML file, its checks and located errors.
 //! - [`sources`]: tasks producing readings; pure payload mappers live beside them.
 //! - [`pipeline`]: windows and the aggregator task.
+//! - [`domain`]: what closed windows mean: air-quality indices, humidity correction, footfall.
 //! - [`line_protocol`]: the encoder (and parser) of InfluxDB line protocol.
 //! - [`spool`]: the crash-safe bounded disk buffer.
 //! - [`sinks`]: stdout, and the uplink to InfluxDB v1/v2-compatible stores.
@@ -24,6 +25,7 @@
 pub mod clock;
 pub mod config;
 pub mod decode;
+pub mod domain;
 pub mod health;
 pub mod line_protocol;
 pub mod pipeline;
@@ -58,6 +60,8 @@ pub enum RunError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Sink(#[from] sinks::SinkError),
+    #[error(transparent)]
+    Domain(#[from] domain::DomainError),
     #[error("metrics endpoint {addr}: {source}")]
     Metrics {
         addr: String,
@@ -107,6 +111,7 @@ pub async fn run_with_clock(
     ));
     let sources = build_sources(&cfg, &registry, &metrics, &privacy)?;
     let sink = Sink::build(&cfg, metrics.clone())?;
+    let domain = domain::Domain::build(&cfg)?;
     let tracker = TaskTracker::new();
     let service_stop = CancellationToken::new();
     if !cfg.metrics.listen.is_empty() {
@@ -145,7 +150,8 @@ pub async fn run_with_clock(
         metrics.clone(),
         start,
     )
-    .with_domain(Some(privacy), &cfg.health, cfg.gateway_tags());
+    .with_domain(Some(privacy), &cfg.health, cfg.gateway_tags())
+    .with_derive(domain);
     tracker.spawn(aggregator.run(clock, reading_rx, batch_tx));
     let sink_task = tracker.spawn(sink.run(batch_rx));
     tracker.spawn(service::systemd::supervise(

@@ -120,12 +120,38 @@ pub struct SeriesKey {
     pub quantity: Arc<str>,
 }
 
+/// How a series' readings add up over a window.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum QuantityKind {
+    /// A level (concentration, temperature): the window gets the configured statistics.
+    #[default]
+    Gauge,
+    /// Each reading is a number of events: the window gets their sum as field `<quantity>`.
+    Counter,
+    /// Each reading is a cumulative total: the window gets the increase as field `<quantity>`,
+    /// with resets and wraps handled (see `domain::footfall`).
+    CounterTotal,
+}
+
+/// A series' kind and, for `counter_total`, the value at which its counter wraps to 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SeriesKind {
+    pub kind: QuantityKind,
+    /// E.g. 65536 for a 16-bit counter; `None`: every drop is a reset.
+    pub wrap: Option<u64>,
+}
+
 /// A series as the aggregator needs it, resolved once per series.
 #[derive(Clone, Debug)]
 pub struct SeriesInfo {
     pub group: GroupId,
     pub group_key: Arc<GroupKey>,
     pub quantity: Arc<str>,
+    /// Set by the source that interned the series first ([`Registry::series_with_kind`]).
+    pub kind: SeriesKind,
 }
 
 struct Interned {
@@ -190,6 +216,17 @@ impl Registry {
     /// The id of the series `quantity` in `group`, interning it on first sight; `None` when
     /// the series is new and the limit is reached.
     pub fn series(&self, group: GroupId, quantity: &str) -> Option<SeriesId> {
+        self.series_with_kind(group, quantity, SeriesKind::default())
+    }
+
+    /// Like [`Registry::series`], recording `kind` when the series is new. An existing series
+    /// keeps the kind it was interned with: the aggregator has read it already.
+    pub fn series_with_kind(
+        &self,
+        group: GroupId,
+        quantity: &str,
+        kind: SeriesKind,
+    ) -> Option<SeriesId> {
         let mut inner = self.lock();
         let key = SeriesKey {
             group,
@@ -207,6 +244,7 @@ impl Registry {
             group,
             group_key,
             quantity: key.quantity.clone(),
+            kind,
         });
         inner.series.insert(key, id);
         Some(id)

@@ -5,6 +5,7 @@
 //! internally tagged `[[source]]` list: serde buffers tagged enums, which throws away the spans
 //! that make "file:line: key" errors possible.
 
+mod domain;
 mod locate;
 mod mqtt;
 mod output;
@@ -15,6 +16,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use domain::{
+    AqiConfig, EaqiSetting, FootfallConfig, HumidityCorrectionConfig, HumidityMethod,
+    LkiTopEdgeConfig, RhFromSetting,
+};
 pub use locate::{ConfigError, ConfigErrors};
 pub use mqtt::{MqttConfig, PayloadFormat, SubscriptionConfig, TimestampFormat, TlsConfig};
 pub use output::{OutputApi, OutputConfig};
@@ -60,6 +65,15 @@ pub struct Config {
     /// Clock sync detection and step handling. Default: see [`crate::clock::ClockConfig`].
     #[serde(default)]
     pub clock: crate::clock::ClockConfig,
+    /// Air-quality indices per window. Default: EAQI 2024 and LKI on.
+    #[serde(default)]
+    pub aqi: AqiConfig,
+    /// Humidity correction rules for PM sensors. Default: none.
+    #[serde(default)]
+    pub humidity_correction: Vec<HumidityCorrectionConfig>,
+    /// Footfall occupancy settings. Default: re-base at 04:00 Europe/Amsterdam.
+    #[serde(default)]
+    pub footfall: FootfallConfig,
 }
 
 /// `[gateway]`
@@ -357,6 +371,11 @@ impl Config {
         self.privacy.check(&mut errs);
         self.health.check(&mut errs);
         self.clock.check(&mut errs);
+        self.aqi.check(&mut errs);
+        for (i, h) in self.humidity_correction.iter().enumerate() {
+            h.check(&format!("humidity_correction[{i}]"), &mut errs);
+        }
+        self.footfall.check(&mut errs);
         if self.spool.max_bytes < MIN_SPOOL_BYTES {
             errs.push((
                 "spool.max_bytes".into(),

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::reading::{QuantityKind, SeriesKind};
+
 /// One MQTT broker connection.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -155,6 +157,16 @@ pub struct SubscriptionConfig {
     /// skipped and counted. Default: false.
     #[serde(default)]
     pub ttn_simulated: bool,
+    /// Quantity -> kind: "gauge", "counter" (each reading is a number of events; the window
+    /// field `<quantity>` is their sum) or "counter_total" (a cumulative total; the field is
+    /// the increase, resets and wraps handled). Example: `{ in = "counter_total", out =
+    /// "counter_total" }`. Default: every quantity is a gauge.
+    #[serde(default)]
+    pub counters: BTreeMap<String, QuantityKind>,
+    /// Value at which this subscription's `counter_total` quantities wrap to 0 (65536 for a
+    /// 16-bit counter, 4294967296 for 32-bit). Default: none, every drop is a reset.
+    #[serde(default)]
+    pub counter_wrap: Option<u64>,
 }
 
 fn default_identifier_quantity() -> String {
@@ -208,6 +220,17 @@ impl MqttConfig {
 }
 
 impl SubscriptionConfig {
+    /// The kind of `quantity` as configured in `counters`.
+    pub fn series_kind(&self, quantity: &str) -> SeriesKind {
+        let kind = self.counters.get(quantity).copied().unwrap_or_default();
+        SeriesKind {
+            kind,
+            wrap: self
+                .counter_wrap
+                .filter(|_| kind == QuantityKind::CounterTotal),
+        }
+    }
+
     fn check(&self, at: &str, errs: &mut Vec<(String, String)>) {
         if let Err(e) = crate::sources::mqtt::TopicPattern::parse(&self.topic) {
             errs.push((format!("{at}.topic"), e.to_string()));
@@ -247,6 +270,9 @@ impl SubscriptionConfig {
                 format!("{at}.quantity"),
                 "plain payloads need `quantity` or `{quantity}` in the topic".into(),
             ));
+        }
+        if self.counter_wrap.is_some_and(|w| w < 2) {
+            errs.push((format!("{at}.counter_wrap"), "must be at least 2".into()));
         }
     }
 }

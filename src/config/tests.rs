@@ -148,3 +148,61 @@ fn privacy_health_and_ttn_options_are_checked() {
     assert!(cfg.health.enabled);
     assert_eq!(cfg.health.range("humidity"), Some((0.0, 100.0)));
 }
+
+#[test]
+fn domain_sections_parse_with_defaults() {
+    let cfg = parse(MINIMAL).unwrap();
+    assert_eq!(cfg.aqi.eaqi, EaqiSetting::V2024);
+    assert!(cfg.aqi.lki);
+    assert_eq!(cfg.aqi.lki_top_edge.o3, 240.0);
+    assert!(cfg.humidity_correction.is_empty());
+    assert_eq!(cfg.footfall.rebase_at, "04:00");
+    let text = MINIMAL.replace("format = \"plain\"", "format = \"plain\"\ncounters = { in = \"counter_total\", out = \"counter\" }\ncounter_wrap = 65536")
+        + "\n[aqi]\neaqi = \"2017\"\nlki = false\n[aqi.lki_top_edge]\npm10 = 175\n\n[[humidity_correction]]\nmatch = { site = \"plein\" }\nkappa = 0.3\nrh_from = \"sensor\"\n";
+    let cfg = parse(&text).unwrap();
+    assert_eq!(cfg.aqi.eaqi, EaqiSetting::V2017);
+    assert_eq!(cfg.aqi.lki_top_edge.pm10, 175.0);
+    let h = &cfg.humidity_correction[0];
+    assert_eq!(
+        (h.kappa, h.rh_cap, h.rh_from),
+        (0.3, 95.0, RhFromSetting::Sensor)
+    );
+    let sub = &cfg.mqtt[0].subscription[0];
+    use crate::reading::QuantityKind;
+    assert_eq!(sub.series_kind("in").kind, QuantityKind::CounterTotal);
+    assert_eq!(sub.series_kind("in").wrap, Some(65536));
+    assert_eq!(sub.series_kind("out").wrap, None);
+    assert_eq!(sub.series_kind("pm2_5").kind, QuantityKind::Gauge);
+}
+
+#[test]
+fn domain_errors_are_located() {
+    let text = MINIMAL.to_string() + "\n[aqi]\neaqi = \"2030\"\n";
+    let errs = parse(&text).unwrap_err();
+    assert!(errs.0.iter().any(|e| e.key == "aqi.eaqi"), "{errs}");
+    let text = MINIMAL.to_string()
+        + "\n[aqi.lki_top_edge]\npm10 = 100\n\n[[humidity_correction]]\nkappa = 0\nrh_cap = 100\n\n[footfall]\ntime_zone = \"Europe/Atlantis\"\n";
+    let errs = parse(&text).unwrap_err();
+    let r = errs.to_string();
+    let find = |key: &str| {
+        errs.0
+            .iter()
+            .find(|e| e.key == key)
+            .unwrap_or_else(|| panic!("{key} missing in\n{r}"))
+    };
+    assert_eq!(find("aqi.lki_top_edge.pm10").line, 16, "{r}");
+    assert_eq!(find("humidity_correction[0].kappa").line, 19, "{r}");
+    assert_eq!(find("humidity_correction[0].rh_cap").line, 20, "{r}");
+    assert!(
+        find("footfall.time_zone")
+            .message
+            .contains("Europe/Atlantis"),
+        "{r}"
+    );
+    let bad_time = MINIMAL.to_string() + "\n[footfall]\nrebase_at = \"4am\"\n";
+    let errs = parse(&bad_time).unwrap_err();
+    assert!(
+        errs.0.iter().any(|e| e.key == "footfall.rebase_at"),
+        "{errs}"
+    );
+}

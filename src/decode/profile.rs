@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{Decoder, MAX_VALUES};
+use crate::reading::{QuantityKind, SeriesKind};
 
 /// Seconds between polls when a polled profile sets no `poll_interval_secs`.
 pub const DEFAULT_POLL_INTERVAL_SECS: u32 = 5;
@@ -77,6 +78,29 @@ pub struct QuantitySpec {
     /// Highest plausible value; readings above it are dropped. Default: unbounded.
     #[serde(default)]
     pub max: Option<f64>,
+    /// `gauge`, `counter` (each reading is a number of events; the window field is their sum)
+    /// or `counter_total` (a cumulative total; the window field is its increase, resets and
+    /// wraps handled). Default: `gauge`.
+    #[serde(default, skip_serializing_if = "is_gauge")]
+    pub kind: QuantityKind,
+    /// For `counter_total`: the value at which the counter wraps to 0 (65536 for 16 bits,
+    /// 4294967296 for 32 bits). Default: none, every drop is a reset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrap: Option<u64>,
+}
+
+fn is_gauge(k: &QuantityKind) -> bool {
+    *k == QuantityKind::Gauge
+}
+
+impl QuantitySpec {
+    /// The kind the serial source interns this quantity's series with.
+    pub fn series_kind(&self) -> SeriesKind {
+        SeriesKind {
+            kind: self.kind,
+            wrap: self.wrap,
+        }
+    }
 }
 
 /// Wire protocol and its options.
@@ -300,6 +324,12 @@ impl SensorProfile {
                 q.min.unwrap_or(f64::NEG_INFINITY),
                 q.max.unwrap_or(f64::INFINITY),
             );
+            if q.wrap.is_some() && (q.kind != QuantityKind::CounterTotal || q.wrap < Some(2)) {
+                return Err(invalid(
+                    "wrap",
+                    "needs kind = \"counter_total\" and a value of at least 2",
+                ));
+            }
             // Anything but "less" (including a NaN bound) is a bad range.
             if min.partial_cmp(&max) != Some(std::cmp::Ordering::Less) {
                 return Err(ProfileError::BadRange {

@@ -193,3 +193,21 @@ fn duty_cycle_only_for_sleeping_sensors_and_longer_than_warmup() {
         Some(crate::decode::sds011::set_sleep(false))
     );
 }
+
+#[test]
+fn counter_profiles_carry_their_kind() {
+    use crate::reading::QuantityKind;
+    let csv = builtin_profile("counter-csv").unwrap().unwrap();
+    let k = csv.quantities[0].series_kind();
+    assert_eq!((k.kind, k.wrap), (QuantityKind::CounterTotal, Some(65_536)));
+    let kv = builtin_profile("counter-kv").unwrap().unwrap();
+    assert_eq!(kv.quantities[1].kind, QuantityKind::Counter);
+    let sds = builtin_profile("sds011").unwrap().unwrap();
+    assert_eq!(sds.quantities[0].kind, QuantityKind::Gauge);
+    let bad = include_str!("../../firmware-config/sensors/counter-kv.toml")
+        .replace("kind = \"counter\"\n", "kind = \"counter\"\nwrap = 65536\n");
+    assert!(matches!(
+        SensorProfile::parse(&bad),
+        Err(ProfileError::Invalid { field: "wrap", .. })
+    ));
+}

@@ -9,6 +9,12 @@
 //! close is the [`Timeline`]'s business; which clock to believe is [`crate::clock`]'s: while
 //! the clock has never been synchronised, readings are held, not placed. A point's timestamp
 //! is its window's start, so re-sending a window overwrites the same point in the store.
+//!
+//! Counter series (kind `counter` / `counter_total`, see [`crate::reading::QuantityKind`]) get
+//! no statistics fields: a `counter_total` reading becomes its increment on insert (the last
+//! total per series lives in the slot), and at close [`Domain::derive`] turns each window's
+//! sum into field `<quantity>` and adds the domain fields (indices, humidity correction,
+//! footfall) to the points.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -18,10 +24,14 @@ use tokio::sync::mpsc;
 
 use crate::clock::{Clock, ClockConfig, ClockTracker, Now, SyncMode};
 use crate::config::AggregationConfig;
+use crate::domain::footfall::{Step, TotalCounter};
+use crate::domain::{DerivedField, Domain, WindowValue};
 use crate::line_protocol::{encode, FieldValue, PointRef};
 use crate::pipeline::timeline::{Hold, Placement, Timeline};
 use crate::pipeline::window::{SeriesState, Stat, Stats};
-use crate::reading::{now_ns, Reading, Registry, SeriesInfo, TimeBase, TimestampNs, NANOS_PER_SEC};
+use crate::reading::{
+    now_ns, QuantityKind, Reading, Registry, SeriesInfo, TimeBase, TimestampNs, NANOS_PER_SEC,
+};
 use crate::service::metrics::{DropReason, Metrics};
 
 /// How often the aggregator checks for windows to close.
@@ -41,8 +51,10 @@ pub struct WindowBatch {
 struct Slot {
     state: SeriesState,
     info: SeriesInfo,
-    /// `<quantity>_<stat>` for each configured stat, built once.
+    /// `<quantity>_<stat>` for each configured stat, built once; empty for counters.
     field_keys: Vec<String>,
+    /// Last total of a `counter_total` series.
+    total: TotalCounter,
 }
 
 /// One series' closed window, flattened for grouping into points.
@@ -52,6 +64,9 @@ struct Closed {
     slot: u32,
     /// Index of its first value in the close's value buffer.
     first: usize,
+    /// For the domain step, whatever stats are configured.
+    mean: f64,
+    sum: f64,
 }
 
 /// Aggregation state; see the module doc.
@@ -74,6 +89,8 @@ pub struct Aggregator {
     metrics: Arc<Metrics>,
     /// Privacy sketches and sensor health (see `domain.rs`); off unless `with_domain` is called.
     domain: domain::Domain,
+    /// Derived fields: indices, humidity correction, footfall (`crate::domain`).
+    derive: Domain,
 }
 
 impl Aggregator {
@@ -127,9 +144,17 @@ impl Aggregator {
             registry,
             metrics,
             domain: domain::Domain::default(),
+            derive: Domain::default(),
         };
         agg.observe(now);
         agg
+    }
+
+    /// Sets the derived-field layer (indices, humidity correction, footfall); the default has
+    /// only the counter fields.
+    pub fn with_derive(mut self, derive: Domain) -> Aggregator {
+        self.derive = derive;
+        self
     }
 
     /// Adds one reading (`now`: the wall clock); returns false (and counts why) if it was
@@ -175,7 +200,18 @@ impl Aggregator {
             self.metrics.series.fetch_add(1, Relaxed);
         }
         if let Some(slot) = &mut self.slots[idx] {
-            slot.state.insert(window, r.value);
+            let mut value = r.value;
+            if slot.info.kind.kind == QuantityKind::CounterTotal {
+                let step;
+                (value, step) = slot.total.step(r.value, slot.info.kind.wrap);
+                let m = &self.metrics.domain;
+                match step {
+                    Step::Reset => m.counter_resets.fetch_add(1, Relaxed),
+                    Step::Wrap => m.counter_wraps.fetch_add(1, Relaxed),
+                    Step::First | Step::Up => 0,
+                };
+            }
+            slot.state.insert(window, value);
         }
         self.metrics.readings_aggregated.fetch_add(1, Relaxed);
         true
@@ -187,15 +223,19 @@ impl Aggregator {
     }
 
     fn new_slot(&self, info: SeriesInfo) -> Slot {
-        let field_keys = self
-            .stats
-            .iter()
-            .map(|s| format!("{}_{}", info.quantity, s.field_suffix()))
-            .collect();
+        let field_keys = match info.kind.kind {
+            QuantityKind::Gauge => self
+                .stats
+                .iter()
+                .map(|s| format!("{}_{}", info.quantity, s.field_suffix()))
+                .collect(),
+            QuantityKind::Counter | QuantityKind::CounterTotal => Vec::new(),
+        };
         Slot {
             state: SeriesState::new(self.ring_capacity),
             info,
             field_keys,
+            total: TotalCounter::default(),
         }
     }
 
@@ -308,6 +348,8 @@ impl Aggregator {
                         group,
                         slot: i as u32,
                         first: values.len(),
+                        mean: s.mean,
+                        sum: s.sum,
                     });
                     approximate += u64::from(s.approximate);
                     reemitted += u64::from(s.reemitted);
@@ -328,11 +370,41 @@ impl Aggregator {
             .windows_reemitted
             .fetch_add(reemitted, Relaxed);
         closed.sort_by_key(|c| (c.window, c.group, c.slot));
-        Some(self.encode(&closed, &values))
+        let derived = self.derive(&closed, &values);
+        Some(self.encode(&closed, &values, &derived))
+    }
+
+    /// The domain step: fields derived from this close's windows, sorted like `closed`.
+    fn derive(&mut self, closed: &[Closed], values: &[FieldValue]) -> Vec<DerivedField> {
+        let n = self.stats.len();
+        let input: Vec<WindowValue<'_>> = closed
+            .iter()
+            .filter_map(|c| {
+                let slot = self.slots.get(c.slot as usize)?.as_ref()?;
+                Some(WindowValue {
+                    window: c.window,
+                    group: c.group,
+                    key: &slot.info.group_key,
+                    quantity: &slot.info.quantity,
+                    kind: slot.info.kind.kind,
+                    mean: c.mean,
+                    sum: c.sum,
+                    values: values.get(c.first..c.first + n)?,
+                })
+            })
+            .collect();
+        let metrics = &self.metrics.domain;
+        self.derive
+            .derive(&input, &self.stats, self.window_ns, metrics)
     }
 
     /// One point per (window, group): the fields of all its series together.
-    fn encode(&self, closed: &[Closed], values: &[FieldValue]) -> WindowBatch {
+    fn encode(
+        &self,
+        closed: &[Closed],
+        values: &[FieldValue],
+        derived: &[DerivedField],
+    ) -> WindowBatch {
         let mut batch = WindowBatch {
             payload: String::with_capacity(closed.len() * 160),
             points: 0,
@@ -341,6 +413,7 @@ impl Aggregator {
         };
         let n = self.stats.len();
         let mut fields: Vec<(&str, FieldValue)> = Vec::new();
+        let mut extra = derived;
         for run in closed.chunk_by(|a, b| a.window == b.window && a.group == b.group) {
             fields.clear();
             let mut key = None;
@@ -353,7 +426,20 @@ impl Aggregator {
                     fields.push((k.as_str(), v.clone()));
                 }
             }
+            // Derived fields are sorted like the runs: take this run's from the front.
+            let at = (run[0].window, run[0].group);
+            let skip = extra.partition_point(|d| (d.window, d.group) < at);
+            let mine = extra[skip..].partition_point(|d| (d.window, d.group) == at);
+            fields.extend(
+                extra[skip..skip + mine]
+                    .iter()
+                    .map(|d| (d.key.as_str(), d.value.clone())),
+            );
+            extra = &extra[skip + mine..];
             let Some(key) = key else { continue };
+            if fields.is_empty() {
+                continue;
+            }
             let ts = run[0].window.saturating_mul(self.window_ns);
             let point = PointRef {
                 measurement: &key.measurement,

@@ -158,6 +158,8 @@ pub struct Metrics {
     pub health: crate::health::HealthMetrics,
     /// Clock sync, steps, held readings, late corrections.
     pub clock: crate::clock::ClockMetrics,
+    /// Counter resets/wraps and humidity-correction events (`crate::domain`).
+    pub domain: crate::domain::DomainMetrics,
 }
 
 impl Metrics {
@@ -434,6 +436,7 @@ impl Metrics {
         self.privacy.render(&mut out);
         self.health.render(&mut out);
         self.clock.render(&mut out);
+        self.domain.render(&mut out);
         out
     }
 }

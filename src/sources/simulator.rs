@@ -1,7 +1,7 @@
 //! Simulated sensors for `citysensed demo` and for trying a setup without hardware:
 //! air-quality sensors (PM2.5, PM10, CO2 as bounded random walks) and people counters
-//! (in/out events). They feed the same channel as real sources, so the demo runs the real
-//! aggregator and encoder.
+//! (in/out events, kind `counter`: windows carry their sums, `net` and `occupancy`). They feed
+//! the same channel as real sources, so the demo runs the real aggregator and encoder.
 
 use std::time::Duration;
 
@@ -9,7 +9,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::SimulatorConfig;
-use crate::reading::{default_measurement, GroupKey, Reading, Registry, SeriesId};
+use crate::reading::{
+    default_measurement, GroupKey, QuantityKind, Reading, Registry, SeriesId, SeriesKind,
+};
 use crate::sources::SourceError;
 
 /// One simulated quantity: its series and random-walk state.
@@ -44,9 +46,20 @@ impl Simulator {
                 .into_iter()
                 .chain(gateway_tags.iter().cloned());
                 let group = registry.group(GroupKey::new(default_measurement(quantity), tags));
-                let series = registry.series(group, quantity).ok_or_else(|| {
-                    SourceError::Config("series limit reached by the simulator".into())
-                })?;
+                // Step 0 marks an event counter: its windows sum the events (kind `counter`).
+                let kind = SeriesKind {
+                    kind: if step == 0.0 {
+                        QuantityKind::Counter
+                    } else {
+                        QuantityKind::Gauge
+                    },
+                    wrap: None,
+                };
+                let series = registry
+                    .series_with_kind(group, quantity, kind)
+                    .ok_or_else(|| {
+                        SourceError::Config("series limit reached by the simulator".into())
+                    })?;
                 walks.push(Walk {
                     series,
                     value: start,

@@ -138,3 +138,51 @@ fn percentiles_are_written_at_f32_precision() {
     let p = &points(&agg.flush().unwrap())[0];
     assert_eq!(field(p, "pm2_5_p50"), FieldValue::Float(10.7));
 }
+
+#[test]
+fn counter_totals_become_increments_across_windows_and_resets() {
+    use crate::reading::{QuantityKind, SeriesKind};
+    let (agg, reg, metrics, _, _) = setup(&["mean", "count"]);
+    let g = reg.group(GroupKey::new(
+        "footfall",
+        [("sensor".into(), "door".into())],
+    ));
+    let total = SeriesKind {
+        kind: QuantityKind::CounterTotal,
+        wrap: Some(65_536),
+    };
+    let inn = reg.series_with_kind(g, "in", total).unwrap();
+    let out = reg.series_with_kind(g, "out", total).unwrap();
+    let mut agg = agg.with_derive(Domain::default());
+    let mut put = |series, value, secs| {
+        assert!(agg.insert(Reading::new(series, value, T0 + secs * S), T0));
+    };
+    // Window 1: in 100 -> 110 (first reading counts 0), out 65530 -> 4 (16-bit wrap: 10).
+    put(inn, 100.0, 1);
+    put(inn, 110.0, 30);
+    put(out, 65_530.0, 2);
+    put(out, 4.0, 31);
+    // Window 2: chains from 110; the device reboots mid-window (115 -> 3 -> 5).
+    put(inn, 115.0, 61);
+    put(inn, 3.0, 70);
+    put(inn, 5.0, 80);
+    put(out, 4.0, 62);
+    let batch = agg.close_due(T0 + 125 * S).expect("two windows close");
+    let pts = points(&batch);
+    assert_eq!(pts.len(), 2, "{}", batch.payload);
+    let (w1, w2) = (&pts[0], &pts[1]);
+    assert_eq!(field(w1, "in"), FieldValue::Float(10.0));
+    assert_eq!(field(w1, "out"), FieldValue::Float(10.0));
+    assert_eq!(field(w1, "net"), FieldValue::Float(0.0));
+    assert_eq!(field(w2, "in"), FieldValue::Float(5.0 + 3.0 + 2.0));
+    assert_eq!(field(w2, "out"), FieldValue::Float(0.0));
+    assert_eq!(field(w2, "net"), FieldValue::Float(10.0));
+    assert_eq!(field(w2, "occupancy"), FieldValue::Float(10.0));
+    // Counters carry no statistics fields.
+    assert!(
+        w1.fields.iter().all(|(k, _)| !k.contains("_mean")),
+        "{w1:?}"
+    );
+    assert_eq!(metrics.domain.counter_resets.load(Relaxed), 1);
+    assert_eq!(metrics.domain.counter_wraps.load(Relaxed), 1);
+}

@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{MqttConfig, SubscriptionConfig};
-use crate::reading::{default_measurement, GroupKey, Reading, Registry, SeriesId};
+use crate::reading::{default_measurement, GroupKey, Reading, Registry, SeriesId, SeriesKind};
 use crate::service::metrics::SourceMetrics;
 use crate::sources::backoff::Backoff;
 use crate::sources::SourceError;
@@ -49,6 +49,8 @@ struct Subscription {
     tags: Vec<(String, String)>,
     /// Set for identifier sources (Wi-Fi/BLE scanners): see `identifiers.rs`.
     identifier: Option<identifiers::Identifier>,
+    /// Kinds of the quantities configured in `counters`; the others are gauges.
+    kinds: HashMap<String, SeriesKind>,
 }
 
 /// What one topic resolves to: its subscription and its series by quantity (+ payload tags).
@@ -372,6 +374,11 @@ fn compile(cfg: &SubscriptionConfig) -> Result<Subscription, SourceError> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         identifier,
+        kinds: cfg
+            .counters
+            .keys()
+            .map(|q| (q.clone(), cfg.series_kind(q)))
+            .collect(),
     })
 }
 
@@ -411,7 +418,12 @@ fn resolve_series(
         .chain(sub.tags.iter().cloned())
         .chain(gateway_tags.iter().cloned());
     let group = registry.group(GroupKey::new(measurement, tags));
-    registry.series(group, &sample.quantity)
+    let kind = sub
+        .kinds
+        .get(&*sample.quantity)
+        .copied()
+        .unwrap_or_default();
+    registry.series_with_kind(group, &sample.quantity, kind)
 }
 
 #[cfg(test)]

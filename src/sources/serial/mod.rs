@@ -86,8 +86,9 @@ impl SerialSource {
                 .as_deref()
                 .unwrap_or_else(|| default_measurement(&q.name));
             let group = registry.group(GroupKey::new(measurement, tags.iter().cloned()));
+            // The profile's `kind` (gauge, counter, counter_total) decides the window fields.
             let id = registry
-                .series(group, &q.name)
+                .series_with_kind(group, &q.name, q.series_kind())
                 .ok_or_else(|| fail("series limit (aggregation.max_series) reached".into()))?;
             series.push(id);
         }

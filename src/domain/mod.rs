@@ -1,0 +1,328 @@
+//! The domain layer: what a city needs from closed windows, derived from them at close time.
+//!
+//! The aggregator closes windows and, before encoding, hands every closed series window of
+//! the close to [`Domain::derive`] as a [`WindowValue`] (sorted by window, then point). The
+//! result is extra fields for those points ([`DerivedField`]), appended to the point of the
+//! same (window, group):
+//! - [`aqi`]: `eaqi`, `eaqi_pollutant`, `lki`, `aqi_period_s` on points with PM2.5, PM10, NO2,
+//!   O3 or SO2 means;
+//! - [`humidity`]: `<pm>_corrected_<stat>` and `rh_capped` on PM points matched by a
+//!   `[[humidity_correction]]` rule, using the window-mean RH of a humidity series at the same
+//!   site (or sensor) in the same window;
+//! - [`footfall`]: `<quantity>` (sum of events or increase of a total) for counter series, and
+//!   `net`, `occupancy` on points with counter `in`/`out`.
+//!
+//! Everything here is pure but for the per-zone occupancy it keeps between closes.
+
+pub mod aqi;
+pub mod footfall;
+pub mod humidity;
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::config::{Config, EaqiSetting, HumidityCorrectionConfig, HumidityMethod, RhFromSetting};
+use crate::line_protocol::FieldValue;
+use crate::pipeline::window::Stat;
+use crate::reading::{GroupKey, QuantityKind};
+
+use aqi::{EaqiVersion, LkiTopEdges, POLLUTANTS};
+use footfall::Occupancy;
+use humidity::Correction;
+
+/// Domain events worth counting (rendered by `service::metrics`).
+#[derive(Debug, Default)]
+pub struct DomainMetrics {
+    /// `counter_total` drops taken as a device reset.
+    pub counter_resets: AtomicU64,
+    /// `counter_total` drops taken as a wrap.
+    pub counter_wraps: AtomicU64,
+    /// PM windows a humidity rule matched but no humidity series had a value for.
+    pub humidity_missing: AtomicU64,
+    /// PM windows corrected with RH above the cap.
+    pub humidity_capped: AtomicU64,
+}
+
+impl DomainMetrics {
+    /// Appends the Prometheus text of these counters.
+    pub fn render(&self, out: &mut String) {
+        let rows = [
+            (
+                "citysense_counter_resets_total",
+                "Cumulative counter drops taken as a device reset.",
+                &self.counter_resets,
+            ),
+            (
+                "citysense_counter_wraps_total",
+                "Cumulative counter drops taken as a 16/32-bit wrap.",
+                &self.counter_wraps,
+            ),
+            (
+                "citysense_humidity_uncorrected_windows_total",
+                "PM windows left uncorrected: no humidity in the window.",
+                &self.humidity_missing,
+            ),
+            (
+                "citysense_humidity_capped_windows_total",
+                "PM windows whose humidity was above rh_cap.",
+                &self.humidity_capped,
+            ),
+        ];
+        for (name, help, v) in rows {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Relaxed)
+            );
+        }
+    }
+}
+
+/// One closed series window, as the domain layer sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct WindowValue<'a> {
+    pub window: i64,
+    /// The point (group) it is written with.
+    pub group: u32,
+    pub key: &'a GroupKey,
+    pub quantity: &'a str,
+    pub kind: QuantityKind,
+    pub mean: f64,
+    pub sum: f64,
+    /// The configured statistics' values, in the aggregator's stat order.
+    pub values: &'a [FieldValue],
+}
+
+/// A field to append to the point (window, group).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DerivedField {
+    pub window: i64,
+    pub group: u32,
+    pub key: String,
+    pub value: FieldValue,
+}
+
+/// The domain layer's settings and state.
+#[derive(Debug, Default)]
+pub struct Domain {
+    /// `None`: no EAQI.
+    pub eaqi: Option<EaqiVersion>,
+    /// `None`: no LKI.
+    pub lki: Option<LkiTopEdges>,
+    pub humidity: Vec<Correction>,
+    pub occupancy: Occupancy,
+}
+
+/// Everything one (window, point) contributes, gathered before deriving.
+struct Point<'v, 'a> {
+    window: i64,
+    group: u32,
+    key: &'a GroupKey,
+    values: &'v [WindowValue<'a>],
+}
+
+/// A domain setting that cannot be used at run time (`Config::check` catches these first).
+#[derive(Debug, thiserror::Error)]
+pub enum DomainError {
+    #[error("footfall: {0}")]
+    Footfall(String),
+}
+
+impl Domain {
+    /// The runtime domain layer of `cfg`.
+    pub fn build(cfg: &Config) -> Result<Domain, DomainError> {
+        let t = &cfg.aqi.lki_top_edge;
+        let f = &cfg.footfall;
+        let rebase = if f.rebase_at.is_empty() {
+            None
+        } else {
+            Some(
+                footfall::Rebase::parse(&f.rebase_at, &f.time_zone)
+                    .map_err(DomainError::Footfall)?,
+            )
+        };
+        Ok(Domain {
+            eaqi: match cfg.aqi.eaqi {
+                EaqiSetting::V2024 => Some(EaqiVersion::V2024),
+                EaqiSetting::V2017 => Some(EaqiVersion::V2017),
+                EaqiSetting::Off => None,
+            },
+            lki: cfg.aqi.lki.then_some(LkiTopEdges {
+                pm2_5: t.pm2_5,
+                pm10: t.pm10,
+                no2: t.no2,
+                o3: t.o3,
+            }),
+            humidity: cfg.humidity_correction.iter().map(correction).collect(),
+            occupancy: Occupancy::new(rebase),
+        })
+    }
+
+    /// Fields derived from one close's windows; `input` is sorted by (window, group). `stats`
+    /// names each entry of `WindowValue::values`; `window_secs` is the averaging period.
+    pub fn derive(
+        &mut self,
+        input: &[WindowValue<'_>],
+        stats: &[Stat],
+        window_ns: i64,
+        metrics: &DomainMetrics,
+    ) -> Vec<DerivedField> {
+        let mut out = Vec::new();
+        for same_window in input.chunk_by(|a, b| a.window == b.window) {
+            let humidity: Vec<&WindowValue<'_>> = same_window
+                .iter()
+                .filter(|v| v.quantity == "humidity" && v.kind == QuantityKind::Gauge)
+                .collect();
+            for run in same_window.chunk_by(|a, b| a.group == b.group) {
+                let p = Point {
+                    window: run[0].window,
+                    group: run[0].group,
+                    key: run[0].key,
+                    values: run,
+                };
+                let mut push = |key: String, value: FieldValue| {
+                    out.push(DerivedField {
+                        window: p.window,
+                        group: p.group,
+                        key,
+                        value,
+                    })
+                };
+                let corrected = self.correct(&p, &humidity, stats, metrics, &mut push);
+                self.indices(&p, &corrected, window_ns, &mut push);
+                self.footfall(&p, window_ns, &mut push);
+            }
+        }
+        out
+    }
+
+    /// Humidity correction; returns the corrected means by pollutant for the indices.
+    fn correct(
+        &self,
+        p: &Point<'_, '_>,
+        humidity: &[&WindowValue<'_>],
+        stats: &[Stat],
+        metrics: &DomainMetrics,
+        push: &mut impl FnMut(String, FieldValue),
+    ) -> [Option<f64>; 5] {
+        let mut corrected = [None; 5];
+        let Some(rule) = self.humidity.iter().find(|r| r.matches(p.key)) else {
+            return corrected;
+        };
+        let pm: Vec<&WindowValue<'_>> = p
+            .values
+            .iter()
+            .filter(|v| v.kind == QuantityKind::Gauge && rule.corrects(v.quantity))
+            .collect();
+        if pm.is_empty() {
+            return corrected;
+        }
+        let rh: Vec<f64> = humidity
+            .iter()
+            .filter(|h| rule.rh_matches(p.key, h.key) && h.mean.is_finite())
+            .map(|h| h.mean)
+            .collect();
+        if rh.is_empty() {
+            metrics.humidity_missing.fetch_add(1, Relaxed);
+            return corrected;
+        }
+        let applied = rule.apply(rh.iter().sum::<f64>() / rh.len() as f64);
+        metrics
+            .humidity_capped
+            .fetch_add(u64::from(applied.capped), Relaxed);
+        for v in pm {
+            for (stat, value) in stats.iter().zip(v.values) {
+                if let (true, FieldValue::Float(x)) = (humidity::is_corrected_stat(*stat), value) {
+                    let key = format!("{}_corrected_{}", v.quantity, stat.field_suffix());
+                    push(key, FieldValue::Float(x / applied.factor));
+                }
+            }
+            if let Some(i) = POLLUTANTS.iter().position(|q| *q == v.quantity) {
+                corrected[i] = Some(v.mean / applied.factor);
+            }
+        }
+        push("rh_capped".into(), FieldValue::Bool(applied.capped));
+        corrected
+    }
+
+    /// EAQI and LKI from the window means (humidity-corrected where a rule applied).
+    fn indices(
+        &self,
+        p: &Point<'_, '_>,
+        corrected: &[Option<f64>; 5],
+        window_ns: i64,
+        push: &mut impl FnMut(String, FieldValue),
+    ) {
+        if self.eaqi.is_none() && self.lki.is_none() {
+            return;
+        }
+        let mut means = *corrected;
+        for v in p.values.iter().filter(|v| v.kind == QuantityKind::Gauge) {
+            if let Some(i) = POLLUTANTS.iter().position(|q| *q == v.quantity) {
+                means[i] = means[i].or(Some(v.mean));
+            }
+        }
+        let mut any = false;
+        if let Some((level, pollutant)) = self.eaqi.and_then(|ver| aqi::eaqi(ver, &means)) {
+            push("eaqi".into(), FieldValue::Int(i64::from(level)));
+            push("eaqi_pollutant".into(), FieldValue::Str(pollutant.into()));
+            any = true;
+        }
+        if let Some(lki) = self.lki.as_ref().and_then(|top| aqi::lki(top, &means)) {
+            push("lki".into(), FieldValue::Int(i64::from(lki)));
+            any = true;
+        }
+        if any {
+            let secs = window_ns / crate::reading::NANOS_PER_SEC;
+            push("aqi_period_s".into(), FieldValue::Int(secs));
+        }
+    }
+
+    /// Counter fields, and net/occupancy for in/out counters.
+    fn footfall(
+        &mut self,
+        p: &Point<'_, '_>,
+        window_ns: i64,
+        push: &mut impl FnMut(String, FieldValue),
+    ) {
+        let (mut ins, mut outs, mut directional) = (0.0, 0.0, false);
+        for v in p.values.iter().filter(|v| v.kind != QuantityKind::Gauge) {
+            push(v.quantity.to_string(), FieldValue::Float(v.sum));
+            match v.quantity {
+                "in" => (ins, directional) = (ins + v.sum, true),
+                "out" => (outs, directional) = (outs + v.sum, true),
+                _ => {}
+            }
+        }
+        if !directional {
+            return;
+        }
+        let net = ins - outs;
+        let zone = footfall::zone_of(p.key);
+        let start = p.window.saturating_mul(window_ns);
+        let occupancy = self.occupancy.update(&zone, start, net);
+        push("net".into(), FieldValue::Float(net));
+        push("occupancy".into(), FieldValue::Float(occupancy));
+    }
+}
+
+fn correction(h: &HumidityCorrectionConfig) -> Correction {
+    let HumidityMethod::KappaKoehler = h.method;
+    Correction {
+        match_tags: h
+            .match_tags
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        kappa: h.kappa,
+        rh_cap: h.rh_cap,
+        rh_from: match h.rh_from {
+            RhFromSetting::Site => humidity::RhFrom::Site,
+            RhFromSetting::Sensor => humidity::RhFrom::Sensor,
+        },
+        quantities: h.quantities.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
