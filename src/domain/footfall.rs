@@ -28,7 +28,7 @@
 //! to date with new DST rules), and a bundled copy (about 200 KiB of the binary) is used only
 //! where the system has none, e.g. a minimal container without `tzdata`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
@@ -128,7 +128,13 @@ pub fn zone_of(key: &GroupKey) -> String {
 struct ZoneState {
     value: f64,
     period: Option<Date>,
+    /// Net already applied per recent window start: a window re-emitted with late readings
+    /// (same timestamp) replaces its earlier contribution instead of adding it twice.
+    applied: VecDeque<(TimestampNs, f64)>,
 }
+
+/// Windows whose applied net is remembered per zone (covers a grace of many windows).
+const APPLIED_WINDOWS: usize = 64;
 
 /// Running occupancy per zone.
 #[derive(Debug, Default)]
@@ -153,15 +159,27 @@ impl Occupancy {
         if !self.zones.contains_key(zone) && self.zones.len() >= MAX_ZONES {
             return net.max(0.0);
         }
-        let state = self
-            .zones
-            .entry(zone.to_string())
-            .or_insert(ZoneState { value: 0.0, period });
+        let state = self.zones.entry(zone.to_string()).or_insert(ZoneState {
+            value: 0.0,
+            period,
+            applied: VecDeque::new(),
+        });
         if state.period != period {
             state.value = 0.0;
             state.period = period;
+            state.applied.clear();
         }
-        state.value = (state.value + net).max(0.0);
+        let delta = match state.applied.iter_mut().find(|(w, _)| *w == window_start) {
+            Some((_, before)) => net - std::mem::replace(before, net),
+            None => {
+                if state.applied.len() >= APPLIED_WINDOWS {
+                    state.applied.pop_front();
+                }
+                state.applied.push_back((window_start, net));
+                net
+            }
+        };
+        state.value = (state.value + delta).max(0.0);
         state.value
     }
 }
@@ -253,6 +271,17 @@ mod tests {
         assert_eq!(o.update("z", ts("2026-01-10T03:00:00Z"), 1.0), 1.0);
         // Other zones are independent.
         assert_eq!(o.update("y", ts("2026-01-10T03:00:00Z"), 2.0), 2.0);
+    }
+
+    #[test]
+    fn a_corrected_window_replaces_its_earlier_net() {
+        let mut o = Occupancy::new(None);
+        assert_eq!(o.update("z", 0, 5.0), 5.0);
+        assert_eq!(o.update("z", 60, 2.0), 7.0);
+        // Window 0 re-emitted with one more person in: 6 instead of 5, not 5 + 6.
+        assert_eq!(o.update("z", 0, 6.0), 8.0);
+        assert_eq!(o.update("z", 0, 6.0), 8.0);
+        assert_eq!(o.update("z", 120, -1.0), 7.0);
     }
 
     /// (window start, net, expected occupancy) in order, one zone.
