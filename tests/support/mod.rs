@@ -10,14 +10,18 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code, unused_imports)]
 
+pub mod citysensed;
 pub mod daemon;
+pub mod fake_store;
 pub mod influxd;
 pub mod mosquitto;
 pub mod process;
 pub mod pty;
 pub mod victoria;
 
+pub use citysensed::Citysensed;
 pub use daemon::Daemon;
+pub use fake_store::{FakeStore, Reply};
 pub use influxd::Influxd;
 pub use mosquitto::{publish, subscribe, Mosquitto, Subscriber};
 pub use pty::PtyPair;
