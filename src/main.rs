@@ -113,7 +113,9 @@ fn init_logging() {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false);
+        .with_target(false)
+        // Colour codes only on a terminal: a pipe or log file gets plain `key=value` text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // The journal stamps lines itself.
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         builder.without_time().with_ansi(false).init();
@@ -176,8 +178,9 @@ fn inspect(config: &Path, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     };
     let s = citysense::spool::Spool::inspect(&dir)
         .with_context(|| format!("reading spool {}", dir.display()))?;
+    // Window starts, at segment granularity (see `SpoolStats`).
     let fmt_ts = |t: Option<i64>| {
-        t.map(|t| format!("{} (unix s)", t / 1_000_000_000))
+        t.map(citysense::time::format_rfc3339)
             .unwrap_or_else(|| "-".into())
     };
     println!("spool:   {}", dir.display());

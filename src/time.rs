@@ -33,6 +33,35 @@ fn num(s: &str, range: std::ops::RangeInclusive<u32>) -> Option<u32> {
     s.parse().ok().filter(|v| range.contains(v))
 }
 
+/// Proleptic Gregorian (year, month, day) of a day count since 1970-01-01 (inverse of
+/// [`days_from_civil`], same algorithm family).
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// `ts` as RFC 3339 UTC with millisecond precision, e.g. `2024-05-01T12:00:00.000Z`.
+pub fn format_rfc3339(ts: TimestampNs) -> String {
+    let secs = ts.div_euclid(NANOS_PER_SEC);
+    let ms = ts.rem_euclid(NANOS_PER_SEC) / 1_000_000;
+    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+    let sod = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
 /// Parses an RFC 3339 timestamp into ns since the epoch.
 pub fn parse_rfc3339(s: &str) -> Result<TimestampNs, TimeError> {
     let syntax = || TimeError::Syntax(s.chars().take(64).collect());
@@ -108,6 +137,23 @@ pub fn epoch_auto_ns(v: f64) -> Option<TimestampNs> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn format_round_trips_through_parse() {
+        assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            format_rfc3339(1_795_341_600 * NANOS_PER_SEC + 7_000_000),
+            "2026-11-22T10:00:00.007Z"
+        );
+        assert_eq!(format_rfc3339(-NANOS_PER_SEC), "1969-12-31T23:59:59.000Z");
+        // Leap days and century rules over 1696..2243 (i64 ns reach +-292 years), sampled.
+        for days in (-100_000i64..100_000).step_by(97) {
+            let ts = days * 86_400 * NANOS_PER_SEC + 45_296_123_000_000;
+            assert_eq!(parse_rfc3339(&format_rfc3339(ts)), Ok(ts), "{days}");
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+    }
 
     #[test]
     fn rfc3339_cases() {

@@ -437,6 +437,20 @@ impl Metrics {
         self.health.render(&mut out);
         self.clock.render(&mut out);
         self.domain.render(&mut out);
+        // How far behind the store is: derived at scrape time from the oldest spooled window.
+        let oldest = self.spool_oldest_ts.load(Relaxed);
+        let age = match oldest {
+            0 => 0,
+            t => (crate::reading::now_ns() - t).max(0) / 1_000_000_000,
+        };
+        let name = "citysense_spool_oldest_age_seconds";
+        header(
+            &mut out,
+            name,
+            "gauge",
+            "Age of the oldest spooled window (0 = empty).",
+        );
+        let _ = writeln!(out, "{name} {age}");
         out
     }
 }

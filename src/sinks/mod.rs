@@ -6,6 +6,7 @@
 //! only after the store answered 2xx.
 
 pub mod influx;
+mod pending;
 mod uplink;
 
 use std::io::Write as _;
@@ -22,6 +23,7 @@ use crate::service::metrics::Metrics;
 use crate::spool::{Spool, SpoolConfig as DiskConfig, SpoolError};
 
 pub use influx::{classify, Outcome, SinkError, Writer};
+use pending::{Pending, PENDING_MAX_BYTES};
 pub use uplink::Uplink;
 
 /// The spool as shared by its writer and the uplink.
@@ -66,15 +68,7 @@ impl Sink {
             corrupt_records = recovery.corrupt_records,
             "spool opened"
         );
-        if recovery.corrupt_records > 0 {
-            tracing::error!(
-                corrupt = recovery.corrupt_records,
-                "corrupt spool records skipped (data lost)"
-            );
-        }
-        metrics
-            .spool_corrupt_records
-            .fetch_add(recovery.corrupt_records, Relaxed);
+        report_recovery(&metrics, &recovery);
         let spool = Arc::new(Mutex::new(spool));
         let uplink = Uplink::new(
             writer,
@@ -108,11 +102,39 @@ impl Sink {
                 let wake = Arc::new(Notify::new());
                 let stop = CancellationToken::new();
                 let up = tokio::spawn(uplink.clone().run(wake.clone(), stop.clone()));
-                while let Some(batch) = input.recv().await {
-                    append(&spool, batch, &uplink).await;
-                    wake.notify_one();
+                let mut pending = Pending::new(PENDING_MAX_BYTES);
+                let mut retry = tokio::time::interval(PENDING_RETRY);
+                retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        batch = input.recv() => match batch {
+                            Some(batch) => {
+                                let (b, p) = pending.push(batch);
+                                report_memory_drop(&uplink, b, p);
+                            }
+                            None => break,
+                        },
+                        _ = retry.tick(), if !pending.is_empty() => {}
+                    }
+                    if append_pending(&spool, &mut pending, &uplink).await {
+                        wake.notify_one();
+                    }
                 }
-                // Input closed: shutdown. Give the uplink a deadline to send what is left.
+                // Input closed: shutdown. One last try for batches held in memory.
+                append_pending(&spool, &mut pending, &uplink).await;
+                if !pending.is_empty() {
+                    let points = pending.points();
+                    uplink
+                        .metrics()
+                        .spool_dropped_points
+                        .fetch_add(points, Relaxed);
+                    tracing::error!(
+                        batches = pending.len(),
+                        points,
+                        "spool still failing at shutdown: batches held in memory are lost"
+                    );
+                }
+                wake.notify_one();
                 stop.cancel();
                 if tokio::time::timeout(DRAIN_DEADLINE + Duration::from_secs(1), up)
                     .await
@@ -125,33 +147,112 @@ impl Sink {
     }
 }
 
-/// Appends one batch to the spool (blocking I/O off the async threads).
-async fn append(spool: &SharedSpool, batch: WindowBatch, uplink: &Uplink) {
+/// Counts and logs what `open` repaired or dropped (the bound may have shrunk since).
+fn report_recovery(metrics: &Metrics, recovery: &crate::spool::Recovery) {
+    if recovery.corrupt_records > 0 {
+        tracing::error!(
+            corrupt = recovery.corrupt_records,
+            "corrupt spool records skipped (data lost)"
+        );
+    }
+    metrics
+        .spool_corrupt_records
+        .fetch_add(recovery.corrupt_records, Relaxed);
+    if recovery.dropped_points > 0 || recovery.dropped_batches > 0 {
+        tracing::error!(
+            batches = recovery.dropped_batches,
+            points = recovery.dropped_points,
+            "spool over max_bytes at open: oldest batches dropped (data lost)"
+        );
+    }
+    metrics
+        .spool_dropped_points
+        .fetch_add(recovery.dropped_points, Relaxed);
+    if recovery.ack_reset {
+        tracing::warn!("spool ack file unreadable: every batch on disk will be sent again (harmless: same timestamps overwrite)");
+    }
+}
+
+/// How often batches held in memory after a spool write error are tried again.
+const PENDING_RETRY: Duration = Duration::from_secs(1);
+
+/// Appends the batches held in memory, oldest first, until one fails (it stays, in place).
+/// Returns true if anything reached the spool.
+async fn append_pending(spool: &SharedSpool, pending: &mut Pending, uplink: &Uplink) -> bool {
+    let mut any = false;
+    while let Some(batch) = pending.pop() {
+        match append(spool, batch, uplink).await {
+            Ok(()) => any = true,
+            Err(Some(batch)) => {
+                pending.push_front(batch);
+                break;
+            }
+            Err(None) => {}
+        }
+    }
+    if any {
+        uplink.publish_stats();
+    }
+    any
+}
+
+/// Appends one batch to the spool (blocking I/O off the async threads). On an I/O error the
+/// batch comes back (`Err(Some)`) to be retried; a batch that can never fit is lost
+/// (`Err(None)`, counted).
+async fn append(
+    spool: &SharedSpool,
+    batch: WindowBatch,
+    uplink: &Uplink,
+) -> Result<(), Option<WindowBatch>> {
     let spool = spool.clone();
-    let points = batch.points;
     let res = tokio::task::spawn_blocking(move || {
-        lock(&spool).append(
+        let r = lock(&spool).append(
             batch.payload.as_bytes(),
             batch.points,
             batch.min_ts,
             batch.max_ts,
-        )
+        );
+        (batch, r)
     })
     .await;
     let metrics = uplink.metrics();
     match res {
-        Ok(Ok(appended)) => {
+        Ok((batch, Ok(appended))) => {
+            tracing::debug!(id = appended.id, points = batch.points, "batch spooled");
             if appended.dropped_points > 0 {
                 metrics
                     .spool_dropped_points
                     .fetch_add(appended.dropped_points, Relaxed);
                 uplink.log_spool_full(appended.dropped_batches, appended.dropped_points);
             }
+            Ok(())
         }
-        Ok(Err(e)) => spool_error(metrics, points, &e),
-        Err(e) => tracing::error!(error = %e, "spool writer task failed"),
+        Ok((batch, Err(e @ SpoolError::TooLarge { .. }))) => {
+            spool_error(metrics, batch.points, &e);
+            Err(None)
+        }
+        Ok((batch, Err(e))) => {
+            metrics.spool_errors.fetch_add(1, Relaxed);
+            uplink.log_spool_write_error(&e, batch.points);
+            Err(Some(batch))
+        }
+        Err(e) => {
+            metrics.spool_errors.fetch_add(1, Relaxed);
+            tracing::error!(error = %e, "spool writer task failed: batch lost");
+            Err(None)
+        }
     }
-    uplink.publish_stats();
+}
+
+/// Batches the in-memory queue dropped to stay bounded: lost, counted like a full spool.
+fn report_memory_drop(uplink: &Uplink, batches: u64, points: u64) {
+    if batches > 0 {
+        uplink
+            .metrics()
+            .spool_dropped_points
+            .fetch_add(points, Relaxed);
+        uplink.log_spool_full(batches, points);
+    }
 }
 
 fn spool_error(metrics: &Metrics, points: u32, e: &SpoolError) {

@@ -31,6 +31,7 @@ struct Inner {
     operator_log: RateLimit,
     retry_log: RateLimit,
     full_log: RateLimit,
+    write_err_log: RateLimit,
 }
 
 /// Shortest wait after a failed attempt; doubles up to `max_backoff`.
@@ -56,6 +57,7 @@ impl Uplink {
                 operator_log: RateLimit::new(Duration::from_secs(60)),
                 retry_log: RateLimit::new(Duration::from_secs(30)),
                 full_log: RateLimit::new(Duration::from_secs(60)),
+                write_err_log: RateLimit::new(Duration::from_secs(60)),
             }),
         }
     }
@@ -85,12 +87,20 @@ impl Uplink {
         }
     }
 
+    /// A batch the spool could not write; it is kept in memory and retried.
+    pub fn log_spool_write_error(&self, e: &crate::spool::SpoolError, points: u32) {
+        if let Some(suppressed) = self.inner.write_err_log.check() {
+            tracing::error!(error = %e, points, suppressed, "cannot write to spool; batch held in memory and retried");
+        }
+    }
+
     /// Runs until `stop`, then keeps sending for at most [`DRAIN_DEADLINE`] while there is
     /// something to send, leaving the rest in the spool for the next start.
     pub async fn run(self, wake: Arc<Notify>, stop: CancellationToken) {
         let mut failures: u32 = 0;
         let mut deadline: Option<Instant> = None;
         let mut single = false;
+        let mut progress = Progress::new(&self.inner.metrics);
         loop {
             if deadline.is_none() && stop.is_cancelled() {
                 deadline = Some(Instant::now() + DRAIN_DEADLINE);
@@ -115,6 +125,7 @@ impl Uplink {
                 }
             };
             let wait = self.send(&batches, &mut single, &mut failures).await;
+            progress.tick(&self.inner.metrics);
             if let Some(wait) = wait {
                 let wait = match deadline {
                     Some(d) => wait.min(d.saturating_duration_since(Instant::now())),
@@ -257,5 +268,57 @@ impl Uplink {
             Err(e) => tracing::error!(error = %e, "dead-letter task failed"),
         }
         self.ack(std::slice::from_ref(batch)).await;
+    }
+}
+
+/// Replay progress in the log: while a backlog of at least [`PROGRESS_MIN_POINTS`] drains,
+/// one INFO line every [`PROGRESS_EVERY`] with points left and the send rate, and one when
+/// it is gone.
+struct Progress {
+    since: Instant,
+    sent: u64,
+    reported: bool,
+}
+
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+const PROGRESS_MIN_POINTS: u64 = 10_000;
+
+impl Progress {
+    fn new(m: &Metrics) -> Progress {
+        Progress {
+            since: Instant::now(),
+            sent: m.uplink_points_sent.load(Relaxed),
+            reported: false,
+        }
+    }
+
+    fn tick(&mut self, m: &Metrics) {
+        let left = m.spool_points.load(Relaxed);
+        if left == 0 && self.reported {
+            tracing::info!("spool replay done");
+            self.reported = false;
+        }
+        let elapsed = self.since.elapsed();
+        if elapsed < PROGRESS_EVERY {
+            return;
+        }
+        let sent = m.uplink_points_sent.load(Relaxed);
+        if left >= PROGRESS_MIN_POINTS {
+            let rate = (sent - self.sent) as f64 / elapsed.as_secs_f64();
+            let eta_s = if rate > 0.0 {
+                (left as f64 / rate).round()
+            } else {
+                f64::INFINITY
+            };
+            tracing::info!(
+                points_left = left,
+                rate_points_per_s = rate.round(),
+                eta_s,
+                "replaying spool"
+            );
+            self.reported = true;
+        }
+        self.since = Instant::now();
+        self.sent = sent;
     }
 }

@@ -10,7 +10,9 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code, unused_imports)]
 
+pub mod citysensed;
 pub mod daemon;
+pub mod fake_store;
 pub mod influxd;
 pub mod logs;
 pub mod mosquitto;
@@ -18,7 +20,9 @@ pub mod process;
 pub mod pty;
 pub mod victoria;
 
+pub use citysensed::Citysensed;
 pub use daemon::Daemon;
+pub use fake_store::{FakeStore, Reply};
 pub use influxd::Influxd;
 pub use mosquitto::{publish, subscribe, Mosquitto, Subscriber};
 pub use pty::PtyPair;

@@ -1,0 +1,150 @@
+//! A tiny fake HTTP write endpoint on 127.0.0.1 for the fault cases no real store produces on
+//! demand (429 with Retry-After, 503, 400, 401). It answers what a test's `respond` closure
+//! says, per request, and records every request's arrival time, answer and (gunzipped) body.
+//! HTTP/1.1 with keep-alive and Content-Length bodies only: what reqwest sends.
+
+use std::io::Read as _;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// One request as the fake store saw it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub at: Instant,
+    pub status: u16,
+    pub body: String,
+}
+
+/// An answer: status and an optional `Retry-After` value.
+#[derive(Debug, Clone, Copy)]
+pub struct Reply {
+    pub status: u16,
+    pub retry_after: Option<u32>,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Reply {
+        Reply {
+            status,
+            retry_after: None,
+        }
+    }
+}
+
+/// `respond(index, body)`: the answer to the request number `index` (from 0).
+pub type Respond = dyn Fn(usize, &str) -> Reply + Send + Sync;
+
+pub struct FakeStore {
+    pub port: u16,
+    requests: Arc<Mutex<Vec<Request>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeStore {
+    pub async fn start(respond: Box<Respond>) -> FakeStore {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let respond: Arc<Respond> = Arc::from(respond);
+        let log = requests.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                tokio::spawn(serve(conn, respond.clone(), log.clone()));
+            }
+        });
+        FakeStore {
+            port,
+            requests,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl Drop for FakeStore {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(conn: TcpStream, respond: Arc<Respond>, log: Arc<Mutex<Vec<Request>>>) {
+    let mut conn = BufReader::new(conn);
+    loop {
+        let mut head = String::new();
+        let mut len = 0usize;
+        let mut gzip = false;
+        loop {
+            let mut line = String::new();
+            match conn.read_line(&mut line).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if line == "\r\n" {
+                break;
+            }
+            let lower = line.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+            if lower.starts_with("content-encoding:") && lower.contains("gzip") {
+                gzip = true;
+            }
+            head.push_str(&line);
+        }
+        let mut raw = vec![0u8; len];
+        if conn.read_exact(&mut raw).await.is_err() {
+            return;
+        }
+        let body = if gzip {
+            let mut s = String::new();
+            flate2::read::GzDecoder::new(&raw[..])
+                .read_to_string(&mut s)
+                .expect("gzip body");
+            s
+        } else {
+            String::from_utf8(raw).expect("utf-8 body")
+        };
+        let reply = {
+            let mut l = log.lock().unwrap_or_else(|e| e.into_inner());
+            let reply = respond(l.len(), &body);
+            l.push(Request {
+                at: Instant::now(),
+                status: reply.status,
+                body,
+            });
+            reply
+        };
+        let text = if reply.status == 204 {
+            ""
+        } else {
+            "fake store says no"
+        };
+        let mut out = format!(
+            "HTTP/1.1 {} Fake\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n",
+            reply.status,
+            text.len()
+        );
+        if let Some(s) = reply.retry_after {
+            out.push_str(&format!("Retry-After: {s}\r\n"));
+        }
+        out.push_str("\r\n");
+        out.push_str(text);
+        if conn.get_mut().write_all(out.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
