@@ -13,17 +13,10 @@ use std::time::Duration;
 
 use citysense::clock::{Clock, ManualClock};
 use citysense::config::Config;
-use support::{publish, wait_until, Daemon, Mosquitto, Victoria};
+use support::{now_ms, publish, Daemon, Mosquitto, Victoria};
 
 const WINDOW_MS: i64 = 2000;
 const S_NS: i64 = 1_000_000_000;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 /// Sleeps until 300 ms into the next window of real time; returns that window's start (ms).
 async fn into_next_window() -> i64 {
@@ -95,13 +88,8 @@ async fn unsynchronised_boot_then_sync_then_step_lands_exact_windows() {
     // fake-hwclock restored a time two days behind; NTP has not answered yet.
     let clock = ManualClock::new(-2 * 86_400 * S_NS, false);
     let mut d = Daemon::start_with_clock(cfg, &spool, Clock::Manual(clock.clone()));
+    d.wait_connected(1).await;
     let m = d.metrics.clone();
-    wait_until(Duration::from_secs(10), "daemon connected", || {
-        let m = m.clone();
-        async move { m.sources_connected() == 1 }
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Unsynchronised: 5 readings in one window of real time, then several windows pass.
     let w1 = into_next_window().await;
@@ -121,11 +109,7 @@ async fn unsynchronised_boot_then_sync_then_step_lands_exact_windows() {
     // NTP answers: the clock jumps to the truth and reports sync.
     clock.set_shift(0);
     clock.set_synced(true);
-    wait_until(Duration::from_secs(10), "held window delivered", || {
-        let m = m.clone();
-        async move { m.uplink_points_sent.load(Relaxed) >= 1 }
-    })
-    .await;
+    d.wait_points_sent(1).await;
     assert_eq!(m.clock.steps.load(Relaxed), 0, "the first sync is no step");
 
     // An hour's step forward while running, then 3 readings in one window.
@@ -133,11 +117,7 @@ async fn unsynchronised_boot_then_sync_then_step_lands_exact_windows() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let w2 = into_next_window().await;
     readings(broker.port, "b", 3).await;
-    wait_until(Duration::from_secs(10), "stepped window delivered", || {
-        let m = m.clone();
-        async move { m.uplink_points_sent.load(Relaxed) >= 2 }
-    })
-    .await;
+    d.wait_points_sent(2).await;
     d.stop().await;
     assert_eq!(m.clock.steps.load(Relaxed), 1);
     assert!(m.render().contains("citysense_clock_steps_total 1"));

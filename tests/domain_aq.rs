@@ -8,16 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use support::{publish, wait_until, Daemon, Mosquitto, Victoria};
+use support::{now_ms, publish, Daemon, Mosquitto, Victoria};
 
 const WINDOW_MS: i64 = 2000;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 fn config(mqtt_port: u16, write_url: &str) -> String {
     format!(
@@ -169,13 +162,7 @@ async fn indices_humidity_correction_and_footfall_land_in_victoria() {
     let broker = Mosquitto::start().await;
     let vm = Victoria::start().await;
     let mut d = Daemon::start(&config(broker.port, &vm.write_url()));
-    let m = d.metrics.clone();
-    wait_until(Duration::from_secs(10), "daemon connected", || {
-        let m = m.clone();
-        async move { m.sources_connected() == 1 }
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    d.wait_connected(1).await;
 
     let a = (now_ms() / WINDOW_MS + 1) * WINDOW_MS;
     let (b, c) = (a + WINDOW_MS, a + 2 * WINDOW_MS);
@@ -186,11 +173,7 @@ async fn indices_humidity_correction_and_footfall_land_in_victoria() {
         (c + WINDOW_MS + 1500 - now_ms()).max(0) as u64,
     ))
     .await;
-    wait_until(Duration::from_secs(20), "all windows delivered", || {
-        let m = m.clone();
-        async move { m.uplink_points_sent.load(Relaxed) >= want }
-    })
-    .await;
+    d.wait_points_sent(want).await;
     d.stop().await;
     assert_eq!(d.metrics.uplink_points_sent.load(Relaxed), want);
     assert_eq!(d.metrics.domain.counter_resets.load(Relaxed), 1);

@@ -9,14 +9,7 @@ use std::process::Command;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use support::{free_port, publish, wait_until, Daemon, Mosquitto, Victoria};
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+use support::{free_port, now_ms, publish, wait_until, Daemon, Mosquitto, Victoria};
 
 fn config(port: u16, client: &str, vm: &Victoria, extra_mqtt: &str) -> String {
     format!(
@@ -57,18 +50,7 @@ enabled = false
 }
 
 async fn connected(d: &Daemon) {
-    let m = d.metrics.clone();
-    wait_until(
-        Duration::from_secs(15),
-        "daemon connected to the broker",
-        || {
-            let m = m.clone();
-            async move { m.sources_connected() == 1 }
-        },
-    )
-    .await;
-    // Subscriptions go out right after ConnAck; let the broker register them.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    d.wait_connected(1).await;
 }
 
 fn msg(sensor: &str, q: &str, v: f64) -> (String, Vec<u8>, u8) {

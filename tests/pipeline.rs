@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use support::{publish, wait_until, Daemon, Influxd, Mosquitto, Victoria};
+use support::{now_ms, publish, Daemon, Influxd, Mosquitto, Victoria};
 
 const WINDOW_S: i64 = 2;
 const SENSORS: usize = 10;
@@ -16,13 +16,6 @@ const PER_SENSOR: usize = 100;
 
 /// Expected (count, sum, min, max) per (sensor, window start in ms).
 type Expected = BTreeMap<(String, i64), (u64, f64, f64, f64)>;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 fn config(mqtt_port: u16, client: &str, output: &str) -> String {
     format!(
@@ -173,19 +166,8 @@ async fn thousand_messages_land_exactly_in_victoria_and_influxd() {
     let mut d2 = Daemon::start(&config(broker.port, "cs-v2", &v2));
     let mut d1 = Daemon::start(&config(broker.port, "cs-v1", &v1));
     for d in [&d2, &d1] {
-        let m = d.metrics.clone();
-        wait_until(
-            Duration::from_secs(10),
-            "daemon connected to mosquitto",
-            || {
-                let m = m.clone();
-                async move { m.sources_connected() == 1 }
-            },
-        )
-        .await;
+        d.wait_connected(1).await;
     }
-    // Subscriptions are sent right after ConnAck; give the broker a moment to register them.
-    tokio::time::sleep(Duration::from_millis(300)).await;
 
     let (msgs, expected) = workload(None);
     assert_eq!(msgs.len(), SENSORS * PER_SENSOR);
@@ -194,12 +176,7 @@ async fn thousand_messages_land_exactly_in_victoria_and_influxd() {
 
     let want = expected.len() as u64;
     for d in [&d2, &d1] {
-        let m = d.metrics.clone();
-        wait_until(Duration::from_secs(20), "all windows delivered", || {
-            let m = m.clone();
-            async move { m.uplink_points_sent.load(Relaxed) >= want }
-        })
-        .await;
+        d.wait_points_sent(want).await;
     }
     d2.stop().await;
     d1.stop().await;
@@ -227,13 +204,7 @@ async fn malformed_flood_loses_no_good_reading() {
     let vm = Victoria::start().await;
     let v2 = format!("api = \"v2\"\nurl = \"{}\"\nbucket = \"b\"", vm.write_url());
     let mut d = Daemon::start(&config(broker.port, "cs-flood", &v2));
-    let m = d.metrics.clone();
-    wait_until(Duration::from_secs(10), "daemon connected", || {
-        let m = m.clone();
-        async move { m.sources_connected() == 1 }
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    d.wait_connected(1).await;
 
     // One bad message after every good one: 1,000 bad among 1,000 good.
     let (msgs, expected) = workload(Some(1));
@@ -242,11 +213,7 @@ async fn malformed_flood_loses_no_good_reading() {
     publish(broker.port, &msgs).await;
     wait_windows_closed(&expected).await;
     let want = expected.len() as u64;
-    wait_until(Duration::from_secs(20), "all windows delivered", || {
-        let m = m.clone();
-        async move { m.uplink_points_sent.load(Relaxed) >= want }
-    })
-    .await;
+    d.wait_points_sent(want).await;
     d.stop().await;
     assert_eq!(d.metrics.bad_input_total(), bad as u64);
     assert_eq!(

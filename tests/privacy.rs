@@ -10,17 +10,10 @@ use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use support::{free_port, http, logs, publish, wait_until, Daemon, Mosquitto, Victoria};
+use support::{free_port, http, logs, now_ms, publish, wait_until, Daemon, Mosquitto, Victoria};
 
 const WINDOW_MS: i64 = 2000;
 const DISTINCT: usize = 50;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 /// 50 MAC addresses, half written upper-case, so normalisation is exercised too.
 fn macs() -> Vec<String> {
@@ -177,13 +170,7 @@ async fn only_the_suppressed_estimate_leaves_and_no_identifier_anywhere() {
     let vm = Victoria::start().await;
     let metrics_port = free_port();
     let mut d = Daemon::start(&config(broker.port, metrics_port, &vm.write_url()));
-    let m = d.metrics.clone();
-    wait_until(Duration::from_secs(10), "daemon connected", || {
-        let m = m.clone();
-        async move { m.sources_connected() == 1 }
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    d.wait_connected(1).await;
 
     let macs = macs();
     let a = (now_ms() / WINDOW_MS + 1) * WINDOW_MS;

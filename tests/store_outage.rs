@@ -13,18 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use citysense::service::metrics::Metrics;
-use support::{free_port, publish, wait_until, Daemon, Mosquitto, Victoria};
+use support::{free_port, now_ms, publish, wait_until, Daemon, Mosquitto, Victoria};
 
 const SENSORS: usize = 4;
 /// (sensor, window start ms) -> readings in that window.
 type Expected = BTreeMap<(String, i64), u64>;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 fn config(mqtt_port: u16, client: &str, store: &str) -> String {
     format!(

@@ -9,16 +9,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use support::{publish, wait_until, Daemon, ExportedSeries, Mosquitto, Victoria};
+use support::{now_ms, publish, Daemon, ExportedSeries, Mosquitto, Victoria};
 
 const WINDOW_MS: i64 = 2000;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 fn rfc3339(ms: i64) -> String {
     // Civil date from days since the epoch (Howard Hinnant's algorithm), enough for a test.
@@ -124,13 +117,7 @@ async fn counter_and_air_quality_uplinks_land_in_the_received_at_window() {
     let broker = Mosquitto::start().await;
     let vm = Victoria::start().await;
     let mut d = Daemon::start(&config(broker.port, &vm.write_url()));
-    let m = d.metrics.clone();
-    wait_until(Duration::from_secs(10), "daemon connected", || {
-        let m = m.clone();
-        async move { m.sources_connected() == 1 }
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    d.wait_connected(1).await;
 
     // Two windows after the arrival window: within future_tolerance, but not "now".
     let window = (now_ms() / WINDOW_MS + 2) * WINDOW_MS;
@@ -180,12 +167,7 @@ async fn counter_and_air_quality_uplinks_land_in_the_received_at_window() {
     publish(broker.port, &msgs).await;
     let deadline = window + 2 * WINDOW_MS + 1500 - now_ms();
     tokio::time::sleep(Duration::from_millis(deadline.max(0) as u64)).await;
-    let m = d.metrics.clone();
-    wait_until(Duration::from_secs(20), "window delivered", || {
-        let m = m.clone();
-        async move { m.uplink_points_sent.load(Relaxed) >= 4 }
-    })
-    .await;
+    d.wait_points_sent(4).await;
     d.stop().await;
 
     let series = vm

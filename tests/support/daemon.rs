@@ -65,6 +65,37 @@ impl Daemon {
         }
     }
 
+    /// Waits until every MQTT source is connected, then a moment more: subscriptions go out
+    /// right after ConnAck and the broker must register them before the test publishes.
+    pub async fn wait_connected(&self, sources: usize) {
+        let m = self.metrics.clone();
+        super::wait_until(
+            Duration::from_secs(15),
+            "daemon connected to the broker",
+            || {
+                let m = m.clone();
+                async move { m.sources_connected() == sources }
+            },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    /// Waits until the store has accepted at least `points` points from this daemon.
+    pub async fn wait_points_sent(&self, points: u64) {
+        let m = self.metrics.clone();
+        let what = format!("{points} points delivered");
+        super::wait_until(Duration::from_secs(20), &what, || {
+            let m = m.clone();
+            async move {
+                m.uplink_points_sent
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    >= points
+            }
+        })
+        .await;
+    }
+
     /// SIGTERM-equivalent: cancel, wait for the orderly stop (flush, spool, drain).
     pub async fn stop(&mut self) {
         self.token.cancel();

@@ -76,6 +76,14 @@ where
     }
 }
 
+/// Wall-clock time in ms since the epoch (VictoriaMetrics' timestamp unit).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
 /// An HTTP client for the test servers. Proxies are disabled so that a `http_proxy` variable in
 /// the environment can never route a request away from 127.0.0.1.
 pub fn http() -> reqwest::Client {
