@@ -329,6 +329,7 @@ impl Aggregator {
     }
 
     fn close_before(&mut self, window: i64) -> Option<WindowBatch> {
+        self.widen_corrections(window);
         let mut closed: Vec<Closed> = Vec::new();
         let mut values: Vec<FieldValue> = Vec::new();
         let stats = &self.stats;
@@ -372,6 +373,29 @@ impl Aggregator {
         closed.sort_by_key(|c| (c.window, c.group, c.slot));
         let derived = self.derive(&closed, &values);
         Some(self.encode(&closed, &values, &derived))
+    }
+
+    /// A correction re-emits its whole point, not just the corrected series: the store
+    /// overwrites field by field, and derived fields (indices, humidity correction) need every
+    /// series of the group, or a late PM10 reading would rewrite `eaqi` from PM10 alone.
+    fn widen_corrections(&mut self, window: i64) {
+        let mut corrected: Vec<(u32, i64)> = Vec::new();
+        for slot in self.slots.iter().flatten() {
+            let group = slot.info.group.0;
+            corrected.extend(slot.state.corrections_before(window).map(|w| (group, w)));
+        }
+        if corrected.is_empty() {
+            return;
+        }
+        corrected.sort_unstable();
+        corrected.dedup();
+        for slot in self.slots.iter_mut().flatten() {
+            let group = slot.info.group.0;
+            let from = corrected.partition_point(|(g, _)| *g < group);
+            for (_, w) in corrected[from..].iter().take_while(|(g, _)| *g == group) {
+                slot.state.mark_dirty(*w);
+            }
+        }
     }
 
     /// The domain step: fields derived from this close's windows, sorted like `closed`.

@@ -339,6 +339,26 @@ impl SeriesState {
         });
     }
 
+    /// Windows below `window` that were emitted and have changed since: corrections due.
+    pub fn corrections_before(&self, window: i64) -> impl Iterator<Item = i64> + '_ {
+        self.open
+            .iter()
+            .filter(move |a| a.window < window && a.emitted && a.dirty)
+            .map(|a| a.window)
+    }
+
+    /// Marks the emitted, still retained window `window` for re-emission (another series of
+    /// its point was corrected); no-op otherwise.
+    pub fn mark_dirty(&mut self, window: i64) {
+        if let Some(a) = self
+            .open
+            .iter_mut()
+            .find(|a| a.window == window && a.emitted)
+        {
+            a.dirty = true;
+        }
+    }
+
     /// Forgets, without emitting, every open window with index < `window`.
     pub fn forget_before(&mut self, window: i64) {
         let closing = self.closing_before(window);

@@ -186,3 +186,26 @@ fn counter_totals_become_increments_across_windows_and_resets() {
     assert_eq!(metrics.domain.counter_resets.load(Relaxed), 1);
     assert_eq!(metrics.domain.counter_wraps.load(Relaxed), 1);
 }
+
+#[test]
+fn a_correction_reemits_the_whole_point() {
+    let (mut agg, _, _, pm25, pm10) = setup(&["mean", "count"]);
+    assert!(agg.insert(Reading::new(pm25, 4.0, T0 + S), T0 + S));
+    assert!(agg.insert(Reading::new(pm10, 11.0, T0 + 2 * S), T0 + 2 * S));
+    let first = points(
+        &agg.close_due(T0 + 61 * S)
+            .expect("emitted after the close delay"),
+    );
+    assert_eq!(first.len(), 1);
+    // A late PM10 reading within grace: the point comes again with PM2.5 too, so the store
+    // (and the indices derived from both) never see a PM10-only point.
+    assert!(agg.insert(Reading::new(pm10, 13.0, T0 + 30 * S), T0 + 62 * S));
+    let again = points(&agg.close_due(T0 + 62 * S).expect("correction"));
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].ts, Some(T0));
+    assert_eq!(field(&again[0], "pm10_mean"), FieldValue::Float(12.0));
+    assert_eq!(field(&again[0], "pm10_count"), FieldValue::Int(2));
+    assert_eq!(field(&again[0], "pm2_5_mean"), FieldValue::Float(4.0));
+    // Nothing changed since: nothing more to send.
+    assert_eq!(agg.close_due(T0 + 63 * S), None);
+}
