@@ -167,6 +167,12 @@ pub struct SubscriptionConfig {
     /// 16-bit counter, 4294967296 for 32-bit). Default: none, every drop is a reset.
     #[serde(default)]
     pub counter_wrap: Option<u64>,
+    /// `tasmota`: IANA time zone of the device's clock (e.g. "Europe/Amsterdam"). Tasmota's
+    /// `Time` has no UTC offset (unless SetOption52 is on); with this set it becomes the event
+    /// time, read in this zone (in the repeated hour at the end of DST, the earlier one).
+    /// Default: none, `Time` is ignored and readings are stamped on receipt.
+    #[serde(default)]
+    pub time_zone: Option<String>,
 }
 
 fn default_identifier_quantity() -> String {
@@ -237,6 +243,19 @@ impl SubscriptionConfig {
         }
         if self.qos > 1 {
             errs.push((format!("{at}.qos"), "must be 0 or 1".into()));
+        }
+        if let Some(tz) = &self.time_zone {
+            if self.format != PayloadFormat::Tasmota {
+                errs.push((
+                    format!("{at}.time_zone"),
+                    "only used with format = \"tasmota\"".into(),
+                ));
+            } else if jiff::tz::TimeZone::get(tz).is_err() {
+                errs.push((
+                    format!("{at}.time_zone"),
+                    format!("unknown time zone {tz:?} (IANA name like \"Europe/Amsterdam\")"),
+                ));
+            }
         }
         if self.identifier_path.is_some() && self.format != PayloadFormat::Json {
             errs.push((

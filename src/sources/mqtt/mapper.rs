@@ -79,6 +79,8 @@ pub struct Mapper {
     pub timestamp_path: Option<String>,
     pub timestamp_format: TimestampFormat,
     pub ttn: TtnOptions,
+    /// Zone of Tasmota's offset-less `Time`; `None`: `Time` is ignored.
+    pub local_tz: Option<jiff::tz::TimeZone>,
 }
 
 impl Mapper {
@@ -93,7 +95,9 @@ impl Mapper {
         match self.format {
             PayloadFormat::Plain => self.map_plain(payload, topic_quantity, out)?,
             PayloadFormat::Json => self.map_json(parse_json(payload)?, out)?,
-            PayloadFormat::Tasmota => map_tasmota(&parse_json(payload)?, out)?,
+            PayloadFormat::Tasmota => {
+                map_tasmota(&parse_json(payload)?, self.local_tz.as_ref(), out)?
+            }
             PayloadFormat::Ttn => self.map_ttn(&parse_json(payload)?, out)?,
             PayloadFormat::LineProtocol => map_line_protocol(payload, out)?,
         }
@@ -375,9 +379,18 @@ pub fn quantity_name(key: &str) -> String {
 
 /// Tasmota `tele/<topic>/SENSOR`: `{"Time":..,"SDS0X1":{"PM2.5":4.1},"BME280":{..},"TempUnit":"C"}`.
 /// Each object is one sensor (tag `model`); temperatures in F and pressures in mmHg are
-/// converted. `Time` is local time without offset, so it is not used as event time.
-fn map_tasmota(doc: &Json, out: &mut Vec<Sample<'_>>) -> Result<(), MapError> {
+/// converted. `Time` is the device's local time without offset: it is the event time only
+/// when the subscription names the zone (`local_tz`), or when it carries an offset.
+fn map_tasmota(
+    doc: &Json,
+    local_tz: Option<&jiff::tz::TimeZone>,
+    out: &mut Vec<Sample<'_>>,
+) -> Result<(), MapError> {
     let obj = doc.as_object().ok_or(MapError::NotAnObject)?;
+    let ts = match (obj.get("Time").and_then(Json::as_str), local_tz) {
+        (Some(t), Some(tz)) => Some(tasmota_time(t, tz)?),
+        _ => None,
+    };
     let fahrenheit = obj.get("TempUnit").and_then(Json::as_str) == Some("F");
     let mmhg = obj.get("PressureUnit").and_then(Json::as_str) == Some("mmHg");
     for (model, sensor) in obj {
@@ -399,11 +412,28 @@ fn map_tasmota(doc: &Json, out: &mut Vec<Sample<'_>>) -> Result<(), MapError> {
                 quantity: Cow::Owned(quantity),
                 tags: vec![("model", model.to_ascii_lowercase())],
                 value,
-                ts: None,
+                ts,
             });
         }
     }
     Ok(())
+}
+
+/// Tasmota's `Time` (`2026-11-22T10:00:00`) read in `tz`; with an offset (SetOption52) the
+/// offset wins. In the hour that repeats when DST ends the earlier instant is taken.
+fn tasmota_time(t: &str, tz: &jiff::tz::TimeZone) -> Result<TimestampNs, MapError> {
+    if let Ok(ns) = parse_rfc3339(t) {
+        return Ok(ns);
+    }
+    let bad = || {
+        MapError::Timestamp(format!(
+            "Tasmota Time {:?}",
+            t.chars().take(32).collect::<String>()
+        ))
+    };
+    let civil: jiff::civil::DateTime = t.parse().map_err(|_| bad())?;
+    let ts = tz.to_timestamp(civil).map_err(|_| bad())?;
+    i64::try_from(ts.as_nanosecond()).map_err(|_| bad())
 }
 
 /// InfluxDB line protocol payloads: each numeric field is a quantity; tags are kept.

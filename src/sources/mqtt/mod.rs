@@ -362,6 +362,14 @@ fn compile(cfg: &SubscriptionConfig) -> Result<Subscription, SourceError> {
                 application_tag: cfg.ttn_application_tag,
                 simulated: cfg.ttn_simulated,
             },
+            // Checked at validation; a zone missing here means it vanished from the tz database.
+            local_tz: match &cfg.time_zone {
+                Some(name) => Some(
+                    jiff::tz::TimeZone::get(name)
+                        .map_err(|e| SourceError::Config(format!("time_zone {name:?}: {e}")))?,
+                ),
+                None => None,
+            },
         },
         // Identifier sources count people: their estimate goes with footfall by default.
         measurement: cfg

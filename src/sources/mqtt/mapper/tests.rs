@@ -8,6 +8,7 @@ fn mapper(format: PayloadFormat) -> Mapper {
         timestamp_path: None,
         timestamp_format: TimestampFormat::Auto,
         ttn: TtnOptions::default(),
+        local_tz: None,
     }
 }
 
@@ -277,4 +278,47 @@ fn vendor_keys_become_snake_case_quantities() {
     assert_eq!(quantity_name("IlluminanceLux"), "illuminance_lux");
     assert_eq!(quantity_name("pm2_5"), "pm2_5");
     assert_eq!(quantity_name("a b/c"), "a_b_c");
+}
+
+#[test]
+fn tasmota_time_in_the_configured_zone() {
+    let tz = jiff::tz::TimeZone::get("Europe/Amsterdam").unwrap();
+    let m = Mapper {
+        local_tz: Some(tz),
+        ..mapper(PayloadFormat::Tasmota)
+    };
+    let at = |time: &str| {
+        let p = format!(r#"{{"Time":"{time}","SDS0X1":{{"PM2.5":4.1}}}}"#);
+        run(&m, &p, None).map(|v| v[0].2)
+    };
+    // Winter: CET, UTC+1. 2026-11-22T11:00 local = 10:00 UTC.
+    assert_eq!(
+        at("2026-11-22T11:00:00").unwrap(),
+        Some(1_795_341_600 * 1_000_000_000)
+    );
+    // Summer: CEST, UTC+2.
+    assert_eq!(
+        at("2026-07-01T12:00:00").unwrap(),
+        at("2026-07-01T10:00:00Z").unwrap()
+    );
+    // 02:30 on 2026-10-25 happens twice: the earlier (CEST, 00:30 UTC) is taken.
+    assert_eq!(
+        at("2026-10-25T02:30:00").unwrap(),
+        at("2026-10-25T00:30:00Z").unwrap()
+    );
+    // An explicit offset (SetOption52 1) wins over the zone.
+    assert_eq!(
+        at("2026-11-22T10:00:00+00:00").unwrap(),
+        Some(1_795_341_600 * 1_000_000_000)
+    );
+    assert!(matches!(at("yesterday"), Err(MapError::Timestamp(_))));
+    // Without a zone, Time is ignored.
+    let plain = mapper(PayloadFormat::Tasmota);
+    let v = run(
+        &plain,
+        r#"{"Time":"2026-11-22T11:00:00","X":{"PM10":1}}"#,
+        None,
+    )
+    .unwrap();
+    assert_eq!(v[0].2, None);
 }
