@@ -151,3 +151,88 @@ async fn unsynchronised_boot_then_sync_then_step_lands_exact_windows() {
     assert_eq!(b["air_quality_pm2_5_count"], 3.0);
     assert_eq!(b["air_quality_pm2_5_sum"], 6.0);
 }
+
+/// A serial counter on a real pseudo-terminal, read while the clock is unsynchronised: its
+/// lines carry no time, so they are held and placed in the window of real time they
+/// arrived in once the clock syncs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serial_readings_before_sync_land_in_their_true_window() {
+    use tokio::io::AsyncWriteExt;
+    use tokio_serial::SerialPortBuilderExt;
+
+    let vm = Victoria::start().await;
+    let pty = support::PtyPair::start();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let text = format!(
+        r#"
+[gateway]
+id = "gw-rtcless"
+
+[aggregation]
+window_secs = 2
+grace_secs = 1
+
+[[serial]]
+name = "door"
+port = "{}"
+profile = "counter-kv"
+
+[output]
+api = "v2"
+url = "{}"
+bucket = "b"
+
+[spool]
+dir = "{}"
+fsync = false
+
+[metrics]
+listen = ""
+
+[health]
+enabled = false
+"#,
+        pty.b.display(),
+        vm.write_url(),
+        spool.display()
+    );
+    let cfg = Config::parse(&text, Path::new("clock.toml")).unwrap();
+    let clock = ManualClock::new(-2 * 86_400 * S_NS, false);
+    let mut d = Daemon::start_with_clock(cfg, &spool, Clock::Manual(clock.clone()));
+    let m = d.metrics.clone();
+    support::wait_until(Duration::from_secs(10), "serial port open", || {
+        let m = m.clone();
+        async move { m.sources_connected() == 1 }
+    })
+    .await;
+    let mut sensor = tokio_serial::new(pty.a.to_string_lossy(), 9600)
+        .open_native_async()
+        .unwrap();
+
+    let w1 = into_next_window().await;
+    for _ in 0..4 {
+        sensor.write_all(b"in=1,out=0\n").await.unwrap();
+    }
+    sensor.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2 * WINDOW_MS as u64)).await;
+    assert_eq!(
+        m.clock.held_readings.load(Relaxed),
+        8,
+        "in and out of 4 lines held"
+    );
+    assert_eq!(m.points_emitted.load(Relaxed), 0);
+
+    clock.set_shift(0);
+    clock.set_synced(true);
+    d.wait_points_sent(1).await;
+    d.stop().await;
+    let series = vm.export("{__name__=\"footfall_in\"}").await;
+    assert_eq!(series.len(), 1, "{series:?}");
+    assert_eq!(
+        series[0].timestamps,
+        vec![w1],
+        "the window the lines arrived in"
+    );
+    assert_eq!(series[0].values, vec![4.0]);
+}
