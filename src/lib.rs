@@ -23,6 +23,8 @@
 pub mod config;
 pub mod decode;
 pub mod line_protocol;
+#[doc(hidden)]
+pub mod loadgen;
 pub mod pipeline;
 pub mod reading;
 pub mod service;
