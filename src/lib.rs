@@ -28,6 +28,8 @@ pub mod decode;
 pub mod domain;
 pub mod health;
 pub mod line_protocol;
+#[doc(hidden)]
+pub mod loadgen;
 pub mod pipeline;
 pub mod privacy;
 pub mod reading;

@@ -36,6 +36,8 @@ use crate::service::metrics::{DropReason, Metrics};
 
 /// How often the aggregator checks for windows to close.
 const TICK: Duration = Duration::from_millis(200);
+/// Most readings taken from the input channel per wake-up.
+const RECV_BATCH: usize = 256;
 
 /// The points of one or more closed windows, encoded, ready for the spool.
 #[derive(Debug, Clone, PartialEq)]
@@ -498,17 +500,25 @@ impl Aggregator {
     ) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Readings are taken in batches: one wake-up and one clock read per batch, not per
+        // reading (the clock only bounds future timestamps; a batch is microseconds old).
+        let mut batch = Vec::with_capacity(RECV_BATCH);
         loop {
             tokio::select! {
-                r = input.recv() => match r {
-                    Some(r) => {
-                        self.insert(r, clock.wall_ns());
+                n = input.recv_many(&mut batch, RECV_BATCH) => {
+                    if n == 0 {
+                        break;
                     }
-                    None => break,
-                },
+                    let now = clock.wall_ns();
+                    for r in batch.drain(..) {
+                        self.insert(r, now);
+                    }
+                }
                 _ = tick.tick() => {
+                    let now = clock.now();
                     self.metrics.aggregator_heartbeat.store(now_ns() / NANOS_PER_SEC, Relaxed);
-                    if let Some(batch) = self.tick(clock.now()) {
+                    if let Some(batch) = self.tick(now) {
+                        self.metrics.window_closed(now_ns());
                         if out.send(batch).await.is_err() {
                             tracing::error!("window output closed; aggregator stops");
                             return;

@@ -160,6 +160,18 @@ pub struct Metrics {
     pub clock: crate::clock::ClockMetrics,
     /// Counter resets/wraps and humidity-correction events (`crate::domain`).
     pub domain: crate::domain::DomainMetrics,
+    /// Window close -> store accepted: see [`Metrics::window_closed`].
+    pub store_latency: StoreLatency,
+}
+
+/// Time from a tick closing windows to the store's next 2xx (which carries them when the
+/// uplink is idle): the last one and the largest, in microseconds.
+#[derive(Debug, Default)]
+pub struct StoreLatency {
+    /// When the last close not yet followed by a 2xx happened (ns since the epoch; 0 = none).
+    pending_close_ns: AtomicI64,
+    pub last_us: AtomicI64,
+    pub max_us: AtomicI64,
 }
 
 impl Metrics {
@@ -213,6 +225,24 @@ impl Metrics {
             .iter()
             .filter(|s| s.connected.load(Relaxed) == 1)
             .count()
+    }
+
+    /// The aggregator closed windows at `now` (a tick, not the shutdown flush).
+    pub fn window_closed(&self, now: i64) {
+        let _ = self
+            .store_latency
+            .pending_close_ns
+            .compare_exchange(0, now, Relaxed, Relaxed);
+    }
+
+    /// The store accepted a write at `now`: completes a pending close's latency.
+    pub fn store_accepted(&self, now: i64) {
+        let closed = self.store_latency.pending_close_ns.swap(0, Relaxed);
+        if closed > 0 {
+            let us = (now - closed).max(0) / 1000;
+            self.store_latency.last_us.store(us, Relaxed);
+            self.store_latency.max_us.fetch_max(us, Relaxed);
+        }
     }
 
     /// Prometheus text exposition format 0.0.4.
@@ -451,6 +481,21 @@ impl Metrics {
             "Age of the oldest spooled window (0 = empty).",
         );
         let _ = writeln!(out, "{name} {age}");
+        for (name, help, us) in [
+            (
+                "citysense_window_store_latency_seconds",
+                "Window close (tick) to the store's next 2xx, last seen.",
+                &self.store_latency.last_us,
+            ),
+            (
+                "citysense_window_store_latency_max_seconds",
+                "Window close (tick) to the store's next 2xx, largest seen.",
+                &self.store_latency.max_us,
+            ),
+        ] {
+            header(&mut out, name, "gauge", help);
+            let _ = writeln!(out, "{name} {:.6}", us.load(Relaxed) as f64 / 1e6);
+        }
         out
     }
 }
@@ -482,6 +527,25 @@ mod tests {
         let rl0 = RateLimit::new(Duration::ZERO);
         assert_eq!(rl0.check(), Some(0));
         assert_eq!(rl0.check(), Some(0));
+    }
+
+    #[test]
+    fn store_latency_counts_from_the_first_close_to_the_next_accept() {
+        let m = Metrics::new();
+        m.store_accepted(1_000_000); // no close pending: nothing to measure
+        assert_eq!(m.store_latency.last_us.load(Relaxed), 0);
+        m.window_closed(10_000_000);
+        m.window_closed(12_000_000); // a later close does not restart the clock
+        m.store_accepted(17_000_000);
+        m.store_accepted(90_000_000); // already reported
+        assert_eq!(m.store_latency.last_us.load(Relaxed), 7_000);
+        m.window_closed(100_000_000);
+        m.store_accepted(102_000_000);
+        assert_eq!(m.store_latency.last_us.load(Relaxed), 2_000);
+        assert_eq!(m.store_latency.max_us.load(Relaxed), 7_000);
+        assert!(m
+            .render()
+            .contains("citysense_window_store_latency_max_seconds 0.007000"));
     }
 
     #[test]

@@ -193,6 +193,7 @@ impl Uplink {
                 m.uplink_points_sent.fetch_add(points, Relaxed);
                 m.uplink_bytes_sent.fetch_add(body.len() as u64, Relaxed);
                 m.uplink_up.store(1, Relaxed);
+                m.store_accepted(crate::reading::now_ns());
                 if *failures > 0 {
                     tracing::info!(
                         after_failures = *failures,

@@ -136,7 +136,7 @@ impl Mapper {
         Ok(())
     }
 
-    fn map_json(&self, mut doc: Json, out: &mut Vec<Sample<'_>>) -> Result<(), MapError> {
+    fn map_json<'a>(&'a self, mut doc: Json, out: &mut Vec<Sample<'a>>) -> Result<(), MapError> {
         if !doc.is_object() {
             return Err(MapError::NotAnObject);
         }
@@ -150,7 +150,7 @@ impl Mapper {
 
     /// The Things Stack v3 uplink: `uplink_message.decoded_payload` fields at `received_at`,
     /// tag `sensor` = device id; see [`TtnOptions`] and [`ttn_best_gateway`] for the rest.
-    fn map_ttn(&self, doc: &Json, out: &mut Vec<Sample<'_>>) -> Result<(), MapError> {
+    fn map_ttn<'a>(&'a self, doc: &Json, out: &mut Vec<Sample<'a>>) -> Result<(), MapError> {
         let up = doc
             .get("uplink_message")
             .ok_or(MapError::MissingField("uplink_message".into()))?;
@@ -283,12 +283,12 @@ fn remove_path(doc: &mut Json, path: &str) {
     }
 }
 
-fn push_fields(
+fn push_fields<'a>(
     doc: &Json,
-    fields: &BTreeMap<String, String>,
+    fields: &'a BTreeMap<String, String>,
     ts: Option<TimestampNs>,
     tags: Vec<(&'static str, String)>,
-    out: &mut Vec<Sample<'_>>,
+    out: &mut Vec<Sample<'a>>,
 ) -> Result<(), MapError> {
     if fields.is_empty() {
         let mut leaves = Vec::new();
@@ -310,7 +310,8 @@ fn push_fields(
             .as_f64()
             .ok_or_else(|| MapError::MissingField(path.clone()))?;
         out.push(Sample {
-            quantity: Cow::Owned(quantity.clone()),
+            // Borrowed from the config: no allocation per field.
+            quantity: Cow::Borrowed(quantity.as_str()),
             tags: tags.clone(),
             value,
             ts,

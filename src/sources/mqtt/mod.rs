@@ -247,12 +247,25 @@ impl MqttSource {
             }
             return true;
         }
-        for r in readings.drain(..) {
-            if out.send(r).await.is_err() {
-                return false;
-            }
-            self.metrics.readings.fetch_add(1, Relaxed);
+        let n = readings.len();
+        if readings.is_empty() {
+            return true;
         }
+        // One wait for room for all of the message's readings, not one per reading.
+        let Ok(permits) = out.reserve_many(readings.len()).await else {
+            // Closed, or more readings than the channel holds: send them one by one.
+            for r in readings.drain(..) {
+                if out.send(r).await.is_err() {
+                    return false;
+                }
+            }
+            self.metrics.readings.fetch_add(n as u64, Relaxed);
+            return true;
+        };
+        for (permit, r) in permits.zip(readings.drain(..)) {
+            permit.send(r);
+        }
+        self.metrics.readings.fetch_add(n as u64, Relaxed);
         true
     }
 
