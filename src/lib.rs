@@ -3,16 +3,20 @@
 //! A gateway daemon for smart-city sensors. Data flows one way:
 //!
 //! ```text
-//! sources (mqtt, simulator)  --Reading-->  aggregator  --WindowBatch-->  spool  -->  uplink
-//!   payload mappers, decoders             ring + windows     (disk, fsync)      (HTTP, ack)
+//! sources (mqtt, serial,      --Reading-->  aggregator  --WindowBatch-->  spool  -->  uplink
+//!          simulator)                      ring + windows     (disk, fsync)      (HTTP, ack)
+//!   payload mappers, decoders              + derived fields
 //! ```
 //!
 //! - [`reading`]: the shared data type and the series registry.
 //! - [`clock`]: wall and boot time, clock sync detection, steps.
 //! - [`config`]: the TOML file, its checks and located errors.
 //! - [`sources`]: tasks producing readings; pure payload mappers live beside them.
+//! - [`decode`]: pure serial frame decoders and the sensor profiles.
 //! - [`pipeline`]: windows and the aggregator task.
 //! - [`domain`]: what closed windows mean: air-quality indices, humidity correction, footfall.
+//! - [`privacy`]: device identifiers -> per-window keyed hashes -> HyperLogLog counts only.
+//! - [`health`]: `sensor_health` points (stale, stuck, out of range) per sensor and window.
 //! - [`line_protocol`]: the encoder (and parser) of InfluxDB line protocol.
 //! - [`spool`]: the crash-safe bounded disk buffer.
 //! - [`sinks`]: stdout, and the uplink to InfluxDB v1/v2-compatible stores.
@@ -73,12 +77,6 @@ pub enum RunError {
 
 /// Longest wait for all tasks after shutdown (systemd's TimeoutStopSec is longer).
 pub const STOP_DEADLINE: Duration = Duration::from_secs(15);
-
-/// Handles a running daemon exposes to its caller (tests read the metrics).
-pub struct Running {
-    pub metrics: std::sync::Arc<Metrics>,
-    pub registry: Registry,
-}
 
 /// Runs the daemon until `shutdown` is cancelled, then stops in order (see crate doc).
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), RunError> {

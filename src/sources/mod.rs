@@ -1,4 +1,4 @@
-//! Sources: tasks that turn the outside world into [`Reading`](crate::reading::Reading)s.
+//! Sources: tasks that turn the outside world into [`Reading`]s.
 //! Each has `run(self, out, shutdown)`; dispatch is a plain enum match.
 
 pub mod backoff;

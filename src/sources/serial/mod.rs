@@ -1,7 +1,7 @@
 //! Serial source: one task per port, built on `tokio-serial`, with the sensor's decoder
 //! (`crate::decode`) chosen by its profile.
 //!
-//! The port is a [`Link`]: `Open` while a session reads it ([`session`]), `Closed` with a
+//! The port is a `Link`: `Open` while a session reads it (`session.rs`), `Closed` with a
 //! capped, jittered backoff otherwise. Unplugging a USB adapter shows up as EOF or EIO on
 //! read, or a write error; the port is then closed, `citysense_source_up` drops to 0 and the
 //! device path is reopened until it is back (a USB adapter re-enumerates under the same
