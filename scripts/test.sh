@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test of citysense on a fresh Debian machine.
 # Installs the real servers the integration tests start (mosquitto, influxd 1.x,
-# VictoriaMetrics, socat) when they are missing; needs root for that (apt-get).
+# VictoriaMetrics, socat, systemd-analyze) when they are missing; needs root for that (apt-get).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,8 @@ command -v influxd >/dev/null 2>&1 || need+=(influxdb)
 command -v victoria-metrics >/dev/null 2>&1 || need+=(victoria-metrics)
 command -v socat >/dev/null 2>&1 || need+=(socat)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# systemd-analyze (tests/systemd_unit.rs) checks the unit offline; no running systemd needed.
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
     echo "== installing test servers: ${need[*]}"
     if [ "$(id -u)" -ne 0 ]; then

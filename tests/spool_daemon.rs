@@ -85,10 +85,10 @@ fn logged_ids(log: &str) -> Vec<u64> {
 
 type StoreKey = (String, Vec<(String, String)>, i64);
 
-/// Everything VictoriaMetrics holds under `air_quality_*`, keyed by name, labels and ms.
+/// Everything VictoriaMetrics holds, keyed by name, labels and ms.
 async fn store_contents(vm: &Victoria) -> BTreeMap<StoreKey, f64> {
     let mut store = BTreeMap::new();
-    for s in vm.export("{__name__=~\"air_quality_.*\"}").await {
+    for s in vm.export("{__name__=~\".+\"}").await {
         let mut labels: Vec<(String, String)> = s.metric.clone().into_iter().collect();
         labels.retain(|(k, _)| k != "__name__");
         for (t, v) in s.timestamps.iter().zip(&s.values) {

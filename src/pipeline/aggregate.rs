@@ -187,7 +187,14 @@ impl Aggregator {
         if self.timeline.place(window) == Placement::Late {
             return self.drop(DropReason::Late);
         }
-        if self.observe_domain(&r, window) {
+        // Health keeps last-seen times against the wall clock: hand it the wall time, not
+        // the boot-clock stamp of a reading stamped at receipt.
+        let wall = Reading {
+            ts,
+            base: TimeBase::Wall,
+            ..r
+        };
+        if self.observe_domain(&wall, window) {
             return true;
         }
         let idx = r.series.0 as usize;

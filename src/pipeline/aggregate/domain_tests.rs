@@ -145,3 +145,42 @@ fn without_domain_nothing_changes() {
     assert_eq!(pts.len(), 1);
     assert_eq!(pts[0].measurement, "m");
 }
+
+/// A reading stamped at receipt (boot clock, here 1 h since boot) is seen by health at its
+/// wall time: before, its boot stamp made it look days old and the sensor was "forgotten".
+#[test]
+fn receipt_stamped_readings_get_health_points() {
+    use crate::clock::{ClockConfig, Now, SyncMode};
+    let cfg = AggregationConfig {
+        window_secs: 60,
+        grace_secs: 5,
+        ..AggregationConfig::default()
+    };
+    let reg = Registry::new();
+    let group = reg.group(GroupKey::new(
+        "air_quality",
+        [("sensor".to_string(), "serial-1".to_string())],
+    ));
+    let pm = reg.series(group, "pm2_5").unwrap();
+    let clock = ClockConfig {
+        sync: SyncMode::Assume,
+        ..ClockConfig::default()
+    };
+    let boot = 3600 * S;
+    let now = Now {
+        wall: T0,
+        boot,
+        synced: true,
+    };
+    let mut agg = Aggregator::with_clock(&cfg, &clock, reg, Metrics::new(), now).with_domain(
+        None,
+        &HealthConfig::default(),
+        Vec::new(),
+    );
+    assert!(agg.insert(Reading::received(pm, 4.0, boot + S), T0 + S));
+    let batch = agg.close_due(T0 + 66 * S).expect("a batch");
+    let pts = points(&batch);
+    let health = find(&pts, "sensor_health", "serial-1").expect("a health point");
+    assert_eq!(field(health, "sensor_up"), Some(FieldValue::Int(1)));
+    assert_eq!(field(health, "readings"), Some(FieldValue::Int(1)));
+}

@@ -1,0 +1,252 @@
+//! Keeps `dashboards/*.json` honest without Grafana: each file is a Grafana dashboard of the
+//! shape Grafana imports, and every metric, label, measurement, field and tag a query names is
+//! one a real daemon emitted in this run. The daemon runs in-process on simulated sensors plus
+//! MQTT payloads (mosquitto) that exercise what the simulator does not: climate, humidity
+//! correction, footfall zones and `unique_devices`; `/metrics` is scraped over HTTP and the
+//! store side read back from a real VictoriaMetrics (series name `<measurement>_<field>`).
+
+mod support;
+
+#[path = "dashboards/check.rs"]
+mod check;
+#[path = "dashboards/query.rs"]
+mod query;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use check::{check_dashboard, Emitted};
+use support::{free_port, http, publish, wait_until, Daemon, Mosquitto, Victoria};
+
+const DASHBOARDS: [(&str, &str); 3] = [
+    (
+        "citysense-city.json",
+        include_str!("../dashboards/citysense-city.json"),
+    ),
+    (
+        "citysense-city-vm.json",
+        include_str!("../dashboards/citysense-city-vm.json"),
+    ),
+    (
+        "citysense-gateway.json",
+        include_str!("../dashboards/citysense-gateway.json"),
+    ),
+];
+
+fn config(mqtt: u16, metrics: u16, vm: &str) -> String {
+    format!(
+        r#"
+[gateway]
+id = "gw-dash"
+site = "centrum"
+
+[aggregation]
+window_secs = 1
+grace_secs = 1
+
+[simulator]
+air_sensors = 1
+counters = 1
+interval_ms = 100
+
+[privacy]
+k_min = 2
+
+[[mqtt]]
+port = {mqtt}
+client_id = "cs-dashboards"
+
+[[mqtt.subscription]]
+topic = "city/{{site}}/{{sensor}}/air"
+format = "json"
+
+[[mqtt.subscription]]
+topic = "count/{{zone}}/{{sensor}}"
+format = "json"
+measurement = "footfall"
+fields = {{ in = "in", out = "out" }}
+counters = {{ in = "counter_total", out = "counter_total" }}
+
+[[mqtt.subscription]]
+topic = "scan/{{sensor}}/batch"
+identifier_path = "devices"
+
+[[humidity_correction]]
+match = {{ sensor = "sds-1" }}
+
+[output]
+api = "v2"
+url = "{vm}"
+bucket = "b"
+
+[spool]
+dir = "{{spool}}"
+fsync = false
+
+[metrics]
+listen = "127.0.0.1:{metrics}"
+"#
+    )
+}
+
+/// One round: PM at sds-1 with humidity at the same site (corrected), a climate sensor, a
+/// people counter in a zone, and a scanner batch above k_min.
+fn round(i: u32) -> Vec<(String, Vec<u8>, u8)> {
+    let macs: Vec<String> = (0..8)
+        .map(|d| format!("\"02:00:5e:10:{i:02x}:{d:02x}\""))
+        .collect();
+    [
+        (
+            "city/plein/sds-1/air",
+            r#"{"pm2_5": 21.5, "pm10": 40.0}"#.to_string(),
+        ),
+        (
+            "city/plein/bme-1/air",
+            r#"{"humidity": 81.0, "temperature": 12.5, "pressure": 1013.2}"#.to_string(),
+        ),
+        (
+            "count/markt/door-1",
+            format!(r#"{{"in": {}, "out": {}}}"#, 100 + 3 * i, 50 + i),
+        ),
+        (
+            "scan/wifi-1/batch",
+            format!(r#"{{"devices": [{}]}}"#, macs.join(",")),
+        ),
+    ]
+    .into_iter()
+    .map(|(t, p)| (t.to_string(), p.into_bytes(), 1))
+    .collect()
+}
+
+/// `/metrics` text -> metric name -> label names.
+fn parse_metrics(text: &str, into: &mut Emitted) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let name_end = line.find(['{', ' ']).unwrap_or(line.len());
+        let labels = into.prom.entry(line[..name_end].to_string()).or_default();
+        if let Some(inner) = line[name_end..]
+            .strip_prefix('{')
+            .and_then(|r| r.split_once('}'))
+        {
+            labels.extend(
+                inner
+                    .0
+                    .split("\",")
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, _)| k.trim().to_string()),
+            );
+        }
+    }
+}
+
+/// Runs the daemon and collects every name it emitted.
+async fn emitted() -> Emitted {
+    let broker = Mosquitto::start().await;
+    let vm = Victoria::start().await;
+    let metrics_port = free_port();
+    let mut d = Daemon::start(&config(broker.port, metrics_port, &vm.write_url()));
+    let m = d.metrics.clone();
+    wait_until(Duration::from_secs(10), "daemon connected", || {
+        let m = m.clone();
+        async move { m.sources_connected() == 1 }
+    })
+    .await;
+    for i in 0..4 {
+        publish(broker.port, &round(i)).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    // Readiness only (the check itself uses everything exported): the workload's rarest
+    // fields are in the store.
+    wait_until(Duration::from_secs(20), "workload fields stored", || {
+        let vm = &vm;
+        async move {
+            let names: BTreeSet<String> = vm
+                .export(r#"{__name__=~"air_quality_pm2_5_corrected_mean|footfall_unique_devices|footfall_occupancy|climate_humidity_mean|sensor_health_sensor_up"}"#)
+                .await
+                .into_iter()
+                .filter_map(|s| s.metric.get("__name__").cloned())
+                .collect();
+            names.len() == 5
+        }
+    })
+    .await;
+    let url = format!("http://127.0.0.1:{metrics_port}/metrics");
+    let text = http()
+        .get(&url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url} body: {e}"));
+    d.stop().await;
+
+    let mut out = Emitted::default();
+    parse_metrics(&text, &mut out);
+    for s in vm.export(r#"{__name__=~".+"}"#).await {
+        let mut labels = s.metric.clone();
+        let Some(name) = labels.remove("__name__") else {
+            continue;
+        };
+        out.store
+            .entry(name)
+            .or_default()
+            .extend(labels.into_keys());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboards_refer_only_to_what_the_daemon_emits() {
+    let emitted = emitted().await;
+    assert!(
+        emitted.prom.contains_key("citysense_source_up") && emitted.store.len() > 20,
+        "the run emitted too little to check against: {emitted:#?}"
+    );
+    let mut errs = Vec::new();
+    for (file, text) in DASHBOARDS {
+        let d: serde_json::Value =
+            serde_json::from_str(text).unwrap_or_else(|e| panic!("{file}: not JSON: {e}"));
+        errs.extend(check_dashboard(file, &d, &emitted));
+    }
+    assert!(
+        errs.is_empty(),
+        "{} problem(s):\n{}\n\nemitted: {emitted:#?}",
+        errs.len(),
+        errs.join("\n")
+    );
+
+    // The checks have teeth: a field, metric, label or variable no code emits is caught.
+    let (file, text) = DASHBOARDS[0];
+    let mutate = |text: &str, from: &str, to: &str| -> serde_json::Value {
+        assert!(text.contains(from), "`{from}` not in the dashboard");
+        serde_json::from_str(&text.replacen(from, to, 1)).expect("still JSON")
+    };
+    for (from, to) in [
+        ("pm2_5_corrected_mean", "pm2_5_humid_mean"),
+        (r#"\"zone\" =~"#, r#"\"district\" =~"#),
+        ("/^$site$/", "/^$wijk$/"),
+    ] {
+        let broken = mutate(text, from, to);
+        assert!(
+            !check_dashboard(file, &broken, &emitted).is_empty(),
+            "`{to}` went unnoticed"
+        );
+    }
+    let (file, text) = DASHBOARDS[2];
+    for (from, to) in [
+        (
+            "citysense_spool_oldest_age_seconds",
+            "citysense_spool_age_seconds",
+        ),
+        ("by (reason)", "by (cause)"),
+    ] {
+        let broken = mutate(text, from, to);
+        assert!(
+            !check_dashboard(file, &broken, &emitted).is_empty(),
+            "`{to}` went unnoticed"
+        );
+    }
+}
