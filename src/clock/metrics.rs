@@ -2,7 +2,6 @@
 //! and late-data corrections. Part of [`Metrics`](crate::service::metrics::Metrics) as its
 //! `clock` field; each event is logged and counted here, in one place.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use super::SyncMode;
@@ -110,10 +109,7 @@ impl ClockMetrics {
             ),
         ];
         for (name, kind, help, v) in rows {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
-            );
+            crate::service::metrics::scalar(out, name, kind, help, v);
         }
     }
 }

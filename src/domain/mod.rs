@@ -18,7 +18,6 @@ pub mod aqi;
 pub mod footfall;
 pub mod humidity;
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::config::{Config, EaqiSetting, HumidityCorrectionConfig, HumidityMethod, RhFromSetting};
@@ -69,11 +68,7 @@ impl DomainMetrics {
             ),
         ];
         for (name, help, v) in rows {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v.load(Relaxed)
-            );
+            crate::service::metrics::scalar(out, name, "counter", help, v.load(Relaxed));
         }
     }
 }

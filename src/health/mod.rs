@@ -166,9 +166,11 @@ impl HealthMetrics {
     /// Appends the Prometheus text of these metrics.
     pub fn render(&self, out: &mut String) {
         let name = "citysense_sensors";
-        let _ = writeln!(
+        crate::service::metrics::header(
             out,
-            "# HELP {name} Sensors by health at the last window close.\n# TYPE {name} gauge"
+            name,
+            "gauge",
+            "Sensors by health at the last window close.",
         );
         for (state, v) in [
             ("up", &self.sensors_up),
@@ -178,11 +180,12 @@ impl HealthMetrics {
         ] {
             let _ = writeln!(out, "{name}{{state=\"{state}\"}} {}", v.load(Relaxed));
         }
-        let name = "citysense_readings_out_of_range_total";
-        let _ = writeln!(
+        crate::service::metrics::scalar(
             out,
-            "# HELP {name} Readings outside their quantity's plausible range (kept, flagged).\n# TYPE {name} counter\n{name} {}",
-            self.out_of_range.load(Relaxed)
+            "citysense_readings_out_of_range_total",
+            "counter",
+            "Readings outside their quantity's plausible range (kept, flagged).",
+            self.out_of_range.load(Relaxed),
         );
     }
 }

@@ -33,7 +33,6 @@ pub mod identify;
 pub mod windows;
 
 use std::collections::{BTreeMap, HashSet};
-use std::fmt::Write as _;
 use std::hash::Hasher as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
@@ -128,11 +127,7 @@ impl PrivacyMetrics {
             ),
         ];
         for (name, help, v) in rows {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v.load(Relaxed)
-            );
+            crate::service::metrics::scalar(out, name, "counter", help, v.load(Relaxed));
         }
     }
 }

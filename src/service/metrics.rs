@@ -460,8 +460,7 @@ impl Metrics {
             ),
         ];
         for (name, kind, help, v) in scalars {
-            header(&mut out, name, kind, help);
-            let _ = writeln!(out, "{name} {v}");
+            scalar(&mut out, name, kind, help, v);
         }
         self.privacy.render(&mut out);
         self.health.render(&mut out);
@@ -473,14 +472,13 @@ impl Metrics {
             0 => 0,
             t => (crate::reading::now_ns() - t).max(0) / 1_000_000_000,
         };
-        let name = "citysense_spool_oldest_age_seconds";
-        header(
+        scalar(
             &mut out,
-            name,
+            "citysense_spool_oldest_age_seconds",
             "gauge",
             "Age of the oldest spooled window (0 = empty).",
+            age,
         );
-        let _ = writeln!(out, "{name} {age}");
         for (name, help, us) in [
             (
                 "citysense_window_store_latency_seconds",
@@ -493,8 +491,8 @@ impl Metrics {
                 &self.store_latency.max_us,
             ),
         ] {
-            header(&mut out, name, "gauge", help);
-            let _ = writeln!(out, "{name} {:.6}", us.load(Relaxed) as f64 / 1e6);
+            let seconds = format!("{:.6}", us.load(Relaxed) as f64 / 1e6);
+            scalar(&mut out, name, "gauge", help, seconds);
         }
         out
     }
@@ -504,8 +502,15 @@ impl Metrics {
 type SourceGetter = fn(&SourceMetrics) -> i64;
 type MetricDef<V> = (&'static str, &'static str, &'static str, V);
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+/// `# HELP` and `# TYPE` lines of metric `name`; the samples follow.
+pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A metric with one unlabelled sample: header and value.
+pub fn scalar(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
 }
 
 fn escape_label(v: &str) -> String {
