@@ -27,6 +27,7 @@ use crate::config::AggregationConfig;
 use crate::domain::footfall::{Step, TotalCounter};
 use crate::domain::{DerivedField, Domain, WindowValue};
 use crate::line_protocol::{encode, FieldValue, PointRef};
+use crate::pipeline::field_names::{FieldKeys, FieldNames};
 use crate::pipeline::timeline::{Hold, Placement, Timeline};
 use crate::pipeline::window::{SeriesState, Stat, Stats};
 use crate::reading::{
@@ -53,8 +54,8 @@ pub struct WindowBatch {
 struct Slot {
     state: SeriesState,
     info: SeriesInfo,
-    /// `<quantity>_<stat>` for each configured stat, built once; empty for counters.
-    field_keys: Vec<String>,
+    /// `<quantity>_<stat>` for each configured stat, shared per quantity; empty for counters.
+    field_keys: FieldKeys,
     /// Last total of a `counter_total` series.
     total: TotalCounter,
 }
@@ -78,7 +79,10 @@ pub struct Aggregator {
     ring_capacity: usize,
     stats: Vec<Stat>,
     quantiles: Vec<u16>,
-    slots: Vec<Option<Slot>>,
+    /// Boxed: the vector grows by doubling, and its spare capacity then costs a pointer per
+    /// entry rather than a whole slot.
+    slots: Vec<Option<Box<Slot>>>,
+    field_names: FieldNames,
     timeline: Timeline,
     tracker: ClockTracker,
     sync_mode: SyncMode,
@@ -138,6 +142,7 @@ impl Aggregator {
             stats,
             quantiles,
             slots: Vec::new(),
+            field_names: FieldNames::default(),
             timeline: Timeline::new(window_ns, delay_ns, grace_ns),
             tracker: ClockTracker::new(clock.step_threshold_ns()),
             sync_mode: clock.sync,
@@ -205,7 +210,7 @@ impl Aggregator {
             let Some(info) = self.registry.info(r.series) else {
                 return self.drop(DropReason::SeriesLimit);
             };
-            self.slots[idx] = Some(self.new_slot(info));
+            self.slots[idx] = Some(Box::new(self.new_slot(info)));
             self.metrics.series.fetch_add(1, Relaxed);
         }
         if let Some(slot) = &mut self.slots[idx] {
@@ -231,14 +236,10 @@ impl Aggregator {
         false
     }
 
-    fn new_slot(&self, info: SeriesInfo) -> Slot {
+    fn new_slot(&mut self, info: SeriesInfo) -> Slot {
         let field_keys = match info.kind.kind {
-            QuantityKind::Gauge => self
-                .stats
-                .iter()
-                .map(|s| format!("{}_{}", info.quantity, s.field_suffix()))
-                .collect(),
-            QuantityKind::Counter | QuantityKind::CounterTotal => Vec::new(),
+            QuantityKind::Gauge => self.field_names.gauge(&info.quantity, &self.stats),
+            QuantityKind::Counter | QuantityKind::CounterTotal => self.field_names.none(),
         };
         Slot {
             state: SeriesState::new(self.ring_capacity),
@@ -339,8 +340,13 @@ impl Aggregator {
 
     fn close_before(&mut self, window: i64) -> Option<WindowBatch> {
         self.widen_corrections(window);
-        let mut closed: Vec<Closed> = Vec::new();
-        let mut values: Vec<FieldValue> = Vec::new();
+        // Sized exactly: at 10k series these are megabytes, and doubling growth would make
+        // the close's peak (VmHWM) up to twice that.
+        let due: usize = (self.slots.iter().flatten())
+            .map(|s| s.state.dirty_before(window))
+            .sum();
+        let mut closed: Vec<Closed> = Vec::with_capacity(due);
+        let mut values: Vec<FieldValue> = Vec::with_capacity(due * self.stats.len());
         let stats = &self.stats;
         let quantiles = &self.quantiles;
         let mut approximate = 0u64;
@@ -379,7 +385,9 @@ impl Aggregator {
             .clock
             .windows_reemitted
             .fetch_add(reemitted, Relaxed);
-        closed.sort_by_key(|c| (c.window, c.group, c.slot));
+        // (window, group, slot) is unique: the unstable sort gives the same order without the
+        // stable sort's scratch buffer of half the close.
+        closed.sort_unstable_by_key(|c| (c.window, c.group, c.slot));
         let derived = self.derive(&closed, &values);
         Some(self.encode(&closed, &values, &derived))
     }
@@ -410,22 +418,21 @@ impl Aggregator {
     /// The domain step: fields derived from this close's windows, sorted like `closed`.
     fn derive(&mut self, closed: &[Closed], values: &[FieldValue]) -> Vec<DerivedField> {
         let n = self.stats.len();
-        let input: Vec<WindowValue<'_>> = closed
-            .iter()
-            .filter_map(|c| {
-                let slot = self.slots.get(c.slot as usize)?.as_ref()?;
-                Some(WindowValue {
-                    window: c.window,
-                    group: c.group,
-                    key: &slot.info.group_key,
-                    quantity: &slot.info.quantity,
-                    kind: slot.info.kind.kind,
-                    mean: c.mean,
-                    sum: c.sum,
-                    values: values.get(c.first..c.first + n)?,
-                })
+        // Sized up front: `filter_map` cannot tell `collect` how many (megabytes at 10k).
+        let mut input: Vec<WindowValue<'_>> = Vec::with_capacity(closed.len());
+        input.extend(closed.iter().filter_map(|c| {
+            let slot = self.slots.get(c.slot as usize)?.as_ref()?;
+            Some(WindowValue {
+                window: c.window,
+                group: c.group,
+                key: &slot.info.group_key,
+                quantity: &slot.info.quantity,
+                kind: slot.info.kind.kind,
+                mean: c.mean,
+                sum: c.sum,
+                values: values.get(c.first..c.first + n)?,
             })
-            .collect();
+        }));
         let metrics = &self.metrics.domain;
         self.derive
             .derive(&input, &self.stats, self.window_ns, metrics)
@@ -456,7 +463,7 @@ impl Aggregator {
                 };
                 key = Some(&slot.info.group_key);
                 for (k, v) in slot.field_keys.iter().zip(&values[c.first..c.first + n]) {
-                    fields.push((k.as_str(), v.clone()));
+                    fields.push((&**k, v.clone()));
                 }
             }
             // Derived fields are sorted like the runs: take this run's from the front.

@@ -2,7 +2,9 @@
 //! the task that owns them ([`aggregate`]), with when windows close in [`timeline`].
 
 pub mod aggregate;
+pub mod field_names;
 pub mod ring;
 pub mod sketch;
+mod sketch_counts;
 pub mod timeline;
 pub mod window;

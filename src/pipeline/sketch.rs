@@ -20,9 +20,13 @@
 //! bucket, losing the relative-error guarantee, while their absolute error stays below
 //! `2e-18 * max|x|`; all other ranks keep it.
 //!
-//! Memory: about 120 bytes plus 4 bytes per bucket between the smallest and largest magnitude
-//! seen per sign (e.g. 10..1000 at alpha 0.01 is 231 buckets, under 1 KiB). Adding a value
-//! outside the current key range may reallocate the store; values inside never allocate.
+//! Memory: about 120 bytes plus 1 byte per bucket between the smallest and largest magnitude
+//! seen per sign (e.g. 10..1000 at alpha 0.01 is 231 buckets), 4 bytes per bucket once some
+//! bucket of that sign holds more than 255 values (see `sketch_counts.rs`). Adding a value
+//! outside the current key range may reallocate the store, and so may the one widening to
+//! 4 bytes; other values never allocate.
+
+use super::sketch_counts::Counts;
 
 /// Default relative accuracy.
 pub const DEFAULT_ALPHA: f64 = 0.01;
@@ -142,7 +146,7 @@ impl Sketch {
 
     /// Heap bytes owned by the sketch (excluding its own struct).
     pub fn heap_bytes(&self) -> usize {
-        (self.pos.counts.capacity() + self.neg.counts.capacity()) * std::mem::size_of::<u32>()
+        self.pos.counts.heap_bytes() + self.neg.counts.heap_bytes()
     }
 
     fn key(&self, magnitude: f64) -> i64 {
@@ -167,7 +171,7 @@ impl Default for Sketch {
 /// Dense bucket counts for one sign: `counts[i]` is the count of key `offset + i`.
 #[derive(Clone, Debug, Default)]
 struct Store {
-    counts: Vec<u32>,
+    counts: Counts,
     offset: i64,
 }
 
@@ -190,41 +194,28 @@ impl Store {
             self.extend_down(new_lo);
         }
         let len = (new_hi - self.offset + 1) as usize;
-        if self.counts.len() < len {
-            // Exact growth: a sketch's range settles after a few readings, and thousands of
-            // busy series may hold one, so slack would cost more than the rare reallocation.
-            self.counts.reserve_exact(len - self.counts.len());
-            self.counts.resize(len, 0);
-        }
+        self.counts.grow_to(len);
         // A key below the kept range (only after a collapse) lands in the lowest bucket.
         let index = (key.max(self.offset) - self.offset) as usize;
-        if let Some(n) = self.counts.get_mut(index) {
-            *n = n.saturating_add(1);
-        }
+        self.counts.add(index, 1);
     }
 
     /// Merges every bucket below `new_lo` into bucket `new_lo`.
     fn collapse_below(&mut self, new_lo: i64) {
         let drop = usize::try_from(new_lo - self.offset).unwrap_or(usize::MAX);
         let drop = drop.min(self.counts.len());
-        let merged = self
-            .counts
-            .drain(..drop)
-            .fold(0u32, |acc, n| acc.saturating_add(n));
+        let merged = self.counts.drain_front(drop);
         self.offset = new_lo;
-        match self.counts.first_mut() {
-            Some(first) => *first = first.saturating_add(merged),
-            None => self.counts.push(merged),
+        if self.counts.is_empty() {
+            self.counts.grow_to(1);
         }
+        self.counts.add(0, merged);
     }
 
     /// Prepends empty buckets so the store starts at `new_lo`.
     fn extend_down(&mut self, new_lo: i64) {
         let extra = (self.offset - new_lo) as usize;
-        let len = self.counts.len();
-        self.counts.reserve_exact(extra);
-        self.counts.resize(len + extra, 0);
-        self.counts.rotate_right(extra);
+        self.counts.prepend_zeros(extra);
         self.offset = new_lo;
     }
 
@@ -234,8 +225,8 @@ impl Store {
         self.counts
             .iter()
             .enumerate()
-            .filter(|(_, n)| **n > 0)
-            .map(move |(i, n)| (offset + i as i64, *n))
+            .filter(|(_, n)| *n > 0)
+            .map(move |(i, n)| (offset + i as i64, n))
     }
 }
 

@@ -339,6 +339,16 @@ impl SeriesState {
         });
     }
 
+    /// How many windows [`SeriesState::emit_dirty_before`] would emit now, so a caller can
+    /// size its buffers exactly.
+    pub fn dirty_before(&self, window: i64) -> usize {
+        self.open
+            .iter()
+            .take_while(|a| a.window < window)
+            .filter(|a| a.dirty)
+            .count()
+    }
+
     /// Windows below `window` that were emitted and have changed since: corrections due.
     pub fn corrections_before(&self, window: i64) -> impl Iterator<Item = i64> + '_ {
         self.open

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Memory per series of citysensed (see BENCHMARKS.md, "Series scaling"): one daemon per series
+# count, fed by citysense-loadgen through mosquitto, writing to VictoriaMetrics.
+#
+#   bash benches/rss.sh [BIN_DIR] [SENSORS...]      # default: target/release, 5 5000 50000
+#   WRAP="heaptrack -o /tmp/ht" bash benches/rss.sh DIR 5000   # heap profile (unstripped build)
+#
+# Series = 2 x sensors (pm2_5, pm10). Each run: 60k msg/s (RATE) for 10 s (SECS), then 12 s
+# more so both windows the load touched close; prints VmHWM / VmRSS of the daemon and its
+# series / windows / points counters. Same config as benches/e2e.sh (10-second windows, nine
+# stats incl. p50 and p95), plus `clock.sync = "assume"` so an unsynchronised VM still closes.
+# Build first: cargo build --release --locked --bins. Needs mosquitto and victoria-metrics.
+set -euo pipefail
+BIN=${1:-target/release}
+shift || true
+SENSORS=("$@")
+[ ${#SENSORS[@]} -gt 0 ] || SENSORS=(5 5000 50000)
+RATE=${RATE:-60000}
+SECS=${SECS:-10}
+
+run() {
+    local sensors=$1 w mp vp hp dpid mpid vpid
+    w=$(mktemp -d /tmp/citysense-rss.XXXXXX)
+    mp=$((20000 + RANDOM % 10000)) vp=$((mp + 1)) hp=$((mp + 2))
+    printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages 1000000\n' "$mp" \
+        >"$w/m.conf"
+    mosquitto -c "$w/m.conf" >"$w/m.log" 2>&1 &
+    mpid=$!
+    victoria-metrics -httpListenAddr="127.0.0.1:$vp" -storageDataPath="$w/vm" \
+        -dedup.minScrapeInterval=1ms >"$w/vm.log" 2>&1 &
+    vpid=$!
+    sleep 1
+    cat >"$w/c.toml" <<EOT
+[gateway]
+id = "rss"
+[aggregation]
+window_secs = 10
+grace_secs = 1
+stats = ["mean", "min", "max", "count", "sum", "last", "stddev", "p50", "p95"]
+[[mqtt]]
+host = "127.0.0.1"
+port = $mp
+client_id = "citysense-rss"
+clean_session = true
+[[mqtt.subscription]]
+qos = 0
+$("$BIN/citysense-loadgen" --print-subscription --format json)
+[clock]
+sync = "assume"
+[output]
+api = "v2"
+url = "http://127.0.0.1:$vp"
+org = "bench"
+bucket = "bench"
+token = "bench"
+[spool]
+dir = "$w/spool"
+[metrics]
+listen = "127.0.0.1:$hp"
+EOT
+    # shellcheck disable=SC2086
+    ${WRAP:-} "$BIN/citysensed" run -c "$w/c.toml" >"$w/d.log" 2>&1 &
+    dpid=$!
+    until curl -fsS -o /dev/null "http://127.0.0.1:$hp/healthz" 2>/dev/null; do sleep 0.05; done
+    sleep 1
+    local pid
+    pid=$(pgrep -n -f "citysensed run -c $w/c.toml")
+    "$BIN/citysense-loadgen" --port "$mp" --rate "$RATE" --seconds "$SECS" --sensors "$sensors" \
+        --qos 0 --format json >"$w/loadgen.json" 2>"$w/loadgen.err"
+    sleep 12
+    printf '%7d series: %s | %s\n' $((sensors * 2)) \
+        "$(grep -E 'VmHWM|VmRSS' "/proc/$pid/status" | tr -s ' \t\n' ' ')" \
+        "$(curl -fsS "http://127.0.0.1:$hp/metrics" |
+            grep -E '^citysense_(series|windows_closed_total|points_emitted_total) ' | tr '\n' ' ')"
+    kill -TERM "$pid" # the daemon itself, not a WRAP process in front of it
+    wait "$dpid" || true
+    kill "$mpid" "$vpid"
+    wait "$mpid" "$vpid" 2>/dev/null || true
+    rm -rf "$w"
+}
+
+for s in "${SENSORS[@]}"; do
+    run "$s"
+done
