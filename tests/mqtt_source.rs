@@ -140,19 +140,25 @@ fn make_certs(dir: &Path) {
     );
 }
 
+/// Certificates in `dir` and a broker with a TLS listener using them; returns the TLS port.
+async fn tls_broker(dir: &Path) -> (Mosquitto, u16) {
+    make_certs(dir);
+    let tls_port = free_port();
+    let broker = Mosquitto::start_tls(
+        tls_port,
+        &dir.join("ca.pem"),
+        &dir.join("server.pem"),
+        &dir.join("server.key"),
+    )
+    .await;
+    (broker, tls_port)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_connection_delivers_readings() {
     let certs = tempfile::tempdir().unwrap();
-    make_certs(certs.path());
-    let tls_port = free_port();
+    let (broker, tls_port) = tls_broker(certs.path()).await;
     let p = certs.path();
-    let broker = Mosquitto::start_tls(
-        tls_port,
-        &p.join("ca.pem"),
-        &p.join("server.pem"),
-        &p.join("server.key"),
-    )
-    .await;
     let vm = Victoria::start().await;
     let tls = format!("[mqtt.tls]\nca_file = \"{}\"", p.join("ca.pem").display());
     let mut d = Daemon::start(&config(tls_port, "cs-tls", &vm, &tls));
@@ -171,18 +177,9 @@ async fn tls_connection_delivers_readings() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_an_unknown_ca_is_refused_and_retried() {
     let certs = tempfile::tempdir().unwrap();
-    make_certs(certs.path());
+    let (_broker, tls_port) = tls_broker(certs.path()).await;
     let other = tempfile::tempdir().unwrap();
     make_certs(other.path());
-    let tls_port = free_port();
-    let p = certs.path();
-    let _broker = Mosquitto::start_tls(
-        tls_port,
-        &p.join("ca.pem"),
-        &p.join("server.pem"),
-        &p.join("server.key"),
-    )
-    .await;
     let vm = Victoria::start().await;
     // Trusts a different CA: the handshake must fail, the daemon must keep trying, not panic.
     let tls = format!(
