@@ -3,6 +3,7 @@
 # count, fed by citysense-loadgen through mosquitto, writing to VictoriaMetrics.
 #
 #   bash benches/rss.sh [BIN_DIR] [SENSORS...]      # default: target/release, 5 5000 50000
+#   SMAPS=1 bash benches/rss.sh DIR 5      # also resident KiB by mapping (binary, heap, anon, ...)
 #   WRAP="heaptrack -o /tmp/ht" bash benches/rss.sh DIR 5000   # heap profile (unstripped build)
 #
 # Series = 2 x sensors (pm2_5, pm10). Each run: 60k msg/s (RATE) for 10 s (SECS), then 12 s
@@ -17,6 +18,22 @@ SENSORS=("$@")
 [ ${#SENSORS[@]} -gt 0 ] || SENSORS=(5 5000 50000)
 RATE=${RATE:-60000}
 SECS=${SECS:-10}
+
+# Resident KiB by mapping: the binary's own pages, heap (brk), other anonymous (malloc arenas,
+# mmapped blocks, thread stacks), shared libraries.
+smaps() {
+    awk -v bin="citysensed" '
+        /^[0-9a-f]+-[0-9a-f]+ / {
+            name = $6; kind = "other"
+            if (name == "") kind = "anon"
+            else if (name == "[heap]") kind = "heap"
+            else if (index(name, bin)) kind = "binary"
+            else if (name ~ /\.so/) kind = "libs"
+            else if (name ~ /^\[stack/) kind = "stack"
+        }
+        /^Rss:/ { kb[kind] += $2 }
+        END { for (k in kb) printf "    %-7s %7d KiB\n", k, kb[k] }' "/proc/$1/smaps"
+}
 
 run() {
     local sensors=$1 w mp vp hp dpid mpid vpid
@@ -72,6 +89,7 @@ EOT
         "$(grep -E 'VmHWM|VmRSS' "/proc/$pid/status" | tr -s ' \t\n' ' ')" \
         "$(curl -fsS "http://127.0.0.1:$hp/metrics" |
             grep -E '^citysense_(series|windows_closed_total|points_emitted_total) ' | tr '\n' ' ')"
+    [ -z "${SMAPS:-}" ] || smaps "$pid"
     kill -TERM "$pid" # the daemon itself, not a WRAP process in front of it
     wait "$dpid" || true
     kill "$mpid" "$vpid"

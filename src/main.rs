@@ -126,6 +126,7 @@ fn init_logging() {
 
 fn daemon(cfg: Config, limit: Option<Duration>) -> anyhow::Result<ExitCode> {
     init_logging();
+    tune_malloc();
     // reqwest and our MQTT TLS config both pin ring; installing it as the process default
     // as well means no code path can hit rustls' "no provider" panic.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -144,6 +145,25 @@ fn daemon(cfg: Config, limit: Option<Duration>) -> anyhow::Result<ExitCode> {
         citysense::run(cfg, shutdown).await
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Large blocks (a close's payload and value buffers, a spooled batch read back, its gzip)
+/// are allocated every window, each on whichever thread runs the task. glibc's default
+/// raises its mmap threshold to the largest block freed, after which such blocks come from
+/// per-thread arenas, stay resident after free and add up across threads: measured at 10k
+/// series, RSS after a close fell from 33 to 27 MiB with a fixed threshold. A fixed one
+/// keeps them mmapped, so each is returned to the kernel when freed.
+fn tune_malloc() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        const MMAP_THRESHOLD: libc::c_int = 128 * 1024;
+        // SAFETY: mallopt only sets an allocator parameter; it is called before the runtime's
+        // threads exist, and a failure (0) leaves glibc's default, which is merely larger.
+        let ok = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) };
+        if ok == 0 {
+            tracing::debug!("mallopt(M_MMAP_THRESHOLD) refused; default allocator tuning");
+        }
+    }
 }
 
 async fn wait_for_signal(limit: Option<Duration>) {

@@ -84,8 +84,9 @@ pub struct WindowValue<'a> {
     pub kind: QuantityKind,
     pub mean: f64,
     pub sum: f64,
-    /// The configured statistics' values, in the aggregator's stat order.
-    pub values: &'a [FieldValue],
+    /// The configured statistics' values, in the aggregator's stat order (a count as its
+    /// `f64`, exact below 2^53).
+    pub values: &'a [f64],
 }
 
 /// A field to append to the point (window, group).
@@ -164,38 +165,60 @@ impl Domain {
     ) -> Vec<DerivedField> {
         let mut out = Vec::new();
         for same_window in input.chunk_by(|a, b| a.window == b.window) {
-            let humidity: Vec<&WindowValue<'_>> = same_window
-                .iter()
-                .filter(|v| v.quantity == "humidity" && v.kind == QuantityKind::Gauge)
+            let humidity: Vec<WindowValue<'_>> = (same_window.iter())
+                .filter(|v| Domain::is_humidity(v))
+                .cloned()
                 .collect();
             for run in same_window.chunk_by(|a, b| a.group == b.group) {
-                let p = Point {
-                    window: run[0].window,
-                    group: run[0].group,
-                    key: run[0].key,
-                    values: run,
-                };
-                let mut push = |key: String, value: FieldValue| {
-                    out.push(DerivedField {
-                        window: p.window,
-                        group: p.group,
-                        key,
-                        value,
-                    })
-                };
-                let corrected = self.correct(&p, &humidity, stats, metrics, &mut push);
-                self.indices(&p, &corrected, window_ns, &mut push);
-                self.footfall(&p, window_ns, &mut push);
+                self.derive_point(run, &humidity, stats, window_ns, metrics, &mut out);
             }
         }
         out
+    }
+
+    /// Whether `v` is a humidity series: what [`Domain::derive_point`] corrects PM with
+    /// (another point's RH may apply, e.g. the same site's).
+    pub fn is_humidity(v: &WindowValue<'_>) -> bool {
+        v.quantity == "humidity" && v.kind == QuantityKind::Gauge
+    }
+
+    /// Appends to `out` the fields derived for one point: `run` is all its series' values in
+    /// one window, `humidity` that window's humidity series ([`Domain::is_humidity`]). The
+    /// aggregator calls this point by point, so a close never holds every derived field.
+    pub fn derive_point(
+        &mut self,
+        run: &[WindowValue<'_>],
+        humidity: &[WindowValue<'_>],
+        stats: &[Stat],
+        window_ns: i64,
+        metrics: &DomainMetrics,
+        out: &mut Vec<DerivedField>,
+    ) {
+        let Some(first) = run.first() else { return };
+        let p = Point {
+            window: first.window,
+            group: first.group,
+            key: first.key,
+            values: run,
+        };
+        let mut push = |key: String, value: FieldValue| {
+            out.push(DerivedField {
+                window: p.window,
+                group: p.group,
+                key,
+                value,
+            })
+        };
+        let corrected = self.correct(&p, humidity, stats, metrics, &mut push);
+        self.indices(&p, &corrected, window_ns, &mut push);
+        self.footfall(&p, window_ns, &mut push);
     }
 
     /// Humidity correction; returns the corrected means by pollutant for the indices.
     fn correct(
         &self,
         p: &Point<'_, '_>,
-        humidity: &[&WindowValue<'_>],
+        humidity: &[WindowValue<'_>],
         stats: &[Stat],
         metrics: &DomainMetrics,
         push: &mut impl FnMut(String, FieldValue),
@@ -226,8 +249,8 @@ impl Domain {
             .humidity_capped
             .fetch_add(u64::from(applied.capped), Relaxed);
         for v in pm {
-            for (stat, value) in stats.iter().zip(v.values) {
-                if let (true, FieldValue::Float(x)) = (humidity::is_corrected_stat(*stat), value) {
+            for (stat, x) in stats.iter().zip(v.values) {
+                if humidity::is_corrected_stat(*stat) {
                     let key = format!("{}_corrected_{}", v.quantity, stat.field_suffix());
                     push(key, FieldValue::Float(x / applied.factor));
                 }

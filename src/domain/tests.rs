@@ -9,11 +9,8 @@ fn key(m: &str, tags: &[(&str, &str)]) -> GroupKey {
     GroupKey::new(m, tags.iter().map(|(k, v)| (k.to_string(), v.to_string())))
 }
 
-fn gauge<'a>(group: u32, key: &'a GroupKey, q: &'a str, vals: &'a [FieldValue]) -> WindowValue<'a> {
-    let mean = match vals.first() {
-        Some(FieldValue::Float(m)) => *m,
-        _ => f64::NAN,
-    };
+fn gauge<'a>(group: u32, key: &'a GroupKey, q: &'a str, vals: &'a [f64]) -> WindowValue<'a> {
+    let mean = vals.first().copied().unwrap_or(f64::NAN);
     WindowValue {
         window: 100,
         group,
@@ -46,8 +43,8 @@ const STATS: [Stat; 2] = [Stat::Mean, Stat::Count];
 #[test]
 fn indices_from_means_with_period() {
     let aq = key("air_quality", &[("sensor", "a")]);
-    let pm25 = [FieldValue::Float(12.0), FieldValue::Int(3)];
-    let pm10 = [FieldValue::Float(25.0), FieldValue::Int(3)];
+    let pm25 = [12.0, 3.0];
+    let pm10 = [25.0, 3.0];
     let input = [gauge(0, &aq, "pm2_5", &pm25), gauge(0, &aq, "pm10", &pm10)];
     let m = DomainMetrics::default();
     let d = domain().derive(&input, &STATS, W, &m);
@@ -68,9 +65,9 @@ fn humidity_correction_from_same_site_and_flag() {
     let aq = key("air_quality", &[("sensor", "sds"), ("site", "plein")]);
     let cl = key("climate", &[("sensor", "bme"), ("site", "plein")]);
     let elsewhere = key("climate", &[("sensor", "bme2"), ("site", "haven")]);
-    let pm25 = [FieldValue::Float(20.0), FieldValue::Int(3)];
-    let rh = [FieldValue::Float(80.0), FieldValue::Int(3)];
-    let rh_far = [FieldValue::Float(10.0), FieldValue::Int(3)];
+    let pm25 = [20.0, 3.0];
+    let rh = [80.0, 3.0];
+    let rh_far = [10.0, 3.0];
     let input = [
         gauge(0, &aq, "pm2_5", &pm25),
         gauge(1, &cl, "humidity", &rh),
@@ -99,7 +96,7 @@ fn humidity_correction_from_same_site_and_flag() {
     // Humidity points get nothing.
     assert!(d.iter().all(|f| f.group == 0));
 
-    let wet = [FieldValue::Float(99.0), FieldValue::Int(3)];
+    let wet = [99.0, 3.0];
     let input = [
         gauge(0, &aq, "pm2_5", &pm25),
         gauge(1, &cl, "humidity", &wet),
@@ -158,7 +155,7 @@ fn footfall_fields_and_running_occupancy() {
     assert_eq!(at(102, "in"), None);
     assert_eq!(at(102, "occupancy"), Some(FieldValue::Float(0.0)));
     // Gauges named in/out are not footfall.
-    let g = [FieldValue::Float(3.0), FieldValue::Int(1)];
+    let g = [3.0, 1.0];
     let input = [gauge(0, &door, "in", &g)];
     assert!(dom.derive(&input, &STATS, W, &m).is_empty());
 }

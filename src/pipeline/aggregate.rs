@@ -346,7 +346,7 @@ impl Aggregator {
             .map(|s| s.state.dirty_before(window))
             .sum();
         let mut closed: Vec<Closed> = Vec::with_capacity(due);
-        let mut values: Vec<FieldValue> = Vec::with_capacity(due * self.stats.len());
+        let mut values: Vec<f64> = Vec::with_capacity(due * self.stats.len());
         let stats = &self.stats;
         let quantiles = &self.quantiles;
         let mut approximate = 0u64;
@@ -369,7 +369,7 @@ impl Aggregator {
                     });
                     approximate += u64::from(s.approximate);
                     reemitted += u64::from(s.reemitted);
-                    values.extend(stats.iter().map(|st| field_value(*st, s)));
+                    values.extend(stats.iter().map(|st| stat_value(*st, s)));
                 });
         }
         if closed.is_empty() {
@@ -388,8 +388,7 @@ impl Aggregator {
         // (window, group, slot) is unique: the unstable sort gives the same order without the
         // stable sort's scratch buffer of half the close.
         closed.sort_unstable_by_key(|c| (c.window, c.group, c.slot));
-        let derived = self.derive(&closed, &values);
-        Some(self.encode(&closed, &values, &derived))
+        Some(self.encode(&closed, &values))
     }
 
     /// A correction re-emits its whole point, not just the corrected series: the store
@@ -415,13 +414,20 @@ impl Aggregator {
         }
     }
 
-    /// The domain step: fields derived from this close's windows, sorted like `closed`.
-    fn derive(&mut self, closed: &[Closed], values: &[FieldValue]) -> Vec<DerivedField> {
-        let n = self.stats.len();
-        // Sized up front: `filter_map` cannot tell `collect` how many (megabytes at 10k).
-        let mut input: Vec<WindowValue<'_>> = Vec::with_capacity(closed.len());
-        input.extend(closed.iter().filter_map(|c| {
-            let slot = self.slots.get(c.slot as usize)?.as_ref()?;
+    /// One point per (window, group): the fields of all its series together, then the fields
+    /// the domain step derives from them. Point by point, so that the close holds the payload
+    /// and the flat value buffer, never every derived field at once.
+    fn encode(&mut self, closed: &[Closed], values: &[f64]) -> WindowBatch {
+        let mut batch = WindowBatch {
+            payload: String::with_capacity(closed.len() * 160),
+            points: 0,
+            min_ts: i64::MAX,
+            max_ts: i64::MIN,
+        };
+        let (stats, slots, metrics) = (&self.stats, &self.slots, &self.metrics);
+        let n = stats.len();
+        let window_value = |c: &Closed| {
+            let slot = slots.get(c.slot as usize)?.as_ref()?;
             Some(WindowValue {
                 window: c.window,
                 group: c.group,
@@ -432,74 +438,65 @@ impl Aggregator {
                 sum: c.sum,
                 values: values.get(c.first..c.first + n)?,
             })
-        }));
-        let metrics = &self.metrics.domain;
-        self.derive
-            .derive(&input, &self.stats, self.window_ns, metrics)
-    }
-
-    /// One point per (window, group): the fields of all its series together.
-    fn encode(
-        &self,
-        closed: &[Closed],
-        values: &[FieldValue],
-        derived: &[DerivedField],
-    ) -> WindowBatch {
-        let mut batch = WindowBatch {
-            payload: String::with_capacity(closed.len() * 160),
-            points: 0,
-            min_ts: i64::MAX,
-            max_ts: i64::MIN,
         };
-        let n = self.stats.len();
-        let mut fields: Vec<(&str, FieldValue)> = Vec::new();
-        let mut extra = derived;
-        for run in closed.chunk_by(|a, b| a.window == b.window && a.group == b.group) {
-            fields.clear();
-            let mut key = None;
-            for c in run {
-                let Some(slot) = self.slots.get(c.slot as usize).and_then(Option::as_ref) else {
+        let mut run_values: Vec<WindowValue<'_>> = Vec::new();
+        let mut derived: Vec<DerivedField> = Vec::new();
+        for same_window in closed.chunk_by(|a, b| a.window == b.window) {
+            // Humidity corrects PM of other points (same site): gather it before the points.
+            let humidity: Vec<WindowValue<'_>> = (same_window.iter())
+                .filter_map(window_value)
+                .filter(Domain::is_humidity)
+                .collect();
+            for run in same_window.chunk_by(|a, b| a.group == b.group) {
+                run_values.clear();
+                run_values.extend(run.iter().filter_map(window_value));
+                let Some(first) = run_values.first() else {
                     continue;
                 };
-                key = Some(&slot.info.group_key);
-                for (k, v) in slot.field_keys.iter().zip(&values[c.first..c.first + n]) {
-                    fields.push((&**k, v.clone()));
+                let key = first.key;
+                derived.clear();
+                self.derive.derive_point(
+                    &run_values,
+                    &humidity,
+                    stats,
+                    self.window_ns,
+                    &metrics.domain,
+                    &mut derived,
+                );
+                let mut fields: Vec<(&str, FieldValue)> =
+                    Vec::with_capacity(run_values.len() * n + derived.len());
+                for (c, v) in run.iter().zip(&run_values) {
+                    let Some(slot) = slots.get(c.slot as usize).and_then(Option::as_ref) else {
+                        continue;
+                    };
+                    let named = slot.field_keys.iter().zip(stats).zip(v.values);
+                    fields.extend(named.map(|((k, st), x)| (&**k, field_value(*st, *x))));
                 }
-            }
-            // Derived fields are sorted like the runs: take this run's from the front.
-            let at = (run[0].window, run[0].group);
-            let skip = extra.partition_point(|d| (d.window, d.group) < at);
-            let mine = extra[skip..].partition_point(|d| (d.window, d.group) == at);
-            fields.extend(
-                extra[skip..skip + mine]
-                    .iter()
-                    .map(|d| (d.key.as_str(), d.value.clone())),
-            );
-            extra = &extra[skip + mine..];
-            let Some(key) = key else { continue };
-            if fields.is_empty() {
-                continue;
-            }
-            let ts = run[0].window.saturating_mul(self.window_ns);
-            let point = PointRef {
-                measurement: &key.measurement,
-                tags: &key.tags,
-                fields: &fields,
-                ts: Some(ts),
-            };
-            match encode(&point, &mut batch.payload) {
-                Ok(_) => {
-                    batch.points += 1;
-                    batch.min_ts = batch.min_ts.min(ts);
-                    batch.max_ts = batch.max_ts.max(ts);
+                fields.extend(derived.iter().map(|d| (d.key.as_str(), d.value.clone())));
+                if fields.is_empty() {
+                    continue;
                 }
-                Err(e) => {
-                    self.metrics.encode_errors.fetch_add(1, Relaxed);
-                    tracing::warn!(error = %e, point = %key, "point not encodable, skipped");
+                let ts = run[0].window.saturating_mul(self.window_ns);
+                let point = PointRef {
+                    measurement: &key.measurement,
+                    tags: &key.tags,
+                    fields: &fields,
+                    ts: Some(ts),
+                };
+                match encode(&point, &mut batch.payload) {
+                    Ok(_) => {
+                        batch.points += 1;
+                        batch.min_ts = batch.min_ts.min(ts);
+                        batch.max_ts = batch.max_ts.max(ts);
+                    }
+                    Err(e) => {
+                        metrics.encode_errors.fetch_add(1, Relaxed);
+                        tracing::warn!(error = %e, point = %key, "point not encodable, skipped");
+                    }
                 }
             }
         }
-        self.metrics
+        metrics
             .points_emitted
             .fetch_add(u64::from(batch.points), Relaxed);
         batch
@@ -548,13 +545,24 @@ impl Aggregator {
     }
 }
 
-fn field_value(stat: Stat, s: &Stats) -> FieldValue {
+/// A stat's value as kept in the close's flat buffer: 8 bytes, the count included (exact
+/// below 2^53), rather than a 32-byte [`FieldValue`] per field.
+fn stat_value(stat: Stat, s: &Stats) -> f64 {
     match stat {
-        Stat::Count => FieldValue::Int(i64::try_from(s.count).unwrap_or(i64::MAX)),
+        Stat::Count => s.count as f64,
         // Percentiles come from f32 samples (or a 1 % sketch): print them at f32 precision,
         // `10.7` rather than the widened `10.699999809265137`.
-        Stat::Quantile(_) => FieldValue::Float(s.get(stat).map_or(f64::NAN, f32_shortest)),
-        other => FieldValue::Float(s.get(other).unwrap_or(f64::NAN)),
+        Stat::Quantile(_) => s.get(stat).map_or(f64::NAN, f32_shortest),
+        other => s.get(other).unwrap_or(f64::NAN),
+    }
+}
+
+/// The field for a [`stat_value`]: the count is written as an integer.
+fn field_value(stat: Stat, v: f64) -> FieldValue {
+    match stat {
+        // `as` saturates; a count is never negative or NaN.
+        Stat::Count => FieldValue::Int(v as i64),
+        _ => FieldValue::Float(v),
     }
 }
 

@@ -156,8 +156,10 @@ impl Writer {
         &self.url
     }
 
-    /// Sends one request with `body` (line protocol) and classifies the answer.
-    pub async fn write(&self, body: &[u8]) -> Outcome {
+    /// Sends one request whose body is `parts` (line protocol) one after the other, and
+    /// classifies the answer. The parts are the spooled batches as read: compressing them
+    /// straight from there saves a copy of the whole request (megabytes at 10k series).
+    pub async fn write(&self, parts: &[&[u8]]) -> Outcome {
         let mut req = self
             .client
             .post(&self.url)
@@ -165,9 +167,10 @@ impl Writer {
         if let Some(auth) = &self.auth {
             req = req.header(AUTHORIZATION, auth.clone());
         }
-        req = match (self.gzip, gzip(body)) {
-            (true, Ok(compressed)) => req.header(CONTENT_ENCODING, "gzip").body(compressed),
-            _ => req.body(body.to_vec()),
+        let compressed = if self.gzip { gzip(parts).ok() } else { None };
+        req = match compressed {
+            Some(compressed) => req.header(CONTENT_ENCODING, "gzip").body(compressed),
+            None => req.body(parts.concat()),
         };
         match req.send().await {
             Ok(resp) => {
@@ -192,12 +195,15 @@ impl Writer {
     }
 }
 
-fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
+fn gzip(parts: &[&[u8]]) -> std::io::Result<Vec<u8>> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
     let mut enc = flate2::write::GzEncoder::new(
-        Vec::with_capacity(body.len() / 4 + 64),
+        Vec::with_capacity(len / 4 + 64),
         flate2::Compression::fast(),
     );
-    enc.write_all(body)?;
+    for part in parts {
+        enc.write_all(part)?;
+    }
     enc.finish()
 }
 

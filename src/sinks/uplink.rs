@@ -168,12 +168,10 @@ impl Uplink {
     ) -> Option<Duration> {
         let inner = &self.inner;
         let m = &inner.metrics;
-        let body: Vec<u8> = batches
-            .iter()
-            .flat_map(|b| b.payload.iter().copied())
-            .collect();
+        let parts: Vec<&[u8]> = batches.iter().map(|b| b.payload.as_slice()).collect();
+        let bytes: usize = parts.iter().map(|p| p.len()).sum();
         let points: u64 = batches.iter().map(|b| u64::from(b.points)).sum();
-        let outcome = inner.writer.write(&body).await;
+        let outcome = inner.writer.write(&parts).await;
         if outcome != Outcome::Written {
             m.uplink_requests_failed.fetch_add(1, Relaxed);
             m.uplink_up.store(0, Relaxed);
@@ -191,7 +189,7 @@ impl Uplink {
             Outcome::Written => {
                 m.uplink_requests_ok.fetch_add(1, Relaxed);
                 m.uplink_points_sent.fetch_add(points, Relaxed);
-                m.uplink_bytes_sent.fetch_add(body.len() as u64, Relaxed);
+                m.uplink_bytes_sent.fetch_add(bytes as u64, Relaxed);
                 m.uplink_up.store(1, Relaxed);
                 m.store_accepted(crate::reading::now_ns());
                 if *failures > 0 {
