@@ -240,6 +240,16 @@ EOF
     hwm=$(hwm_kib "$pid")
     curl -fsS "http://127.0.0.1:$mport/metrics" >"$dir/metrics.txt" || true
     lat=$(metric "http://127.0.0.1:$mport/metrics" citysense_window_store_latency_max_seconds)
+    # What the latency is made of: close, spool append and store request (ms), for the largest
+    # and for the last close. The first close of a run creates every series in the store
+    # (slow in VictoriaMetrics); the last one writes to series the store knows already.
+    [ ! -s "$dir/metrics.txt" ] || awk -v rate="$rate" -v n="$SENSORS" '
+        /^citysense_stage_duration(_max)?_seconds\{/ { split($1, a, "\""); v[$1 ~ /_max/, a[2]] = $2 * 1000 }
+        /^citysense_window_store_latency(_max)?_seconds / { lat[$1 ~ /_max/] = $2 * 1000 }
+        END { printf "%s %d %.0f %.1f %.1f %.1f %.0f %.1f %.1f %.1f\n", rate, n * 2,
+            lat[1], v[1, "close"], v[1, "spool_append"], v[1, "uplink_request"],
+            lat[0], v[0, "close"], v[0, "spool_append"], v[0, "uplink_request"] }' \
+        "$dir/metrics.txt" >>"$WORK/stages.txt"
     kill -TERM "$pid"
     wait "$pid" || true
     kill "$spid" 2>/dev/null || true
@@ -286,6 +296,7 @@ if [ "$PEER" = 1 ]; then
 fi
 
 : >"$WORK/citysensed.txt"
+: >"$WORK/stages.txt"
 : >"$WORK/nodered.txt"
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -m | awk '/Mem:/ {print $2}') MiB"
 echo "== rates: $RATES msg/s, $RUNS runs of ${SECONDS_LOAD}s, format $FORMAT, QoS $QOS, $SENSORS sensors"
@@ -316,6 +327,13 @@ for sensors in 5 5000 50000; do
     r=$(SENSORS=$sensors run_citysensed "$SCALE_RATE" scale)
     printf '%-11s %9s %10s %10s %9s %9s %8s %9s %8s %8s\n' "$((sensors * 2))-series" $r
 done
+
+echo
+echo "== window close -> store by step (ms): largest in the run, and the run's last close"
+printf '%9s %8s | %7s %7s %7s %8s | %7s %7s %7s %8s\n' offered series "max:all" close spool \
+    request "last:all" close spool request
+sort -n -k2 -k1 "$WORK/stages.txt" |
+    awk '{printf "%9s %8s | %7s %7s %7s %8s | %8s %7s %7s %8s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10}'
 
 echo
 echo "== static figures"

@@ -527,9 +527,12 @@ impl Aggregator {
                 }
                 _ = tick.tick() => {
                     let now = clock.now();
-                    self.metrics.aggregator_heartbeat.store(now_ns() / NANOS_PER_SEC, Relaxed);
+                    let started = (now_ns(), std::time::Instant::now());
+                    self.metrics.aggregator_heartbeat.store(started.0 / NANOS_PER_SEC, Relaxed);
                     if let Some(batch) = self.tick(now) {
-                        self.metrics.window_closed(now_ns());
+                        // From the tick's start: the close's own work is part of the latency.
+                        self.metrics.window_closed(started.0);
+                        self.metrics.stages.close.record(started.1.elapsed());
                         if out.send(batch).await.is_err() {
                             tracing::error!("window output closed; aggregator stops");
                             return;

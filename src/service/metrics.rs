@@ -162,6 +162,63 @@ pub struct Metrics {
     pub domain: crate::domain::DomainMetrics,
     /// Window close -> store accepted: see [`Metrics::window_closed`].
     pub store_latency: StoreLatency,
+    /// What that latency is made of, step by step.
+    pub stages: Stages,
+}
+
+/// Duration of each step a close goes through on its way to the store: the aggregator's
+/// close (statistics, derived fields, encoding), the spool append (write + fdatasync) and
+/// the uplink's request (gzip, HTTP, the store's answer). Together with the store latency
+/// they tell an operator whether the gateway or the store is slow.
+#[derive(Debug, Default)]
+pub struct Stages {
+    pub close: StageTime,
+    pub spool_append: StageTime,
+    pub uplink_request: StageTime,
+}
+
+/// The last and the largest duration of one step, in microseconds.
+#[derive(Debug, Default)]
+pub struct StageTime {
+    pub last_us: AtomicI64,
+    pub max_us: AtomicI64,
+}
+
+impl StageTime {
+    pub fn record(&self, took: std::time::Duration) {
+        let us = i64::try_from(took.as_micros()).unwrap_or(i64::MAX);
+        self.last_us.store(us, Relaxed);
+        self.max_us.fetch_max(us, Relaxed);
+    }
+}
+
+impl Stages {
+    fn render(&self, out: &mut String) {
+        let steps = [
+            ("close", &self.close),
+            ("spool_append", &self.spool_append),
+            ("uplink_request", &self.uplink_request),
+        ];
+        for (name, help, max) in [
+            (
+                "citysense_stage_duration_seconds",
+                "Duration of a step from window close to store, last seen.",
+                false,
+            ),
+            (
+                "citysense_stage_duration_max_seconds",
+                "Duration of a step from window close to store, largest seen.",
+                true,
+            ),
+        ] {
+            header(out, name, "gauge", help);
+            for (stage, t) in steps {
+                let us = if max { &t.max_us } else { &t.last_us };
+                let seconds = us.load(Relaxed) as f64 / 1e6;
+                let _ = writeln!(out, "{name}{{stage=\"{stage}\"}} {seconds:.6}");
+            }
+        }
+    }
 }
 
 /// Time from a tick closing windows to the store's next 2xx (which carries them when the
@@ -494,6 +551,7 @@ impl Metrics {
             let seconds = format!("{:.6}", us.load(Relaxed) as f64 / 1e6);
             scalar(&mut out, name, "gauge", help, seconds);
         }
+        self.stages.render(&mut out);
         out
     }
 }
@@ -551,6 +609,18 @@ mod tests {
         assert!(m
             .render()
             .contains("citysense_window_store_latency_max_seconds 0.007000"));
+        m.stages
+            .spool_append
+            .record(std::time::Duration::from_micros(2500));
+        m.stages
+            .spool_append
+            .record(std::time::Duration::from_micros(1200));
+        let text = m.render();
+        assert!(text.contains("citysense_stage_duration_seconds{stage=\"spool_append\"} 0.001200"));
+        assert!(
+            text.contains("citysense_stage_duration_max_seconds{stage=\"spool_append\"} 0.002500")
+        );
+        assert!(text.contains("citysense_stage_duration_max_seconds{stage=\"close\"} 0.000000"));
     }
 
     #[test]

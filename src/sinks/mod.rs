@@ -205,6 +205,7 @@ async fn append(
     uplink: &Uplink,
 ) -> Result<(), Option<WindowBatch>> {
     let spool = spool.clone();
+    let started = std::time::Instant::now();
     let res = tokio::task::spawn_blocking(move || {
         let r = lock(&spool).append(
             batch.payload.as_bytes(),
@@ -216,6 +217,7 @@ async fn append(
     })
     .await;
     let metrics = uplink.metrics();
+    metrics.stages.spool_append.record(started.elapsed());
     match res {
         Ok((batch, Ok(appended))) => {
             tracing::debug!(id = appended.id, points = batch.points, "batch spooled");

@@ -171,7 +171,9 @@ impl Uplink {
         let parts: Vec<&[u8]> = batches.iter().map(|b| b.payload.as_slice()).collect();
         let bytes: usize = parts.iter().map(|p| p.len()).sum();
         let points: u64 = batches.iter().map(|b| u64::from(b.points)).sum();
+        let started = std::time::Instant::now();
         let outcome = inner.writer.write(&parts).await;
+        m.stages.uplink_request.record(started.elapsed());
         if outcome != Outcome::Written {
             m.uplink_requests_failed.fetch_add(1, Relaxed);
             m.uplink_up.store(0, Relaxed);
