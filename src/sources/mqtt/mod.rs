@@ -6,7 +6,7 @@
 //! state) we subscribe again. rumqttc reconnects on the next `poll()` after an error; we wait a
 //! capped, jittered backoff before that poll so a dead broker is not hammered.
 //!
-//! Each topic is resolved to its subscription, tags and series ids once and cached, so the
+//! Each topic is resolved to its subscription, quantity and series ids once and cached, so the
 //! steady state maps a payload and sends readings without touching the registry.
 
 mod cache;
