@@ -8,6 +8,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+mod intern;
+pub(crate) use intern::Interner;
+
 /// Nanoseconds since the Unix epoch, UTC.
 pub type TimestampNs = i64;
 
@@ -113,13 +116,6 @@ impl fmt::Display for GroupKey {
     }
 }
 
-/// What a series is: the group it is written with, and the quantity that names its fields.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct SeriesKey {
-    pub group: GroupId,
-    pub quantity: Arc<str>,
-}
-
 /// How a series' readings add up over a window.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize,
@@ -154,12 +150,23 @@ pub struct SeriesInfo {
     pub kind: SeriesKind,
 }
 
+/// A series as the registry stores it: three words, the strings shared (see `intern.rs`).
+struct Packed {
+    group: GroupId,
+    quantity: u32,
+    kind: u32,
+}
+
 struct Interned {
     max_series: usize,
     groups: HashMap<Arc<GroupKey>, GroupId>,
     group_keys: Vec<Arc<GroupKey>>,
-    series: HashMap<SeriesKey, SeriesId>,
-    series_info: Vec<SeriesInfo>,
+    key_strings: intern::KeyStrings,
+    quantities: Interner,
+    kinds: intern::Kinds,
+    /// (group, quantity id) -> series: twelve bytes an entry, no string per series.
+    series: HashMap<(GroupId, u32), SeriesId>,
+    series_info: Vec<Packed>,
 }
 
 /// Interns group and series keys. Shared by sources (which only touch it on a cache miss)
@@ -188,6 +195,9 @@ impl Registry {
                 max_series,
                 groups: HashMap::new(),
                 group_keys: Vec::new(),
+                key_strings: intern::KeyStrings::default(),
+                quantities: Interner::default(),
+                kinds: intern::Kinds::default(),
                 series: HashMap::new(),
                 series_info: Vec::new(),
             })),
@@ -207,7 +217,7 @@ impl Registry {
             return *id;
         }
         let id = GroupId(inner.group_keys.len() as u32);
-        let key = Arc::new(key);
+        let key = Arc::new(inner.key_strings.share(key));
         inner.group_keys.push(key.clone());
         inner.groups.insert(key, id);
         id
@@ -228,31 +238,39 @@ impl Registry {
         kind: SeriesKind,
     ) -> Option<SeriesId> {
         let mut inner = self.lock();
-        let key = SeriesKey {
-            group,
-            quantity: Arc::from(quantity),
-        };
-        if let Some(id) = inner.series.get(&key) {
+        let known = inner.quantities.get(quantity);
+        if let Some(id) = known.and_then(|q| inner.series.get(&(group, q))) {
             return Some(*id);
         }
         if inner.series_info.len() >= inner.max_series {
             return None;
         }
+        inner.group_keys.get(group.0 as usize)?;
+        let quantity = match known {
+            Some(q) => q,
+            None => inner.quantities.intern(quantity),
+        };
         let id = SeriesId(inner.series_info.len() as u32);
-        let group_key = inner.group_keys.get(group.0 as usize)?.clone();
-        inner.series_info.push(SeriesInfo {
+        let kind = inner.kinds.intern(kind);
+        inner.series_info.push(Packed {
             group,
-            group_key,
-            quantity: key.quantity.clone(),
+            quantity,
             kind,
         });
-        inner.series.insert(key, id);
+        inner.series.insert((group, quantity), id);
         Some(id)
     }
 
     /// What `id` stands for. `None` only for an id this registry never handed out.
     pub fn info(&self, id: SeriesId) -> Option<SeriesInfo> {
-        self.lock().series_info.get(id.0 as usize).cloned()
+        let inner = self.lock();
+        let s = inner.series_info.get(id.0 as usize)?;
+        Some(SeriesInfo {
+            group: s.group,
+            group_key: inner.group_keys.get(s.group.0 as usize)?.clone(),
+            quantity: inner.quantities.name(s.quantity)?.clone(),
+            kind: inner.kinds.get(s.kind),
+        })
     }
 
     /// Number of series interned so far.
@@ -329,6 +347,32 @@ mod tests {
         let info = reg.info(s2).expect("interned");
         assert_eq!(&*info.quantity, "pm10");
         assert_eq!(info.group_key.to_string(), "air_quality,gateway=g,site=x");
+        assert_eq!(reg.series_count(), 2);
+    }
+
+    #[test]
+    fn series_share_their_quantity_and_keep_their_first_kind() {
+        let reg = Registry::new();
+        let g1 = reg.group(GroupKey::new("footfall", [("door".into(), "a".into())]));
+        let g2 = reg.group(GroupKey::new("footfall", [("door".into(), "b".into())]));
+        let total = SeriesKind {
+            kind: QuantityKind::CounterTotal,
+            wrap: Some(65536),
+        };
+        let a = reg.series_with_kind(g1, "in", total).unwrap();
+        let b = reg.series(g2, "in").unwrap();
+        assert_eq!(
+            reg.series_with_kind(g1, "in", SeriesKind::default()),
+            Some(a)
+        );
+        let (ia, ib) = (reg.info(a).unwrap(), reg.info(b).unwrap());
+        assert!(
+            Arc::ptr_eq(&ia.quantity, &ib.quantity),
+            "one name per quantity"
+        );
+        assert_eq!((ia.kind, ib.kind), (total, SeriesKind::default()));
+        assert_eq!((ia.group, ib.group), (g1, g2));
+        assert_eq!(reg.series(GroupId(99), "in"), None, "unknown group");
         assert_eq!(reg.series_count(), 2);
     }
 

@@ -1,8 +1,9 @@
 //! Per-sensor health state, updated on every reading and read out at every window close.
 //! Pure: no tokio, no clock; the aggregator passes event times and `now`.
 //!
-//! Memory: about 40 bytes per series and 100 per sensor (plus its interned tag set, shared with
-//! the registry).
+//! Memory: 24 bytes per series, 48 per sensor plus its index entry (its tag set is shared with
+//! the registry), and 8 per sensor per open window for the counts. Ranges are a small table of
+//! their own (one entry per distinct range), not a copy per series.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -25,12 +26,17 @@ pub struct HealthPoint {
     pub ts: TimestampNs,
 }
 
+/// `SeriesHealth::range` of a series without a plausible range.
+const NO_RANGE: u32 = u32::MAX;
+
+/// 24 bytes, and 24 as an `Option` too (the `bool` gives it a niche).
 struct SeriesHealth {
-    sensor: u32,
     last: f64,
+    sensor: u32,
     run: u32,
+    /// Index into `Tracker::ranges`, or [`NO_RANGE`].
+    range: u32,
     track_stuck: bool,
-    range: Option<(f64, f64)>,
 }
 
 struct SensorHealth {
@@ -41,8 +47,12 @@ struct SensorHealth {
     interval_ns: f64,
     /// Start of the current run of reporting (first reading, or first after being stale).
     up_since: TimestampNs,
-    /// (window, readings, out of range) for open windows.
-    counts: Vec<(i64, u32, u32)>,
+}
+
+/// (readings, out of range) per sensor index in one open window.
+struct WindowCounts {
+    window: i64,
+    counts: Vec<(u32, u32)>,
 }
 
 pub struct Tracker {
@@ -52,6 +62,10 @@ pub struct Tracker {
     series: Vec<Option<SeriesHealth>>,
     sensors: Vec<SensorHealth>,
     sensor_index: HashMap<Tags, u32>,
+    /// The distinct plausible ranges series refer to.
+    ranges: Vec<(f64, f64)>,
+    /// Counts of the open windows (a few), dropped as they close.
+    windows: Vec<WindowCounts>,
     /// (messages, bad input) per source at the previous close.
     sources_prev: HashMap<String, (u64, u64)>,
 }
@@ -65,6 +79,8 @@ impl Tracker {
             series: Vec::new(),
             sensors: Vec::new(),
             sensor_index: HashMap::new(),
+            ranges: Vec::new(),
+            windows: Vec::new(),
             sources_prev: HashMap::new(),
         }
     }
@@ -72,13 +88,17 @@ impl Tracker {
     /// Records `r` (in `window`). `measured` is false for readings that carry no measured
     /// value (privacy register updates): they count as a sign of life only.
     pub fn observe(&mut self, r: &Reading, window: i64, measured: bool, metrics: &HealthMetrics) {
-        let Some(s) = self.series_entry(r, measured) else {
+        let Some(idx) = self.series_entry(r, measured) else {
+            return;
+        };
+        let Some(s) = self.series[idx].as_mut() else {
             return;
         };
         let sensor_idx = s.sensor as usize;
         let mut out_of_range = false;
         if measured {
-            if s.range.is_some_and(|(lo, hi)| r.value < lo || r.value > hi) {
+            let range = self.ranges.get(s.range as usize);
+            if range.is_some_and(|(lo, hi)| r.value < *lo || r.value > *hi) {
                 out_of_range = true;
                 metrics.out_of_range.fetch_add(1, Relaxed);
             }
@@ -104,21 +124,39 @@ impl Tracker {
             };
             sensor.last_ts = r.ts;
         }
-        let slot = match sensor.counts.iter().position(|c| c.0 == window) {
-            Some(i) => i,
-            None => {
-                sensor.counts.push((window, 0, 0));
-                sensor.counts.len() - 1
-            }
-        };
-        sensor.counts[slot].1 += 1;
-        sensor.counts[slot].2 += u32::from(out_of_range);
+        let sensors = self.sensors.len();
+        let counts = self.window_counts(window, sensors);
+        if let Some(c) = counts.get_mut(sensor_idx) {
+            c.0 += 1;
+            c.1 += u32::from(out_of_range);
+        }
     }
 
-    /// The series' state, created on first sight (with its sensor).
-    fn series_entry(&mut self, r: &Reading, measured: bool) -> Option<&mut SeriesHealth> {
+    /// The counts of `window`, one per sensor (`sensors` of them), created on first use.
+    fn window_counts(&mut self, window: i64, sensors: usize) -> &mut Vec<(u32, u32)> {
+        let i = match self.windows.iter().position(|w| w.window == window) {
+            Some(i) => i,
+            None => {
+                self.windows.push(WindowCounts {
+                    window,
+                    counts: Vec::new(),
+                });
+                self.windows.len() - 1
+            }
+        };
+        let counts = &mut self.windows[i].counts;
+        if counts.len() < sensors {
+            reserve_some(counts, sensors);
+            counts.resize(sensors, (0, 0));
+        }
+        counts
+    }
+
+    /// The index of the series' state, created on first sight (with its sensor).
+    fn series_entry(&mut self, r: &Reading, measured: bool) -> Option<usize> {
         let idx = r.series.0 as usize;
         if idx >= self.series.len() {
+            reserve_some(&mut self.series, idx + 1);
             self.series.resize_with(idx + 1, || None);
         }
         if self.series[idx].is_none() {
@@ -127,25 +165,40 @@ impl Tracker {
             let next = self.sensors.len() as u32;
             let sensor = *self.sensor_index.entry(tags.clone()).or_insert(next);
             if sensor == next {
+                reserve_some(&mut self.sensors, next as usize + 1);
                 self.sensors.push(SensorHealth {
                     tags,
                     first_ts: r.ts,
                     last_ts: r.ts,
                     interval_ns: 0.0,
                     up_since: r.ts,
-                    counts: Vec::with_capacity(2),
                 });
             }
             let q = &*info.quantity;
+            let range = match measured {
+                true => self.cfg.range(q).map_or(NO_RANGE, |r| self.range_index(r)),
+                false => NO_RANGE,
+            };
             self.series[idx] = Some(SeriesHealth {
                 sensor,
                 last: f64::NAN,
                 run: 0,
                 track_stuck: measured && !self.cfg.stuck_ignore.iter().any(|s| s == q),
-                range: if measured { self.cfg.range(q) } else { None },
+                range,
             });
         }
-        self.series[idx].as_mut()
+        Some(idx)
+    }
+
+    /// The index of `range` in the table, added on first sight.
+    fn range_index(&mut self, range: (f64, f64)) -> u32 {
+        match self.ranges.iter().position(|r| *r == range) {
+            Some(i) => i as u32,
+            None => {
+                self.ranges.push(range);
+                (self.ranges.len() - 1) as u32
+            }
+        }
     }
 
     /// Expected interval of sensor `i` in ns: configured, learned, else the window length.
@@ -189,9 +242,7 @@ impl Tracker {
             metrics.sensors_stuck.store(tally[2], Relaxed);
             metrics.sensors_warming_up.store(tally[3], Relaxed);
         }
-        for s in &mut self.sensors {
-            s.counts.retain(|c| c.0 >= to);
-        }
+        self.windows.retain(|w| w.window >= to);
         points
     }
 
@@ -226,11 +277,12 @@ impl Tracker {
         }
         let age = (reference - s.last_ts).max(0);
         let up = (age as f64) <= self.stale_ns_for(i);
-        let (readings, oor) = s
-            .counts
+        let (readings, oor) = self
+            .windows
             .iter()
-            .find(|c| c.0 == w)
-            .map_or((0, 0), |c| (c.1, c.2));
+            .find(|c| c.window == w)
+            .and_then(|c| c.counts.get(i).copied())
+            .unwrap_or((0, 0));
         let warmup_ns = (self.cfg.warmup_secs as i64).saturating_mul(NANOS_PER_SEC);
         let warming = up && reference - s.up_since < warmup_ns;
         tally[if up { 0 } else { 1 }] += 1;
@@ -290,6 +342,15 @@ impl Tracker {
             });
         }
         points
+    }
+}
+
+/// Room in `v` for `len` elements, growing by a quarter rather than doubling: these tables
+/// have an entry per series or sensor, and doubling leaves up to half of them unused.
+fn reserve_some<T>(v: &mut Vec<T>, len: usize) {
+    if len > v.capacity() {
+        let target = len.max(v.capacity() + v.capacity() / 4);
+        v.reserve_exact(target - v.len());
     }
 }
 

@@ -211,3 +211,28 @@ fn source_points_report_deltas() {
     assert_eq!(field(&p[0], "messages"), FieldValue::Int(3));
     assert_eq!(field(&p[0], "bad_input"), FieldValue::Int(0));
 }
+
+#[test]
+fn counts_of_open_windows_per_sensor_including_sensors_seen_later() {
+    let mut f = fixture(HealthConfig::default());
+    let w0 = T0 / W;
+    f.feed(f.pm, 1.0, T0);
+    f.feed(f.pm, 2.0, T0 + W + S); // window 1 opens before the door is known
+    f.feed(f.door, 1.0, T0 + 2 * S);
+    f.feed(f.door, 2.0, T0 + W + 2 * S);
+    f.feed(f.door, 3.0, T0 + W + 3 * S);
+    let p = f.tracker.close(w0, w0 + 1, T0 + W + 6 * S, &f.metrics);
+    assert_eq!(field(sensor(&p, "a"), "readings"), FieldValue::Int(1));
+    assert_eq!(field(sensor(&p, "door"), "readings"), FieldValue::Int(1));
+    assert_eq!(f.tracker.windows.len(), 1, "window 0's counts are dropped");
+    let p = f.tracker.close(w0 + 1, w0 + 2, T0 + 2 * W, &f.metrics);
+    assert_eq!(field(sensor(&p, "a"), "readings"), FieldValue::Int(1));
+    assert_eq!(field(sensor(&p, "door"), "readings"), FieldValue::Int(2));
+    assert!(f.tracker.windows.is_empty());
+}
+
+#[test]
+fn per_series_state_stays_small() {
+    assert_eq!(std::mem::size_of::<Option<SeriesHealth>>(), 24);
+    assert_eq!(std::mem::size_of::<SensorHealth>(), 48);
+}

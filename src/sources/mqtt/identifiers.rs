@@ -33,14 +33,6 @@ impl Identifier {
 }
 
 impl MqttSource {
-    /// True if `topic` (already resolved) belongs to an identifier subscription.
-    pub(super) fn is_identifier_topic(&self, topic: &str) -> bool {
-        self.topics
-            .get(topic)
-            .and_then(|e| self.subs.get(e.sub))
-            .is_some_and(|s| s.identifier.is_some())
-    }
-
     /// Maps an identifier payload to register-update readings of the subscription's
     /// `unique_devices` series. Identifiers for closed or far-future windows are discarded
     /// unhashed and counted by the hub, not reported as bad input.
@@ -56,7 +48,7 @@ impl MqttSource {
             .clone()
             .ok_or(MapError::Identifier("no privacy hub; identifiers refused"))?;
         let entry = self.topics.get_mut(topic).ok_or(MapError::UnmatchedTopic)?;
-        let sub = &self.subs[entry.sub];
+        let sub = &self.subs[entry.sub()];
         let ident = sub.identifier.as_ref().ok_or(MapError::UnmatchedTopic)?;
         // serde_json's messages only give line and column, but stay on the safe side.
         let doc: Json =
@@ -66,8 +58,9 @@ impl MqttSource {
             .timestamp(&doc)
             .map_err(|_| MapError::Identifier("timestamp missing or malformed"))?
             .unwrap_or(received);
-        let series = match entry.series.get(&ident.quantity) {
-            Some(id) => *id,
+        let cached = self.keys.get(&ident.quantity).and_then(|k| entry.series(k));
+        let series = match cached {
+            Some(id) => id,
             None => {
                 let sample = Sample {
                     quantity: Cow::Borrowed(ident.quantity.as_str()),
@@ -75,18 +68,12 @@ impl MqttSource {
                     value: 0.0,
                     ts: None,
                 };
-                let id = resolve_series(
-                    &self.registry,
-                    sub,
-                    &self.gateway_tags,
-                    &entry.topic_tags,
-                    &sample,
-                )
-                .ok_or(MapError::Identifier("series limit reached"))?;
+                let id = resolve_series(&self.registry, sub, &self.gateway_tags, topic, &sample)
+                    .ok_or(MapError::Identifier("series limit reached"))?;
                 // Marked before its first reading is sent, so the aggregator never takes
                 // register updates for values.
                 hub.mark_identifier_series(id);
-                entry.series.insert(ident.quantity.clone(), id);
+                entry.add_series(self.keys.intern(&ident.quantity), id);
                 id
             }
         };

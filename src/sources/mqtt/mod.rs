@@ -6,9 +6,10 @@
 //! state) we subscribe again. rumqttc reconnects on the next `poll()` after an error; we wait a
 //! capped, jittered backoff before that poll so a dead broker is not hammered.
 //!
-//! Each topic is resolved to its subscription, tags and series ids once and cached, so the
+//! Each topic is resolved to its subscription, quantity and series ids once and cached, so the
 //! steady state maps a payload and sends readings without touching the registry.
 
+mod cache;
 mod identifiers;
 mod mapper;
 mod tls;
@@ -25,7 +26,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{MqttConfig, SubscriptionConfig};
-use crate::reading::{default_measurement, GroupKey, Reading, Registry, SeriesId, SeriesKind};
+use crate::reading::{
+    default_measurement, GroupKey, Interner, Reading, Registry, SeriesId, SeriesKind,
+};
 use crate::service::metrics::SourceMetrics;
 use crate::sources::backoff::Backoff;
 use crate::sources::SourceError;
@@ -53,14 +56,6 @@ struct Subscription {
     kinds: HashMap<String, SeriesKind>,
 }
 
-/// What one topic resolves to: its subscription and its series by quantity (+ payload tags).
-struct TopicEntry {
-    sub: usize,
-    topic_tags: Vec<(String, String)>,
-    topic_quantity: Option<String>,
-    series: HashMap<String, SeriesId>,
-}
-
 /// A configured MQTT source, ready to run.
 pub struct MqttSource {
     name: String,
@@ -69,7 +64,12 @@ pub struct MqttSource {
     gateway_tags: Vec<(String, String)>,
     registry: Registry,
     metrics: Arc<SourceMetrics>,
-    topics: HashMap<String, TopicEntry>,
+    /// Each topic resolved once (see `cache.rs`); cleared with `keys` at [`MAX_CACHED_TOPICS`].
+    topics: HashMap<Box<str>, cache::TopicEntry>,
+    /// Series cache keys and topic quantities, each distinct one stored once.
+    keys: Interner,
+    /// [`MAX_CACHED_TOPICS`]; smaller in tests.
+    max_topics: usize,
     /// The privacy hub identifier subscriptions hash with; see [`MqttSource::with_privacy`].
     privacy: Option<Arc<crate::privacy::Privacy>>,
 }
@@ -117,6 +117,8 @@ impl MqttSource {
             registry,
             metrics,
             topics: HashMap::new(),
+            keys: Interner::default(),
+            max_topics: MAX_CACHED_TOPICS,
             privacy: None,
         })
     }
@@ -234,7 +236,10 @@ impl MqttSource {
         // Readings are stamped on the boot clock (the aggregator places them once the wall
         // clock is trusted); identifier hash keys are per wall-clock window, so scanners get
         // wall time (the unsynchronised clock, before sync).
-        let received = match self.cache_topic(topic).is_ok() && self.is_identifier_topic(topic) {
+        let identifier = self
+            .cache_topic(topic)
+            .is_ok_and(|sub| self.subs[sub].identifier.is_some());
+        let received = match identifier {
             true => crate::reading::now_ns(),
             false => crate::clock::boot_ns(),
         };
@@ -278,31 +283,29 @@ impl MqttSource {
         received: i64,
         out: &mut Vec<Reading>,
     ) -> Result<(), MapError> {
-        self.cache_topic(topic)?;
-        if self.is_identifier_topic(topic) {
+        let sub = self.cache_topic(topic)?;
+        if self.subs[sub].identifier.is_some() {
             return self.map_identifiers(topic, payload, received, out);
         }
         let entry = self.topics.get_mut(topic).ok_or(MapError::UnmatchedTopic)?;
-        let sub = &self.subs[entry.sub];
+        let sub = &self.subs[sub];
         let mut samples = Vec::new();
+        // A clone (no allocation): samples may borrow it while a miss adds to `keys`.
+        let topic_quantity = entry.quantity().and_then(|q| self.keys.name(q)).cloned();
         sub.mapper
-            .map(payload, entry.topic_quantity.as_deref(), &mut samples)?;
+            .map(payload, topic_quantity.as_deref(), &mut samples)?;
         for s in &samples {
             let key = series_cache_key(&s.quantity, &s.tags);
-            let id = match entry.series.get(&*key) {
-                Some(id) => *id,
+            let id = match self.keys.get(&key).and_then(|k| entry.series(k)) {
+                Some(id) => id,
                 None => {
-                    let Some(id) = resolve_series(
-                        &self.registry,
-                        sub,
-                        &self.gateway_tags,
-                        &entry.topic_tags,
-                        s,
-                    ) else {
+                    let Some(id) =
+                        resolve_series(&self.registry, sub, &self.gateway_tags, topic, s)
+                    else {
                         self.metrics.bad_input(topic, &"series limit reached");
                         continue;
                     };
-                    entry.series.insert(key.into_owned(), id);
+                    entry.add_series(self.keys.intern(&key), id);
                     id
                 }
             };
@@ -314,32 +317,27 @@ impl MqttSource {
         Ok(())
     }
 
-    /// Resolves `topic` to its subscription and tags once; later messages find it cached.
-    fn cache_topic(&mut self, topic: &str) -> Result<(), MapError> {
-        if !self.topics.contains_key(topic) {
-            let entry = self.resolve_topic(topic).ok_or(MapError::UnmatchedTopic)?;
-            if self.topics.len() >= MAX_CACHED_TOPICS {
-                self.topics.clear();
-            }
-            self.topics.insert(topic.to_string(), entry);
+    /// Resolves `topic` to its subscription (returned) and quantity once; later messages
+    /// find it cached.
+    fn cache_topic(&mut self, topic: &str) -> Result<usize, MapError> {
+        if let Some(entry) = self.topics.get(topic) {
+            return Ok(entry.sub());
         }
-        Ok(())
-    }
-
-    fn resolve_topic(&self, topic: &str) -> Option<TopicEntry> {
-        self.subs.iter().enumerate().find_map(|(i, s)| {
-            let caps = s.pattern.captures(topic)?;
-            Some(TopicEntry {
-                sub: i,
-                topic_tags: caps
-                    .tags
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-                topic_quantity: caps.quantity.map(quantity_name),
-                series: HashMap::new(),
-            })
-        })
+        let (sub, quantity) = self
+            .subs
+            .iter()
+            .enumerate()
+            .find_map(|(i, s)| Some((i, s.pattern.captures(topic)?.quantity.map(quantity_name))))
+            .ok_or(MapError::UnmatchedTopic)?;
+        if self.topics.len() >= self.max_topics {
+            // Key ids live in the entries only: both go together.
+            self.topics.clear();
+            self.keys.clear();
+        }
+        let quantity = quantity.map(|q| self.keys.intern(&q));
+        self.topics
+            .insert(topic.into(), cache::TopicEntry::new(sub, quantity));
+        Ok(sub)
     }
 }
 
@@ -419,14 +417,20 @@ fn series_cache_key<'a>(quantity: &'a str, tags: &[(&'static str, String)]) -> C
     Cow::Owned(key)
 }
 
-/// Interns the series of `sample`. Tag precedence: payload, topic, subscription, gateway.
+/// Interns the series of `sample` from `topic` (which `sub` matched). Tag precedence:
+/// payload, topic, subscription, gateway.
 fn resolve_series(
     registry: &Registry,
     sub: &Subscription,
     gateway_tags: &[(String, String)],
-    topic_tags: &[(String, String)],
+    topic: &str,
     sample: &Sample<'_>,
 ) -> Option<SeriesId> {
+    let topic_tags = sub
+        .pattern
+        .captures(topic)
+        .map(|c| c.tags)
+        .unwrap_or_default();
     let measurement = sub
         .measurement
         .as_deref()
@@ -435,7 +439,11 @@ fn resolve_series(
         .tags
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
-        .chain(topic_tags.iter().cloned())
+        .chain(
+            topic_tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        )
         .chain(sub.tags.iter().cloned())
         .chain(gateway_tags.iter().cloned());
     let group = registry.group(GroupKey::new(measurement, tags));

@@ -132,3 +132,26 @@ fn identifier_payloads_become_register_updates_only() {
         )
         .is_err());
 }
+
+#[test]
+fn a_full_topic_cache_starts_over_with_the_same_series() {
+    let (mut src, reg) = source("topic = \"n/{sensor}/{quantity}\"\nformat = \"plain\"");
+    src.max_topics = 2;
+    let mut out = Vec::new();
+    for topic in [
+        "n/a/PM10",
+        "n/b/PM10",
+        "n/c/Temperature",
+        "n/a/PM10",
+        "n/c/Temperature",
+    ] {
+        src.map(topic, b"1", 0, &mut out).unwrap();
+        assert!(src.topics.len() <= 2 && src.keys.len() <= 2, "bounded");
+    }
+    assert_eq!(out[3].series, out[0].series);
+    assert_eq!(out[4].series, out[2].series);
+    assert_eq!(reg.series_count(), 3);
+    let info = reg.info(out[2].series).unwrap();
+    assert_eq!(&*info.quantity, "temperature");
+    assert_eq!(info.group_key.tag("sensor"), Some("c"));
+}
