@@ -418,8 +418,14 @@ impl Aggregator {
     /// the domain step derives from them. Point by point, so that the close holds the payload
     /// and the flat value buffer, never every derived field at once.
     fn encode(&mut self, closed: &[Closed], values: &[f64]) -> WindowBatch {
+        // Points of a close look alike: the payload is sized from the first one (plus 1/16)
+        // rather than grown by doubling, which would leave up to half of it unused (MiBs).
+        let points = closed
+            .chunk_by(|a, b| a.window == b.window && a.group == b.group)
+            .count();
+        let mut sized = false;
         let mut batch = WindowBatch {
-            payload: String::with_capacity(closed.len() * 160),
+            payload: String::new(),
             points: 0,
             min_ts: i64::MAX,
             max_ts: i64::MIN,
@@ -485,6 +491,14 @@ impl Aggregator {
                 };
                 match encode(&point, &mut batch.payload) {
                     Ok(_) => {
+                        if !sized {
+                            sized = true;
+                            let each = batch.payload.len();
+                            let want = each.saturating_mul(points);
+                            batch
+                                .payload
+                                .reserve_exact((want + want / 16).saturating_sub(each));
+                        }
                         batch.points += 1;
                         batch.min_ts = batch.min_ts.min(ts);
                         batch.max_ts = batch.max_ts.max(ts);
