@@ -33,14 +33,6 @@ impl Identifier {
 }
 
 impl MqttSource {
-    /// True if `topic` (already resolved) belongs to an identifier subscription.
-    pub(super) fn is_identifier_topic(&self, topic: &str) -> bool {
-        self.topics
-            .get(topic)
-            .and_then(|e| self.subs.get(e.sub))
-            .is_some_and(|s| s.identifier.is_some())
-    }
-
     /// Maps an identifier payload to register-update readings of the subscription's
     /// `unique_devices` series. Identifiers for closed or far-future windows are discarded
     /// unhashed and counted by the hub, not reported as bad input.

@@ -72,6 +72,8 @@ pub struct MqttSource {
     topics: HashMap<String, TopicEntry>,
     /// The privacy hub identifier subscriptions hash with; see [`MqttSource::with_privacy`].
     privacy: Option<Arc<crate::privacy::Privacy>>,
+    /// The buffer of one payload's samples, kept empty between messages: see [`recycle`].
+    samples: Vec<Sample<'static>>,
 }
 
 impl MqttSource {
@@ -118,6 +120,7 @@ impl MqttSource {
             metrics,
             topics: HashMap::new(),
             privacy: None,
+            samples: Vec::new(),
         })
     }
 
@@ -234,9 +237,9 @@ impl MqttSource {
         // Readings are stamped on the boot clock (the aggregator places them once the wall
         // clock is trusted); identifier hash keys are per wall-clock window, so scanners get
         // wall time (the unsynchronised clock, before sync).
-        let received = match self.cache_topic(topic).is_ok() && self.is_identifier_topic(topic) {
-            true => crate::reading::now_ns(),
-            false => crate::clock::boot_ns(),
+        let received = match self.cache_topic(topic) {
+            Ok(true) => crate::reading::now_ns(),
+            _ => crate::clock::boot_ns(),
         };
         if let Err(e) = self.map(topic, payload, received, readings) {
             if e.is_skip() {
@@ -278,16 +281,16 @@ impl MqttSource {
         received: i64,
         out: &mut Vec<Reading>,
     ) -> Result<(), MapError> {
-        self.cache_topic(topic)?;
-        if self.is_identifier_topic(topic) {
+        if self.cache_topic(topic)? {
             return self.map_identifiers(topic, payload, received, out);
         }
         let entry = self.topics.get_mut(topic).ok_or(MapError::UnmatchedTopic)?;
         let sub = &self.subs[entry.sub];
-        let mut samples = Vec::new();
-        sub.mapper
-            .map(payload, entry.topic_quantity.as_deref(), &mut samples)?;
-        for s in &samples {
+        let mut samples = recycle(std::mem::take(&mut self.samples));
+        let mapped = sub
+            .mapper
+            .map(payload, entry.topic_quantity.as_deref(), &mut samples);
+        for s in samples.iter().filter(|_| mapped.is_ok()) {
             let key = series_cache_key(&s.quantity, &s.tags);
             let id = match entry.series.get(&*key) {
                 Some(id) => *id,
@@ -311,19 +314,27 @@ impl MqttSource {
                 None => Reading::received(id, s.value, received),
             });
         }
-        Ok(())
+        samples.clear();
+        self.samples = recycle(samples);
+        mapped
     }
 
-    /// Resolves `topic` to its subscription and tags once; later messages find it cached.
-    fn cache_topic(&mut self, topic: &str) -> Result<(), MapError> {
-        if !self.topics.contains_key(topic) {
-            let entry = self.resolve_topic(topic).ok_or(MapError::UnmatchedTopic)?;
-            if self.topics.len() >= MAX_CACHED_TOPICS {
-                self.topics.clear();
+    /// Resolves `topic` to its subscription and tags once; later messages find it cached (one
+    /// hash lookup: this runs per message). True if it belongs to an identifier subscription.
+    fn cache_topic(&mut self, topic: &str) -> Result<bool, MapError> {
+        let sub = match self.topics.get(topic) {
+            Some(entry) => entry.sub,
+            None => {
+                let entry = self.resolve_topic(topic).ok_or(MapError::UnmatchedTopic)?;
+                if self.topics.len() >= MAX_CACHED_TOPICS {
+                    self.topics.clear();
+                }
+                let sub = entry.sub;
+                self.topics.insert(topic.to_string(), entry);
+                sub
             }
-            self.topics.insert(topic.to_string(), entry);
-        }
-        Ok(())
+        };
+        Ok(self.subs[sub].identifier.is_some())
     }
 
     fn resolve_topic(&self, topic: &str) -> Option<TopicEntry> {
@@ -401,6 +412,17 @@ fn compile(cfg: &SubscriptionConfig) -> Result<Subscription, SourceError> {
             .map(|q| (q.clone(), cfg.series_kind(q)))
             .collect(),
     })
+}
+
+/// An empty vector of samples with another lifetime, in the same allocation: samples borrow
+/// their payload, so the buffer cannot be kept with them in it, but std collects a vector's
+/// `into_iter()` into one of a same-sized type in place. This saves an allocation per message;
+/// were std ever to stop doing so, it would only cost that allocation again.
+fn recycle<'b>(samples: Vec<Sample<'_>>) -> Vec<Sample<'b>> {
+    debug_assert!(samples.is_empty());
+    // `filter_map` because it changes the item type (the lifetime); no item ever passes.
+    #[allow(clippy::unnecessary_filter_map)]
+    samples.into_iter().filter_map(|_| None).collect()
 }
 
 /// Cache key of a sample's series within its topic: the quantity alone in the common case
