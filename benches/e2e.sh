@@ -207,7 +207,8 @@ EOF
     sampler "$pid" "$dir/samples" &
     local spid=$! c0 s0 c1 s1 ppid=""
     if [ "$PERF" = 1 ]; then
-        perf record -e cpu-clock -F 999 -g -p "$pid" -o "$dir/perf.data" >/dev/null 2>&1 &
+        # DWARF call graphs: the release build has no frame pointers, so `-g` loses user stacks.
+        perf record -e cpu-clock -F 999 --call-graph dwarf,16384 -p "$pid" -o "$dir/perf.data" >/dev/null 2>&1 &
         ppid=$!
     fi
     c0=$(cpu_ticks "$pid")

@@ -94,10 +94,14 @@ impl Mapper {
         let before = out.len();
         match self.format {
             PayloadFormat::Plain => self.map_plain(payload, topic_quantity, out)?,
+            // The selective parses cover the configured-fields case; they decline (and leave
+            // `out` untouched) whenever the full parse could answer differently, errors included.
+            PayloadFormat::Json if self.map_json_fields(payload, out) => {}
             PayloadFormat::Json => self.map_json(parse_json(payload)?, out)?,
             PayloadFormat::Tasmota => {
                 map_tasmota(&parse_json(payload)?, self.local_tz.as_ref(), out)?
             }
+            PayloadFormat::Ttn if self.map_ttn_fields(payload, out) => {}
             PayloadFormat::Ttn => self.map_ttn(&parse_json(payload)?, out)?,
             PayloadFormat::LineProtocol => map_line_protocol(payload, out)?,
         }
@@ -198,31 +202,47 @@ impl Mapper {
             return Ok(None);
         };
         let v = lookup(doc, path).ok_or_else(|| MapError::MissingField(path.clone()))?;
-        let bad = || MapError::Timestamp(format!("{path}: {v}"));
-        let ts = match (self.timestamp_format, v) {
-            (TimestampFormat::Auto | TimestampFormat::Rfc3339, Json::String(s)) => {
-                parse_rfc3339(s).map_err(|e| MapError::Timestamp(e.to_string()))?
-            }
-            (TimestampFormat::Auto, Json::Number(n)) => {
-                n.as_f64().and_then(epoch_auto_ns).ok_or_else(bad)?
-            }
-            (fmt, Json::Number(n)) => {
-                let scale = match fmt {
-                    TimestampFormat::UnixS => 1e9,
-                    TimestampFormat::UnixMs => 1e6,
-                    TimestampFormat::UnixUs => 1e3,
-                    TimestampFormat::UnixNs => 1.0,
-                    _ => return Err(bad()),
-                };
-                let ns = n.as_f64().ok_or_else(bad)? * scale;
-                if !ns.is_finite() || ns.abs() >= i64::MAX as f64 {
-                    return Err(bad());
-                }
-                ns as i64
-            }
-            _ => return Err(bad()),
+        let input = match v {
+            Json::String(s) => TsValue::Str(s),
+            Json::Number(n) => TsValue::Num(n.as_f64()),
+            _ => TsValue::Other,
         };
+        let ts = timestamp_ns(self.timestamp_format, input)
+            .map_err(|e| e.unwrap_or_else(|| MapError::Timestamp(format!("{path}: {v}"))))?;
         Ok(Some(ts))
+    }
+}
+
+/// A timestamp value as found in a payload.
+enum TsValue<'s> {
+    Str(&'s str),
+    Num(Option<f64>),
+    Other,
+}
+
+/// Event time of `v` read as `fmt`; `Err(None)` when the value does not fit the format (the
+/// caller names the path and value in the error).
+fn timestamp_ns(fmt: TimestampFormat, v: TsValue<'_>) -> Result<TimestampNs, Option<MapError>> {
+    match (fmt, v) {
+        (TimestampFormat::Auto | TimestampFormat::Rfc3339, TsValue::Str(s)) => {
+            parse_rfc3339(s).map_err(|e| Some(MapError::Timestamp(e.to_string())))
+        }
+        (TimestampFormat::Auto, TsValue::Num(n)) => n.and_then(epoch_auto_ns).ok_or(None),
+        (fmt, TsValue::Num(n)) => {
+            let scale = match fmt {
+                TimestampFormat::UnixS => 1e9,
+                TimestampFormat::UnixMs => 1e6,
+                TimestampFormat::UnixUs => 1e3,
+                TimestampFormat::UnixNs => 1.0,
+                _ => return Err(None),
+            };
+            let ns = n.ok_or(None)? * scale;
+            if !ns.is_finite() || ns.abs() >= i64::MAX as f64 {
+                return Err(None);
+            }
+            Ok(ns as i64)
+        }
+        _ => Err(None),
     }
 }
 
@@ -244,14 +264,38 @@ fn parse_json(payload: &[u8]) -> Result<Json, MapError> {
     serde_json::from_slice(payload).map_err(|e| MapError::Json(e.to_string()))
 }
 
+/// A parsed JSON document as the path functions see it: the full `serde_json` tree, or the
+/// selective one of [`fields`]. One implementation of the path rules serves both, so they
+/// cannot drift apart.
+trait Tree: Sized {
+    /// The member `key` of an object; `None` for other values.
+    fn member(&self, key: &str) -> Option<&Self>;
+    fn member_mut(&mut self, key: &str) -> Option<&mut Self>;
+    /// Removes the member `key` of an object; false if absent or not an object.
+    fn remove_member(&mut self, key: &str) -> bool;
+}
+
+impl Tree for Json {
+    fn member(&self, key: &str) -> Option<&Json> {
+        self.get(key)
+    }
+    fn member_mut(&mut self, key: &str) -> Option<&mut Json> {
+        self.as_object_mut()?.get_mut(key)
+    }
+    fn remove_member(&mut self, key: &str) -> bool {
+        self.as_object_mut()
+            .is_some_and(|obj| obj.remove(key).is_some())
+    }
+}
+
 /// Follows a dotted path (`a.b.c`); a key containing dots (Tasmota's `PM2.5`) is tried whole
 /// first at each level.
-fn lookup<'j>(doc: &'j Json, path: &str) -> Option<&'j Json> {
-    if let Some(v) = doc.get(path) {
+fn lookup<'j, T: Tree>(doc: &'j T, path: &str) -> Option<&'j T> {
+    if let Some(v) = doc.member(path) {
         return Some(v);
     }
     let (head, rest) = path.split_once('.')?;
-    if let Some(v) = doc.get(head) {
+    if let Some(v) = doc.member(head) {
         if let Some(found) = lookup(v, rest) {
             return Some(found);
         }
@@ -260,7 +304,7 @@ fn lookup<'j>(doc: &'j Json, path: &str) -> Option<&'j Json> {
     let mut idx = head.len() + 1;
     while let Some(pos) = path[idx..].find('.') {
         let (h, r) = (&path[..idx + pos], &path[idx + pos + 1..]);
-        if let Some(found) = doc.get(h).and_then(|v| lookup(v, r)) {
+        if let Some(found) = doc.member(h).and_then(|v| lookup(v, r)) {
             return Some(found);
         }
         idx += pos + 1;
@@ -269,15 +313,12 @@ fn lookup<'j>(doc: &'j Json, path: &str) -> Option<&'j Json> {
 }
 
 /// Removes the value at dotted `path`, if present.
-fn remove_path(doc: &mut Json, path: &str) {
-    let Some(obj) = doc.as_object_mut() else {
-        return;
-    };
-    if obj.remove(path).is_some() {
+fn remove_path<T: Tree>(doc: &mut T, path: &str) {
+    if doc.remove_member(path) {
         return;
     }
     if let Some((head, rest)) = path.split_once('.') {
-        if let Some(child) = obj.get_mut(head) {
+        if let Some(child) = doc.member_mut(head) {
             remove_path(child, rest);
         }
     }
@@ -471,6 +512,8 @@ fn map_line_protocol(payload: &[u8], out: &mut Vec<Sample<'_>>) -> Result<(), Ma
 /// Tags taken over from line-protocol payloads; others are dropped so a node cannot blow up
 /// the series count with arbitrary tags.
 const LINE_TAGS: &[&str] = &["sensor", "site", "model", "node", "zone"];
+
+mod fields;
 
 #[cfg(test)]
 mod tests;

@@ -72,6 +72,8 @@ pub struct MqttSource {
     max_topics: usize,
     /// The privacy hub identifier subscriptions hash with; see [`MqttSource::with_privacy`].
     privacy: Option<Arc<crate::privacy::Privacy>>,
+    /// The buffer of one payload's samples, kept empty between messages: see [`recycle`].
+    samples: Vec<Sample<'static>>,
 }
 
 impl MqttSource {
@@ -120,6 +122,7 @@ impl MqttSource {
             keys: Interner::default(),
             max_topics: MAX_CACHED_TOPICS,
             privacy: None,
+            samples: Vec::new(),
         })
     }
 
@@ -289,12 +292,13 @@ impl MqttSource {
         }
         let entry = self.topics.get_mut(topic).ok_or(MapError::UnmatchedTopic)?;
         let sub = &self.subs[sub];
-        let mut samples = Vec::new();
+        let mut samples = recycle(std::mem::take(&mut self.samples));
         // A clone (no allocation): samples may borrow it while a miss adds to `keys`.
         let topic_quantity = entry.quantity().and_then(|q| self.keys.name(q)).cloned();
-        sub.mapper
-            .map(payload, topic_quantity.as_deref(), &mut samples)?;
-        for s in &samples {
+        let mapped = sub
+            .mapper
+            .map(payload, topic_quantity.as_deref(), &mut samples);
+        for s in samples.iter().filter(|_| mapped.is_ok()) {
             let key = series_cache_key(&s.quantity, &s.tags);
             let id = match self.keys.get(&key).and_then(|k| entry.series(k)) {
                 Some(id) => id,
@@ -314,7 +318,9 @@ impl MqttSource {
                 None => Reading::received(id, s.value, received),
             });
         }
-        Ok(())
+        samples.clear();
+        self.samples = recycle(samples);
+        mapped
     }
 
     /// Resolves `topic` to its subscription (returned) and quantity once; later messages
@@ -399,6 +405,17 @@ fn compile(cfg: &SubscriptionConfig) -> Result<Subscription, SourceError> {
             .map(|q| (q.clone(), cfg.series_kind(q)))
             .collect(),
     })
+}
+
+/// An empty vector of samples with another lifetime, in the same allocation: samples borrow
+/// their payload, so the buffer cannot be kept with them in it, but std collects a vector's
+/// `into_iter()` into one of a same-sized type in place. This saves an allocation per message;
+/// were std ever to stop doing so, it would only cost that allocation again.
+fn recycle<'b>(samples: Vec<Sample<'_>>) -> Vec<Sample<'b>> {
+    debug_assert!(samples.is_empty());
+    // `filter_map` because it changes the item type (the lifetime); no item ever passes.
+    #[allow(clippy::unnecessary_filter_map)]
+    samples.into_iter().filter_map(|_| None).collect()
 }
 
 /// Cache key of a sample's series within its topic: the quantity alone in the common case

@@ -155,3 +155,18 @@ fn a_full_topic_cache_starts_over_with_the_same_series() {
     assert_eq!(&*info.quantity, "temperature");
     assert_eq!(info.group_key.tag("sensor"), Some("c"));
 }
+
+#[test]
+fn sample_buffer_is_reused_across_messages() {
+    let buf: Vec<Sample<'static>> = Vec::with_capacity(8);
+    let at = buf.as_ptr() as usize;
+    let reused: Vec<Sample<'_>> = recycle(buf);
+    assert_eq!((reused.as_ptr() as usize, reused.capacity()), (at, 8));
+    // And through the source: mapping leaves the buffer empty, keeping its capacity.
+    let (mut src, _) = source("topic = \"n/{sensor}\"\nformat = \"json\"");
+    let mut out = Vec::new();
+    src.map("n/a", br#"{"pm10": 1, "temperature": 2}"#, 0, &mut out)
+        .unwrap();
+    src.map("n/a", b"[", 0, &mut out).unwrap_err();
+    assert!(src.samples.is_empty() && src.samples.capacity() >= 2);
+}
