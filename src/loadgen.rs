@@ -187,22 +187,11 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{PayloadFormat, TimestampFormat};
+    use crate::config::PayloadFormat;
     use crate::sources::mqtt::Mapper;
 
     fn mapper(format: PayloadFormat, fields: &[(&str, &str)], ts: Option<&str>) -> Mapper {
-        Mapper {
-            format,
-            quantity: None,
-            fields: fields
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            timestamp_path: ts.map(str::to_string),
-            timestamp_format: TimestampFormat::Auto,
-            ttn: Default::default(),
-            local_tz: None,
-        }
+        Mapper::with_fields(format, fields, ts)
     }
 
     #[test]

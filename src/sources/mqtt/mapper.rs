@@ -83,6 +83,28 @@ pub struct Mapper {
     pub local_tz: Option<jiff::tz::TimeZone>,
 }
 
+#[cfg(test)]
+impl Mapper {
+    /// A mapper of `format` with `fields` as (quantity, path) and an optional timestamp path.
+    pub(crate) fn with_fields(
+        format: PayloadFormat,
+        fields: &[(&str, &str)],
+        ts: Option<&str>,
+    ) -> Mapper {
+        Mapper {
+            format,
+            quantity: None,
+            fields: (fields.iter())
+                .map(|(q, p)| (q.to_string(), p.to_string()))
+                .collect(),
+            timestamp_path: ts.map(str::to_string),
+            timestamp_format: TimestampFormat::Auto,
+            ttn: TtnOptions::default(),
+            local_tz: None,
+        }
+    }
+}
+
 impl Mapper {
     /// Maps `payload`; `topic_quantity` is the `{quantity}` captured from the topic.
     pub fn map<'a>(

@@ -1,24 +1,11 @@
 //! The selective parse against the full one: every case runs both and requires the same
 //! samples or the same error, and checks which cases the selective parse takes.
 
-use std::collections::BTreeMap;
-
 use super::super::{parse_json, MapError, Mapper, Sample, TtnOptions};
 use crate::config::{PayloadFormat, TimestampFormat};
 
 fn mapper(format: PayloadFormat, fields: &[(&str, &str)], ts: Option<&str>) -> Mapper {
-    Mapper {
-        format,
-        quantity: None,
-        fields: fields
-            .iter()
-            .map(|(q, p)| (q.to_string(), p.to_string()))
-            .collect::<BTreeMap<_, _>>(),
-        timestamp_path: ts.map(str::to_string),
-        timestamp_format: TimestampFormat::Auto,
-        ttn: TtnOptions::default(),
-        local_tz: None,
-    }
+    Mapper::with_fields(format, fields, ts)
 }
 
 /// The mapping as it was before the selective parse: full `serde_json::Value` tree only.
