@@ -39,22 +39,11 @@ while [ $# -gt 0 ]; do
 done
 
 # --- prerequisites ---------------------------------------------------------------------------
-need=()
-command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
-command -v mosquitto_sub >/dev/null 2>&1 || need+=(mosquitto-clients)
-command -v victoria-metrics >/dev/null 2>&1 || need+=(victoria-metrics)
-command -v curl >/dev/null 2>&1 || need+=(curl)
-if [ "$PEER" = 1 ]; then
-    command -v node >/dev/null 2>&1 || need+=(nodejs)
-    command -v npm >/dev/null 2>&1 || need+=(npm)
-fi
-if [ ${#need[@]} -gt 0 ]; then
-    echo "== installing: ${need[*]}"
-    [ "$(id -u)" -eq 0 ] || { echo "need root to apt-get install ${need[*]}" >&2; exit 1; }
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
+need_tools mosquitto:mosquitto mosquitto_sub:mosquitto-clients victoria-metrics:victoria-metrics \
+    curl:curl
+[ "$PEER" = 0 ] || need_tools node:nodejs npm:npm
 MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 
 echo "== building release binaries"

@@ -10,12 +10,18 @@
 # more so both windows the load touched close; prints VmHWM / VmRSS of the daemon and its
 # series / windows / points counters. Same config as benches/e2e.sh (10-second windows, nine
 # stats incl. p50 and p95), plus `clock.sync = "assume"` so an unsynchronised VM still closes.
-# Build first: cargo build --release --locked --bins. Needs mosquitto and victoria-metrics.
+# Builds target/release when it has no binaries; installs mosquitto and victoria-metrics if missing.
 set -euo pipefail
+# shellcheck source=benches/lib.sh
+source "$(dirname "$0")/lib.sh"
+need_tools mosquitto:mosquitto victoria-metrics:victoria-metrics curl:curl
 BIN=${1:-target/release}
 shift || true
 SENSORS=("$@")
 [ ${#SENSORS[@]} -gt 0 ] || SENSORS=(5 5000 50000)
+if [ ! -x "$BIN/citysensed" ] && [ "$BIN" = target/release ]; then
+    cargo build --release --locked --bins
+fi
 RATE=${RATE:-60000}
 SECS=${SECS:-10}
 

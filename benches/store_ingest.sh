@@ -8,9 +8,12 @@
 # Each point has the shape the e2e benchmark writes: 2 quantities x 9 statistics plus the air
 # quality indices (22 fields), one point per sensor, all in one 10-second window. The body is
 # gzipped like the daemon's (level 1). A fresh window timestamp per attempt, so every request
-# creates new samples; 5 attempts per size, prints the median and the range. Needs
-# victoria-metrics, gzip, curl.
+# creates new samples; 5 attempts per size, prints the median and the range. Installs
+# victoria-metrics, gzip and curl if missing.
 set -euo pipefail
+# shellcheck source=benches/lib.sh
+source "$(dirname "$0")/lib.sh"
+need_tools victoria-metrics:victoria-metrics curl:curl gzip:gzip
 SIZES=("$@")
 [ ${#SIZES[@]} -gt 0 ] || SIZES=(1000 5000)
 TRIES=${TRIES:-5}
