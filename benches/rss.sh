@@ -23,6 +23,8 @@ if [ ! -x "$BIN/citysensed" ] && [ "$BIN" = target/release ]; then
     cargo build --release --locked --bins
 fi
 RATE=${RATE:-60000}
+# The window statistics, as TOML strings; e.g. STATS='"mean", "max"' for no percentiles.
+STATS=${STATS:-'"mean", "min", "max", "count", "sum", "last", "stddev", "p50", "p95"'}
 SECS=${SECS:-10}
 
 # Resident KiB by mapping: the binary's own pages, heap (brk), other anonymous (malloc arenas,
@@ -59,7 +61,7 @@ id = "rss"
 [aggregation]
 window_secs = 10
 grace_secs = 1
-stats = ["mean", "min", "max", "count", "sum", "last", "stddev", "p50", "p95"]
+stats = [$STATS]
 [[mqtt]]
 host = "127.0.0.1"
 port = $mp

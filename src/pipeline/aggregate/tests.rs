@@ -209,3 +209,33 @@ fn a_correction_reemits_the_whole_point() {
     // Nothing changed since: nothing more to send.
     assert_eq!(agg.close_due(T0 + 63 * S), None);
 }
+
+#[test]
+fn series_without_percentiles_keep_no_samples() {
+    let heap = |stats: &[&str], kind: QuantityKind| {
+        let (mut agg, reg, _, _, _) = setup(stats);
+        let g = reg.group(GroupKey::new("m", [("sensor".into(), "x".into())]));
+        let kind = crate::reading::SeriesKind { kind, wrap: None };
+        let id = reg.series_with_kind(g, "q", kind).unwrap();
+        for i in 0..200 {
+            assert!(agg.insert(
+                Reading::new(id, f64::from(i % 7), T0 + i64::from(i) * S / 10),
+                T0
+            ));
+        }
+        let slot = agg.slots[id.0 as usize].as_ref().unwrap();
+        let bytes = slot.state.heap_bytes();
+        let batch = agg.close_due(T0 + 61 * S).expect("window closes");
+        (bytes, batch.payload)
+    };
+    let (with, payload) = heap(&["mean", "p50"], QuantityKind::Gauge);
+    assert!(payload.contains("q_p50="), "{payload}");
+    let (without, payload) = heap(&["mean", "max"], QuantityKind::Gauge);
+    assert!(payload.contains("q_max=6"), "{payload}");
+    let (counter, payload) = heap(&["mean", "p50"], QuantityKind::Counter);
+    // 200 readings of 0..6 cycling: 28 full cycles of 21 plus 0+1+2+3.
+    assert!(payload.contains("q=594"), "{payload}");
+    // The ring of 32 samples and a sketch for the 200 readings, against one sample and none.
+    assert!(with > without + 200, "{with} vs {without}");
+    assert_eq!(without, counter);
+}
