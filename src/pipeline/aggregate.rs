@@ -431,7 +431,6 @@ impl Aggregator {
         let points = closed
             .chunk_by(|a, b| a.window == b.window && a.group == b.group)
             .count();
-        let mut sized = false;
         let mut batch = WindowBatch {
             payload: String::new(),
             points: 0,
@@ -479,11 +478,12 @@ impl Aggregator {
                 );
                 let mut fields: Vec<(&str, FieldValue)> =
                     Vec::with_capacity(run_values.len() * n + derived.len());
-                for (c, v) in run.iter().zip(&run_values) {
+                for c in run {
                     let Some(slot) = slots.get(c.slot as usize).and_then(Option::as_ref) else {
                         continue;
                     };
-                    let named = slot.field_keys.iter().zip(stats).zip(v.values);
+                    let own = values.get(c.first..).unwrap_or_default();
+                    let named = slot.field_keys.iter().zip(stats).zip(own);
                     fields.extend(named.map(|((k, st), x)| (&**k, field_value(*st, *x))));
                 }
                 fields.extend(derived.iter().map(|d| (d.key.as_str(), d.value.clone())));
@@ -499,8 +499,7 @@ impl Aggregator {
                 };
                 match encode(&point, &mut batch.payload) {
                     Ok(_) => {
-                        if !sized {
-                            sized = true;
+                        if batch.points == 0 {
                             let each = batch.payload.len();
                             let want = each.saturating_mul(points);
                             batch
