@@ -190,6 +190,12 @@ impl StageTime {
         self.last_us.store(us, Relaxed);
         self.max_us.fetch_max(us, Relaxed);
     }
+
+    /// The last (or the largest) duration in seconds, as exposed.
+    fn seconds(&self, max: bool) -> String {
+        let us = if max { &self.max_us } else { &self.last_us };
+        format!("{:.6}", us.load(Relaxed) as f64 / 1e6)
+    }
 }
 
 impl Stages {
@@ -213,9 +219,7 @@ impl Stages {
         ] {
             header(out, name, "gauge", help);
             for (stage, t) in steps {
-                let us = if max { &t.max_us } else { &t.last_us };
-                let seconds = us.load(Relaxed) as f64 / 1e6;
-                let _ = writeln!(out, "{name}{{stage=\"{stage}\"}} {seconds:.6}");
+                let _ = writeln!(out, "{name}{{stage=\"{stage}\"}} {}", t.seconds(max));
             }
         }
     }
@@ -227,8 +231,7 @@ impl Stages {
 pub struct StoreLatency {
     /// When the last close not yet followed by a 2xx happened (ns since the epoch; 0 = none).
     pending_close_ns: AtomicI64,
-    pub last_us: AtomicI64,
-    pub max_us: AtomicI64,
+    pub took: StageTime,
 }
 
 impl Metrics {
@@ -296,9 +299,8 @@ impl Metrics {
     pub fn store_accepted(&self, now: i64) {
         let closed = self.store_latency.pending_close_ns.swap(0, Relaxed);
         if closed > 0 {
-            let us = (now - closed).max(0) / 1000;
-            self.store_latency.last_us.store(us, Relaxed);
-            self.store_latency.max_us.fetch_max(us, Relaxed);
+            let ns = u64::try_from(now - closed).unwrap_or(0);
+            (self.store_latency.took).record(std::time::Duration::from_nanos(ns));
         }
     }
 
@@ -536,19 +538,19 @@ impl Metrics {
             "Age of the oldest spooled window (0 = empty).",
             age,
         );
-        for (name, help, us) in [
+        for (name, help, max) in [
             (
                 "citysense_window_store_latency_seconds",
                 "Window close (tick) to the store's next 2xx, last seen.",
-                &self.store_latency.last_us,
+                false,
             ),
             (
                 "citysense_window_store_latency_max_seconds",
                 "Window close (tick) to the store's next 2xx, largest seen.",
-                &self.store_latency.max_us,
+                true,
             ),
         ] {
-            let seconds = format!("{:.6}", us.load(Relaxed) as f64 / 1e6);
+            let seconds = self.store_latency.took.seconds(max);
             scalar(&mut out, name, "gauge", help, seconds);
         }
         self.stages.render(&mut out);
@@ -596,16 +598,16 @@ mod tests {
     fn store_latency_counts_from_the_first_close_to_the_next_accept() {
         let m = Metrics::new();
         m.store_accepted(1_000_000); // no close pending: nothing to measure
-        assert_eq!(m.store_latency.last_us.load(Relaxed), 0);
+        assert_eq!(m.store_latency.took.last_us.load(Relaxed), 0);
         m.window_closed(10_000_000);
         m.window_closed(12_000_000); // a later close does not restart the clock
         m.store_accepted(17_000_000);
         m.store_accepted(90_000_000); // already reported
-        assert_eq!(m.store_latency.last_us.load(Relaxed), 7_000);
+        assert_eq!(m.store_latency.took.last_us.load(Relaxed), 7_000);
         m.window_closed(100_000_000);
         m.store_accepted(102_000_000);
-        assert_eq!(m.store_latency.last_us.load(Relaxed), 2_000);
-        assert_eq!(m.store_latency.max_us.load(Relaxed), 7_000);
+        assert_eq!(m.store_latency.took.last_us.load(Relaxed), 2_000);
+        assert_eq!(m.store_latency.took.max_us.load(Relaxed), 7_000);
         assert!(m
             .render()
             .contains("citysense_window_store_latency_max_seconds 0.007000"));
