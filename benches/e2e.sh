@@ -207,24 +207,9 @@ EOF
         --qos "$QOS" --format "$FORMAT" >"$dir/loadgen.json" 2>"$dir/loadgen.err"
     local sent
     sent=$(grep -o '"sent":[0-9]*' "$dir/loadgen.json" | cut -d: -f2)
-    # Drained when the daemon has counted every message, or its count stops moving for 2 s.
-    # s1/c1: time and CPU when the count last moved.
-    local got=0 last=-1 still=0
-    while :; do
-        got=$(metric "http://127.0.0.1:$mport/metrics" citysense_source_messages_total)
-        if [ "$got" != "$last" ]; then
-            still=0
-            s1=$(date +%s%N)
-            c1=$(cpu_ticks "$pid")
-            b1=$(cpu_ticks "$BROKER_PID")
-        else
-            still=$((still + 1))
-        fi
-        [ "$got" -lt "$sent" ] || break
-        [ "$still" -lt 20 ] || break
-        last=$got
-        sleep 0.1
-    done
+    local got
+    wait_drained "$sent" "$pid" metric "http://127.0.0.1:$mport/metrics" \
+        citysense_source_messages_total
     [ -z "$ppid" ] || { kill -INT "$ppid"; wait "$ppid" || true; }
     local hwm lat
     hwm=$(hwm_kib "$pid")
@@ -259,6 +244,30 @@ EOF
             printf "%d %.0f %.2f %.1f %d %d %d %.0f %.2f\n", sent / secs, got / el, (c1 - c0) / tck / el,
                 hwm / 1024, sent - stored, d1 - d0, ready, lat * 1000, (b1 - b0) / tck / el
         }'
+}
+
+# wait_drained SENT PID COUNT_CMD...: waits until the system under test (PID) has counted SENT
+# messages (COUNT_CMD prints its count), or its count stops moving for 2 s. Sets the caller's
+# got, and s1/c1/b1: time, its CPU and the broker's CPU when the count last moved.
+wait_drained() {
+    local sent=$1 pid=$2 last=-1 still=0
+    shift 2
+    got=0
+    while :; do
+        got=$("$@")
+        if [ "$got" != "$last" ]; then
+            still=0
+            s1=$(date +%s%N)
+            c1=$(cpu_ticks "$pid")
+            b1=$(cpu_ticks "$BROKER_PID")
+        else
+            still=$((still + 1))
+        fi
+        [ "$got" -lt "$sent" ] || break
+        [ "$still" -lt 20 ] || break
+        last=$got
+        sleep 0.1
+    done
 }
 
 median() { sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }

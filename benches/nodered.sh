@@ -142,23 +142,9 @@ EOF
     s0=$(date +%s%N)
     "$LOADGEN" --port "$MQTT_PORT" --rate "$rate" --seconds "$SECONDS_LOAD" --sensors "$SENSORS" \
         --qos "$QOS" --format json >"$dir/loadgen.json" 2>"$dir/loadgen.err"
-    local sent got=0 last=-1 still=0
+    local sent got
     sent=$(grep -o '"sent":[0-9]*' "$dir/loadgen.json" | cut -d: -f2)
-    while :; do
-        got=$(curl -fsS "http://127.0.0.1:$port/count" | cut -d' ' -f1)
-        if [ "$got" != "$last" ]; then
-            still=0
-            s1=$(date +%s%N)
-            c1=$(cpu_ticks "$pid")
-            b1=$(cpu_ticks "$BROKER_PID")
-        else
-            still=$((still + 1))
-        fi
-        [ "$got" -lt "$sent" ] || break
-        [ "$still" -lt 20 ] || break
-        last=$got
-        sleep 0.1
-    done
+    wait_drained "$sent" "$pid" nodered_count "$port"
     local hwm
     hwm=$(hwm_kib "$pid")
     curl -fsS -X POST "http://127.0.0.1:$port/flush" >/dev/null
@@ -183,3 +169,6 @@ EOF
                 hwm / 1024, sent - stored, d1 - d0, ready, 0, (b1 - b0) / tck / el
         }'
 }
+
+# The flow's count of messages received (for wait_drained).
+nodered_count() { curl -fsS "http://127.0.0.1:$1/count" | cut -d' ' -f1; }
