@@ -22,6 +22,23 @@
 //! - [`sinks`]: stdout, and the uplink to InfluxDB v1/v2-compatible stores.
 //! - [`service`]: metrics, health endpoint, systemd.
 //!
+//! ## Layers
+//!
+//! Read the crate bottom-up: each module imports only from layers strictly below its own
+//! (`tests/layers.rs` checks it against this table), so the code flows the way the data does.
+//!
+//! | layer | modules | what they are |
+//! |---|---|---|
+//! | 8 run | `lib.rs`, `main.rs`, `bin`, `loadgen` | wiring, the CLI, the load generator |
+//! | 7 service | `service` | metrics endpoint, health, systemd |
+//! | 6 edges | `sources`, `sinks` | tasks that talk to sensors, brokers and stores |
+//! | 5 pipeline | `pipeline` | the aggregator: windows, close, encode |
+//! | 4 components | `clock`, `privacy`, `health`, `domain` | what a window means, when it is |
+//! | 3 config | `config` | the TOML file and its checks |
+//! | 2 formats | `line_protocol`, `decode`, `spool` | pure codecs and the disk buffer |
+//! | 1 primitives | `time`, `telemetry` | time parsing, counters and rate limits |
+//! | 0 data | `reading` | the shared data type |
+//!
 //! Shutdown: the root token cancels the sources only. Each downstream stage finishes when its
 //! input channel closes: the aggregator flushes open windows, the spool writer appends them,
 //! the uplink drains with a deadline.
