@@ -167,7 +167,7 @@ pub async fn run_with_clock(
         metrics.clone(),
         start,
     )
-    .with_domain(Some(privacy), &cfg.health, cfg.gateway_tags())
+    .with_hooks(Some(privacy), &cfg.health, cfg.gateway_tags())
     .with_derive(domain);
     tracker.spawn(aggregator.run(clock, reading_rx, batch_tx));
     let sink_task = tracker.spawn(sink.run(batch_rx));
