@@ -73,19 +73,7 @@ impl Plan {
             }
             batch_end.push(lines.len());
         }
-        let mut ranges = Vec::new();
-        let (mut first, mut bytes) = (0, 0);
-        for (i, line) in lines.iter().enumerate() {
-            let len = line.end - line.start;
-            if i > first && bytes + len > max_bytes {
-                ranges.push(first..i);
-                (first, bytes) = (i, 0);
-            }
-            bytes += len;
-        }
-        if first < lines.len() {
-            ranges.push(first..lines.len());
-        }
+        let mut ranges = cut(&lines, 0..lines.len(), max_bytes);
         ranges.reverse();
         Plan {
             batches,
@@ -165,6 +153,23 @@ impl Plan {
         true
     }
 
+    /// Cuts every range still to send into requests of at most `max_bytes` (after the limit
+    /// shrank, so later requests do not each earn a 413 first). True if the next request
+    /// was cut.
+    pub fn fit(&mut self, max_bytes: usize) -> bool {
+        let top = self.stack.last().cloned();
+        let mut ranges: Vec<Range<usize>> = std::mem::take(&mut self.stack)
+            .into_iter()
+            .rev()
+            .flat_map(|r| cut(&self.lines, r, max_bytes))
+            .collect();
+        ranges.reverse();
+        self.stack = ranges;
+        let cut_top = self.stack.last() != top.as_ref();
+        self.touched |= cut_top;
+        cut_top
+    }
+
     /// The id up to which batches can be acknowledged now, if that moved since the last call:
     /// every line of those batches is resolved.
     pub fn ackable(&mut self) -> Option<u64> {
@@ -179,6 +184,24 @@ impl Plan {
         }
         (self.acked > before).then(|| self.batches[self.acked - 1].id)
     }
+}
+
+/// `range` cut greedily into consecutive ranges of at most `max_bytes` (a longer line alone).
+fn cut(lines: &[Line], range: Range<usize>, max_bytes: usize) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let (mut first, mut bytes) = (range.start, 0);
+    for i in range.clone() {
+        let len = lines[i].end - lines[i].start;
+        if i > first && bytes + len > max_bytes {
+            out.push(first..i);
+            (first, bytes) = (i, 0);
+        }
+        bytes += len;
+    }
+    if first < range.end {
+        out.push(first..range.end);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -290,6 +313,28 @@ mod tests {
         assert_eq!(text(&plan.next().unwrap()), "m v=2\n");
         plan.resolved();
         assert_eq!(plan.ackable(), Some(2));
+    }
+
+    #[test]
+    fn fit_recuts_what_is_left_to_the_new_limit() {
+        let mut plan = Plan::new(
+            vec![
+                batch(1, &["m v=1", "m v=2", "m v=3"]),
+                batch(2, &["m v=4", "m v=5"]),
+            ],
+            1 << 20,
+        );
+        assert_eq!(plan.next().unwrap().points, 5);
+        assert!(plan.fit(12), "the next request was cut");
+        let mut sizes = Vec::new();
+        while let Some(c) = plan.next() {
+            sizes.push(c.points);
+            plan.resolved();
+        }
+        assert_eq!(sizes, [2, 2, 1]);
+        let mut plan = Plan::new(vec![batch(1, &["m v=1"])], 1 << 20);
+        assert!(!plan.fit(4), "a single line cannot be cut");
+        assert!(plan.untouched());
     }
 
     #[test]

@@ -33,6 +33,7 @@ struct Inner {
     max_request_bytes: AtomicUsize,
     dir: PathBuf,
     operator_log: RateLimit,
+    redirect_log: RateLimit,
     dead_log: RateLimit,
     retry_log: RateLimit,
     full_log: RateLimit,
@@ -64,6 +65,7 @@ impl Uplink {
                 max_request_bytes: AtomicUsize::new(max_request_bytes),
                 dir,
                 operator_log: RateLimit::new(Duration::from_secs(60)),
+                redirect_log: RateLimit::new(Duration::from_secs(60)),
                 dead_log: RateLimit::new(Duration::from_secs(10)),
                 retry_log: RateLimit::new(Duration::from_secs(30)),
                 full_log: RateLimit::new(Duration::from_secs(60)),
@@ -219,7 +221,14 @@ impl Uplink {
                 None
             }
             Outcome::TooLarge => {
-                self.shrink(bytes);
+                // A lone point tells nothing about the limit; a bigger request does.
+                if plan.single().is_none() {
+                    self.shrink(bytes);
+                    if plan.fit(self.max_bytes()) {
+                        m.uplink.splits.fetch_add(1, Relaxed);
+                        return None;
+                    }
+                }
                 let why = "HTTP 413: point too large for the store";
                 self.refused(plan, DeadReason::TooLarge, why).await;
                 None
@@ -252,7 +261,7 @@ impl Uplink {
             }
             Outcome::Redirect { status, location } => {
                 inner.metrics.uplink.redirects.fetch_add(1, Relaxed);
-                if let Some(suppressed) = inner.operator_log.check() {
+                if let Some(suppressed) = inner.redirect_log.check() {
                     tracing::error!(url, status, %location, suppressed, "store answered with a redirect that is not followed (only 307/308 are): check output.url, or a captive portal is in the way; data kept in spool");
                 }
                 inner.max_backoff
@@ -286,8 +295,8 @@ impl Uplink {
         plan.resolved();
     }
 
-    /// After a 413 to a request of `bytes`: later requests stay below half of it (not below
-    /// [`MIN_REQUEST_BYTES`]) for the rest of the run. A body limit is a fixed setting of the
+    /// After a 413 to a request of `bytes` (two points or more): later requests stay below half
+    /// of it (not below [`MIN_REQUEST_BYTES`]) for the rest of the run. A body limit is a fixed setting of the
     /// store or a proxy, so probing upwards again would only earn more 413s.
     fn shrink(&self, bytes: usize) {
         let cur = self.max_bytes();
