@@ -11,7 +11,10 @@
 //! Cost and termination: every refusal either shrinks a range (halving, at most log2(n)
 //! times per path) or resolves a single line, so a request of n lines with one bad line costs
 //! about 2·log2(n) extra requests, k bad lines at most k times that, and a store that refuses
-//! everything about 2n. Retries (5xx, 429, ...) leave the range on the stack unchanged.
+//! everything about 2n. That last case (a schema change refusing every point) is cut short by
+//! the uplink when the store says how many points it dropped (InfluxDB's `dropped=N`): a
+//! range whose every point was dropped is dead-lettered at once. Retries (5xx, 429, ...)
+//! leave the range on the stack unchanged.
 //!
 //! Lines are resolved in order, so batches are acknowledged as soon as every line of theirs
 //! is delivered or dead-lettered ([`Plan::ackable`]); a crash mid-plan re-sends only the rest.
@@ -128,6 +131,12 @@ impl Plan {
         let line = self.lines[range.start];
         let batch = &self.batches[line.batch];
         Some((batch.id, &batch.payload[line.start..line.end]))
+    }
+
+    /// The batch the next request starts in.
+    pub fn first_batch_id(&self) -> Option<u64> {
+        let line = self.lines.get(self.stack.last()?.start)?;
+        Some(self.batches[line.batch].id)
     }
 
     /// The next request is done with (delivered, or its one line dead-lettered).

@@ -48,7 +48,12 @@ pub enum Outcome {
         reason: String,
     },
     /// 400/422: the store refuses (some of) the data; retrying the same request cannot help.
-    BadData { status: u16, body: String },
+    /// `dropped`: how many points it refused, when it says so (InfluxDB's `dropped=N`).
+    BadData {
+        status: u16,
+        body: String,
+        dropped: Option<u64>,
+    },
     /// 413: the request is too big for the store or a proxy in front of it.
     TooLarge,
     /// A 3xx that was not followed (anything but 307/308, too many hops, https to http):
@@ -66,6 +71,7 @@ pub fn classify(
     location: Option<&str>,
     body: &str,
 ) -> Outcome {
+    let dropped = parse_dropped(body);
     let body: String = body.chars().take(512).collect();
     match status {
         200..=299 => Outcome::Written,
@@ -73,7 +79,11 @@ pub fn classify(
             status,
             location: location.unwrap_or("(no Location header)").to_string(),
         },
-        400 | 422 => Outcome::BadData { status, body },
+        400 | 422 => Outcome::BadData {
+            status,
+            body,
+            dropped,
+        },
         413 => Outcome::TooLarge,
         429 | 503 => Outcome::Retry {
             after: retry_after.and_then(parse_retry_after),
@@ -91,6 +101,16 @@ pub fn classify(
 /// stores and are ignored (plain backoff then applies).
 pub fn parse_retry_after(v: &str) -> Option<Duration> {
     v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// The `dropped=N` InfluxDB 1.x and 2.x append to a partial-write error: how many of the
+/// request's points were not stored.
+pub fn parse_dropped(body: &str) -> Option<u64> {
+    let (_, rest) = body.rsplit_once("dropped=")?;
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest.get(..digits)?.parse().ok()
 }
 
 /// `url` fit for a log line: userinfo removed, the values of query parameters that may
@@ -391,6 +411,17 @@ mod tests {
             Outcome::BadData { status: 422, .. }
         ));
         assert_eq!(classify(413, None, None, ""), Outcome::TooLarge);
+        let partial = r#"{"error":"partial write: field type conflict: input field \"v\" on measurement \"m\" is type string, already exists as type float dropped=3"}"#;
+        assert!(matches!(
+            classify(400, None, None, partial),
+            Outcome::BadData {
+                dropped: Some(3),
+                ..
+            }
+        ));
+        assert_eq!(parse_dropped("unable to parse 'x': bad"), None);
+        assert_eq!(parse_dropped("dropped="), None);
+        assert_eq!(parse_dropped("dropped=12"), Some(12));
         assert_eq!(
             classify(429, Some("2"), None, ""),
             Outcome::Retry {

@@ -215,9 +215,18 @@ impl Uplink {
                 plan.resolved();
                 None
             }
-            Outcome::BadData { status, body } => {
+            Outcome::BadData {
+                status,
+                body,
+                dropped,
+            } => {
                 let why = format!("HTTP {status}: {body}");
-                self.refused(plan, DeadReason::BadData, &why).await;
+                // The store says it refused every point: no need to look for the bad ones.
+                if dropped == Some(points) && points > 1 {
+                    self.dead_letter_all(plan, &why).await;
+                } else {
+                    self.refused(plan, DeadReason::BadData, &why).await;
+                }
                 None
             }
             Outcome::TooLarge => {
@@ -295,6 +304,21 @@ impl Uplink {
         plan.resolved();
     }
 
+    /// Dead-letters every point of the plan's next request (the store refused them all).
+    async fn dead_letter_all(&self, plan: &mut Plan, why: &str) {
+        if let (Some(chunk), Some(id)) = (plan.next(), plan.first_batch_id()) {
+            let batch = Batch {
+                id,
+                points: u32::try_from(chunk.points).unwrap_or(u32::MAX),
+                min_ts: 0,
+                max_ts: 0,
+                payload: chunk.parts.concat(),
+            };
+            self.dead_letter(batch, DeadReason::BadData, why).await;
+        }
+        plan.resolved();
+    }
+
     /// After a 413 to a request of `bytes` (two points or more): later requests stay below half
     /// of it (not below [`MIN_REQUEST_BYTES`]) for the rest of the run. A body limit is a fixed setting of the
     /// store or a proxy, so probing upwards again would only earn more 413s.
@@ -322,7 +346,7 @@ impl Uplink {
         self.publish_stats();
     }
 
-    /// Moves one point the store refused to the dead-letter file; counted by reason, logged
+    /// Moves points the store refused to the dead-letter file; counted by reason, logged
     /// rate-limited (a schema conflict can refuse thousands of points in a row).
     async fn dead_letter(&self, batch: Batch, reason: DeadReason, why: &str) {
         let inner = &self.inner;
@@ -331,7 +355,7 @@ impl Uplink {
             .uplink
             .dead_lettered(reason, u64::from(batch.points));
         if let Some(suppressed) = inner.dead_log.check() {
-            tracing::error!(reason = reason.label(), store_says = %why, suppressed, "store refused a point; moved to dead-letter file (data lost for the store)");
+            tracing::error!(reason = reason.label(), points = batch.points, store_says = %why, suppressed, "store refused points; moved to dead-letter file (data lost for the store)");
         }
         let dir = inner.dir.clone();
         let why = why.to_string();
