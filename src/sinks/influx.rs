@@ -366,7 +366,10 @@ fn userinfo_auth(
     if url.username().is_empty() && url.password().is_none() {
         return Ok(None);
     }
-    let req = client.post(url.clone()).build()?;
+    let req = client
+        .post(url.clone())
+        .build()
+        .map_err(|e| SinkError::Client(e.without_url()))?;
     *url = req.url().clone();
     Ok(req.headers().get(AUTHORIZATION).cloned())
 }
