@@ -141,7 +141,6 @@ pub struct Metrics {
     pub uplink_requests_failed: AtomicU64,
     pub uplink_points_sent: AtomicU64,
     pub uplink_bytes_sent: AtomicU64,
-    pub dead_letter_points: AtomicU64,
     pub uplink_up: AtomicI64,
     pub spool_bytes: AtomicU64,
     pub spool_batches: AtomicU64,
@@ -160,6 +159,8 @@ pub struct Metrics {
     pub clock: crate::clock::ClockMetrics,
     /// Counter resets/wraps and humidity-correction events (`crate::domain`).
     pub domain: crate::domain::DomainMetrics,
+    /// Dead-letter points by reason, splits, redirects, request size limit.
+    pub uplink: crate::sinks::UplinkMetrics,
     /// Window close -> store accepted: see [`Metrics::window_closed`].
     pub store_latency: StoreLatency,
     /// What that latency is made of, step by step.
@@ -396,7 +397,7 @@ impl Metrics {
                 self.dropped_count(r)
             );
         }
-        let scalars: [MetricDef<i64>; 20] = [
+        let scalars: [MetricDef<i64>; 19] = [
             (
                 "citysense_readings_aggregated_total",
                 "counter",
@@ -464,12 +465,6 @@ impl Metrics {
                 self.uplink_up.load(Relaxed),
             ),
             (
-                "citysense_dead_letter_points_total",
-                "counter",
-                "Points the store rejected as bad data (moved to the dead-letter file).",
-                self.dead_letter_points.load(Relaxed) as i64,
-            ),
-            (
                 "citysense_spool_bytes",
                 "gauge",
                 "Bytes waiting in the spool.",
@@ -525,6 +520,7 @@ impl Metrics {
         self.health.render(&mut out);
         self.clock.render(&mut out);
         self.domain.render(&mut out);
+        self.uplink.render(&mut out);
         // How far behind the store is: derived at scrape time from the oldest spooled window.
         let oldest = self.spool_oldest_ts.load(Relaxed);
         let age = match oldest {
