@@ -9,6 +9,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod rejects;
+pub use rejects::{Reject, Rejects};
+
 /// Shortest gap between two log lines about the same kind of bad input.
 pub const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -70,6 +73,8 @@ pub struct SourceMetrics {
     /// Serial: readings outside the sensor profile's valid range.
     pub out_of_range: AtomicU64,
     out_of_range_log: RateLimit,
+    /// Too-large messages, unusable keys, series-limit drops: see `rejects.rs`.
+    pub rejects: Rejects,
 }
 
 impl SourceMetrics {
@@ -262,7 +267,13 @@ impl Metrics {
     }
 
     pub fn dropped_count(&self, reason: DropReason) -> u64 {
-        self.dropped[reason as usize].load(Relaxed)
+        let own = self.dropped[reason as usize].load(Relaxed);
+        if reason != DropReason::SeriesLimit {
+            return own;
+        }
+        // Sources that meet the limit when they resolve a series count it themselves.
+        let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        own + sources.iter().map(|s| s.series_limit_count()).sum::<u64>()
     }
 
     /// Every registered source's counters.
@@ -383,6 +394,7 @@ impl Metrics {
                 );
             }
         }
+        rejects::render(&mut out, &sources);
         header(
             &mut out,
             "citysense_readings_dropped_total",
