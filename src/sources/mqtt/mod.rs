@@ -12,7 +12,7 @@
 mod cache;
 mod identifiers;
 mod mapper;
-mod tls;
+pub(crate) mod tls;
 mod topic;
 
 use std::borrow::Cow;
