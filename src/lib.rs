@@ -11,6 +11,7 @@
 //! - [`reading`]: the shared data type and the series registry.
 //! - [`clock`]: wall and boot time, clock sync detection, steps.
 //! - [`config`]: the TOML file, its checks and located errors.
+//! - [`fs_limits`]: bounded reads of the config, secrets, profiles and certificates.
 //! - [`sources`]: tasks producing readings; pure payload mappers live beside them.
 //! - [`decode`]: pure serial frame decoders and the sensor profiles.
 //! - [`pipeline`]: windows and the aggregator task.
@@ -47,6 +48,7 @@ pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod domain;
+pub mod fs_limits;
 pub mod health;
 pub mod line_protocol;
 #[doc(hidden)]

@@ -9,7 +9,9 @@
 //! - count, sum, min, max and last are exact running values in `f64`. `mean` is `sum / count`
 //!   (correctly rounded whenever the sum is exact), falling back to Welford's running mean if
 //!   the sum overflowed. `stddev` is the *sample* standard deviation (divides by n - 1, as
-//!   Telegraf's basicstats `stdev` does) from Welford's update, and 0 for a single reading.
+//!   Telegraf's basicstats `stdev` does) from Welford's update, and 0 for a single reading;
+//!   both are kept in a power-of-two scale ([`moments`]) so readings near the ends of `f64`'s
+//!   range (±1e300, ±1e-300) neither overflow nor underflow.
 //! - Quantiles use the "lower" rank: the value at 0-based rank `floor(p * (n - 1))` of the sorted
 //!   readings (for [1, 2, 3, 4], p50 = 2). They are exact (computed at close from the ring) while
 //!   every reading of the window is still in the ring. The ring keeps values as `f32`, so exact
@@ -34,6 +36,7 @@ use std::borrow::Cow;
 
 use super::ring::{Ring, Sample};
 use super::sketch::{Sketch, DEFAULT_ALPHA};
+use moments::Moments;
 use quantiles::{window_stats, with_scratch};
 
 /// Default ring capacity per series.
@@ -163,9 +166,8 @@ struct Accumulator {
     first_seq: u64,
     count: u64,
     sum: f64,
-    /// Welford's running mean and sum of squared deviations.
-    mean: f64,
-    m2: f64,
+    /// Welford's running mean and sum of squared deviations, overflow-safe.
+    moments: Moments,
     min: f64,
     max: f64,
     last: f64,
@@ -183,8 +185,7 @@ impl Accumulator {
             first_seq,
             count: 0,
             sum: 0.0,
-            mean: 0.0,
-            m2: 0.0,
+            moments: Moments::new(),
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
             last: f64::NAN,
@@ -197,9 +198,7 @@ impl Accumulator {
     fn add(&mut self, value: f64) {
         self.count += 1;
         self.sum += value;
-        let delta = value - self.mean;
-        self.mean += delta / self.count as f64;
-        self.m2 += delta * (value - self.mean);
+        self.moments.add(value, self.count);
         self.min = self.min.min(value);
         self.max = self.max.max(value);
         self.last = value;
@@ -215,13 +214,10 @@ impl Accumulator {
         let mean = if self.sum.is_finite() {
             self.sum / n
         } else {
-            self.mean
+            // Rounding must not carry it past the readings (or to infinity).
+            self.moments.mean().clamp(self.min, self.max)
         };
-        let stddev = if self.count > 1 {
-            (self.m2 / (n - 1.0)).max(0.0).sqrt()
-        } else {
-            0.0
-        };
+        let stddev = self.moments.sample_stddev(self.count);
         Stats {
             window: self.window,
             count: self.count,
@@ -464,6 +460,7 @@ impl SeriesState {
     }
 }
 
+mod moments;
 mod quantiles;
 #[cfg(test)]
 mod tests;

@@ -13,7 +13,7 @@ mod cache;
 mod identifiers;
 mod mapper;
 mod subscription;
-mod tls;
+pub(crate) mod tls;
 mod topic;
 
 use std::borrow::Cow;
