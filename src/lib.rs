@@ -37,7 +37,7 @@
 //! | 4 components | `clock`, `privacy`, `health`, `domain` | what a window means, when it is |
 //! | 3 config | `config` | the TOML file and its checks |
 //! | 2 formats | `line_protocol`, `decode`, `spool` | pure codecs and the disk buffer |
-//! | 1 primitives | `time`, `telemetry` | time parsing, counters and rate limits |
+//! | 1 primitives | `time`, `telemetry`, `fs_limits` | time parsing, counters and rate limits, bounded file reads |
 //! | 0 data | `reading` | the shared data type |
 //!
 //! Shutdown: the root token cancels the sources only. Each downstream stage finishes when its
