@@ -11,6 +11,7 @@
 //! - [`reading`]: the shared data type and the series registry.
 //! - [`clock`]: wall and boot time, clock sync detection, steps.
 //! - [`config`]: the TOML file, its checks and located errors.
+//! - [`fs_limits`]: bounded reads of the config, secrets, profiles and certificates.
 //! - [`sources`]: tasks producing readings; pure payload mappers live beside them.
 //! - [`decode`]: pure serial frame decoders and the sensor profiles.
 //! - [`pipeline`]: windows and the aggregator task.
@@ -22,6 +23,23 @@
 //! - [`sinks`]: stdout, and the uplink to InfluxDB v1/v2-compatible stores.
 //! - [`service`]: metrics, health endpoint, systemd.
 //!
+//! ## Layers
+//!
+//! Read the crate bottom-up: each module imports only from layers strictly below its own
+//! (`tests/layers.rs` checks it against this table), so the code flows the way the data does.
+//!
+//! | layer | modules | what they are |
+//! |---|---|---|
+//! | 8 run | `lib.rs`, `main.rs`, `bin`, `loadgen` | wiring, the CLI, the load generator |
+//! | 7 service | `service` | metrics endpoint, health, systemd |
+//! | 6 edges | `sources`, `sinks` | tasks that talk to sensors, brokers and stores |
+//! | 5 pipeline | `pipeline` | the aggregator: windows, close, encode |
+//! | 4 components | `clock`, `privacy`, `health`, `domain` | what a window means, when it is |
+//! | 3 config | `config` | the TOML file and its checks |
+//! | 2 formats | `line_protocol`, `decode`, `spool` | pure codecs and the disk buffer |
+//! | 1 primitives | `time`, `telemetry`, `fs_limits` | time parsing, counters and rate limits, bounded file reads |
+//! | 0 data | `reading` | the shared data type |
+//!
 //! Shutdown: the root token cancels the sources only. Each downstream stage finishes when its
 //! input channel closes: the aggregator flushes open windows, the spool writer appends them,
 //! the uplink drains with a deadline.
@@ -30,6 +48,7 @@ pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod domain;
+pub mod fs_limits;
 pub mod health;
 pub mod line_protocol;
 #[doc(hidden)]
@@ -150,7 +169,7 @@ pub async fn run_with_clock(
         metrics.clone(),
         start,
     )
-    .with_domain(Some(privacy), &cfg.health, cfg.gateway_tags())
+    .with_hooks(Some(privacy), &cfg.health, cfg.gateway_tags())
     .with_derive(domain);
     tracker.spawn(aggregator.run(clock, reading_rx, batch_tx));
     let sink_task = tracker.spawn(sink.run(batch_rx));

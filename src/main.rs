@@ -191,7 +191,7 @@ async fn wait_for_signal(limit: Option<Duration>) {
 fn inspect(config: &Path, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let dir = match dir {
         Some(d) => d,
-        None => Config::load(config)
+        None => Config::load_without_files(config)
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .spool
             .dir(),

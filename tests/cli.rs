@@ -44,9 +44,14 @@ fn gen_config_output_validates() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("example.toml");
     std::fs::write(&path, &out.stdout).unwrap();
+    // validate opens what the config names: the token (a systemd credential) and the spool
+    // directory under $STATE_DIRECTORY.
+    std::fs::write(dir.path().join("influx-token"), "t\n").unwrap();
     let v = citysensed()
         .args(["validate", "-c"])
         .arg(&path)
+        .env("CREDENTIALS_DIRECTORY", dir.path())
+        .env("STATE_DIRECTORY", dir.path())
         .output()
         .unwrap();
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));

@@ -1,6 +1,7 @@
 //! Store answers no real server gives on demand, from a fake HTTP store (support/fake_store),
 //! against the real `citysensed` binary fed by its simulator: 429 with `Retry-After: 2` and
-//! 503 (waited out, then delivered), 400 (dead-lettered, counted, never blocks the queue),
+//! 503 (waited out, then delivered), 400 (only the refused point dead-lettered, counted, never
+//! blocks the queue),
 //! 401 (kept, retried slowly, one ERROR line, delivered once the store accepts).
 
 mod support;
@@ -118,14 +119,14 @@ fn assert_all_delivered_once(f: &Faulted, excused: &BTreeSet<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waits_out_429_and_503_then_delivers() {
-    let respond = |i: usize, _: &str| match i {
+    let respond = |i: usize, _: &Request| match i {
         0 => Reply {
-            status: 429,
             retry_after: Some(2),
+            ..Reply::status(429)
         },
         1 => Reply {
-            status: 503,
             retry_after: Some(1),
+            ..Reply::status(503)
         },
         _ => Reply::status(204),
     };
@@ -164,13 +165,13 @@ async fn bad_data_is_dead_lettered_and_does_not_block_the_queue() {
     // The first line the store sees is "bad data": every request holding it gets 400.
     let poison: Arc<Mutex<Option<String>>> = Arc::default();
     let p = poison.clone();
-    let respond = move |i: usize, body: &str| {
+    let respond = move |i: usize, r: &Request| {
         let mut p = p.lock().unwrap();
         if i == 0 {
-            *p = body.lines().next().map(str::to_owned);
+            *p = r.body.lines().next().map(str::to_owned);
         }
         match p.as_deref() {
-            Some(bad) if body.lines().any(|l| l == bad) => Reply::status(400),
+            Some(bad) if r.body.lines().any(|l| l == bad) => Reply::status(400),
             _ => Reply::status(204),
         }
     };
@@ -182,15 +183,17 @@ async fn bad_data_is_dead_lettered_and_does_not_block_the_queue() {
         .filter(|l| !l.starts_with('#'))
         .map(str::to_owned)
         .collect();
-    assert!(dead_lines.contains(&poison), "{dead}");
+    // Only the refused point went aside, not the other sensors' windows of its batch.
+    assert_eq!(dead_lines, BTreeSet::from([poison]), "{dead}");
     assert!(
         dead.starts_with("# HTTP 400: fake store says no (batch "),
         "{dead}"
     );
     assert_eq!(
-        f.metric("citysense_dead_letter_points_total"),
-        dead_lines.len() as f64
+        f.metric("citysense_dead_letter_points_total{reason=\"bad_data\"}"),
+        1.0
     );
+    assert!(f.metric("citysense_uplink_splits_total") >= 1.0);
     assert!(f.log.contains("moved to dead-letter file"), "{}", f.log);
     // The rejected batch went aside; everything else still reached the store.
     assert_all_delivered_once(&f, &dead_lines);
@@ -200,7 +203,7 @@ async fn bad_data_is_dead_lettered_and_does_not_block_the_queue() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unauthorized_keeps_the_data_and_retries_slowly() {
-    let respond = |i: usize, _: &str| {
+    let respond = |i: usize, _: &Request| {
         if i < 2 {
             Reply::status(401)
         } else {
@@ -213,7 +216,10 @@ async fn unauthorized_keeps_the_data_and_retries_slowly() {
     assert!(gap >= Duration::from_secs(1), "401 retried after {gap:?}");
     assert!(r[2].body.starts_with(&r[0].body), "refused data kept");
     assert_eq!(f.metric("citysense_uplink_requests_failed_total"), 2.0);
-    assert_eq!(f.metric("citysense_dead_letter_points_total"), 0.0);
+    assert_eq!(
+        f.metric("citysense_dead_letter_points_total{reason=\"bad_data\"}"),
+        0.0
+    );
     // One ERROR per interval, not one per attempt.
     let errors = f.log.matches("store refuses writes").count();
     assert_eq!(errors, 1, "{}", f.log);

@@ -2,6 +2,7 @@
 //! and late-data corrections. Part of [`Metrics`](crate::service::metrics::Metrics) as its
 //! `clock` field; each event is logged and counted here, in one place.
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use super::SyncMode;
@@ -19,6 +20,8 @@ pub struct ClockMetrics {
     pub held_readings: AtomicI64,
     /// Held readings dropped because the hold was full.
     pub held_dropped: AtomicU64,
+    /// Held readings lost because the daemon stopped before the clock was ever synchronised.
+    pub held_lost: AtomicU64,
     /// Windows emitted again because late readings corrected them.
     pub windows_reemitted: AtomicU64,
     hold_full_log: RateLimit,
@@ -68,9 +71,22 @@ impl ClockMetrics {
         }
     }
 
+    /// The daemon stops before the clock was ever synchronised: the `held` readings it
+    /// still held have no trustworthy time and are lost.
+    pub fn held_lost_at_stop(&self, held: usize) {
+        if held == 0 {
+            return;
+        }
+        self.held_lost.fetch_add(held as u64, Relaxed);
+        tracing::error!(
+            readings = held,
+            "clock never synchronized: held readings lost at shutdown"
+        );
+    }
+
     /// Appends the Prometheus text of these metrics.
     pub fn render(&self, out: &mut String) {
-        let rows: [(&str, &str, &str, i64); 6] = [
+        let rows: [(&str, &str, &str, i64); 5] = [
             (
                 "citysense_clock_synchronized",
                 "gauge",
@@ -96,12 +112,6 @@ impl ClockMetrics {
                 self.held_readings.load(Relaxed),
             ),
             (
-                "citysense_clock_held_dropped_total",
-                "counter",
-                "Held readings dropped because the hold was full.",
-                self.held_dropped.load(Relaxed) as i64,
-            ),
-            (
                 "citysense_windows_reemitted_total",
                 "counter",
                 "Series windows emitted again, corrected by late readings.",
@@ -110,6 +120,15 @@ impl ClockMetrics {
         ];
         for (name, kind, help, v) in rows {
             crate::service::metrics::scalar(out, name, kind, help, v);
+        }
+        let name = "citysense_clock_held_dropped_total";
+        let help = "Held readings dropped: the hold was full, or the daemon stopped before the clock was ever synchronised.";
+        crate::service::metrics::header(out, name, "counter", help);
+        for (reason, n) in [
+            ("hold_full", &self.held_dropped),
+            ("never_synchronized", &self.held_lost),
+        ] {
+            let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", n.load(Relaxed));
         }
     }
 }

@@ -6,6 +6,7 @@
 //! that make "file:line: key" errors possible.
 
 mod domain;
+mod files;
 mod locate;
 mod mqtt;
 mod output;
@@ -277,27 +278,52 @@ impl Default for MetricsConfig {
 }
 
 impl Config {
-    /// Reads and checks `path`. Every error found is returned, each with file, line and key.
+    /// Reads and checks `path`, and the files it names (secrets, TLS files, the spool
+    /// directory) the way the daemon opens them. Every error found is returned, each with
+    /// file, line and key.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors::single(ConfigError::new(path, 0, "", format!("cannot read: {e}")))
-        })?;
-        Config::parse(&text, path)
-    }
-
-    /// Parses and checks `text`; `origin` names it in errors.
-    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigErrors> {
-        let cfg: Config = locate::deserialize_all(text, origin)?;
-        let errors: Vec<ConfigError> = cfg
-            .check()
-            .into_iter()
-            .map(|(key, msg)| locate::semantic(text, origin, &key, msg))
-            .collect();
+        let text = read(path)?;
+        let (cfg, mut errors) = Config::parse_with_errors(&text, path)?;
+        errors.extend(
+            files::check(&cfg)
+                .into_iter()
+                .map(|(key, msg)| locate::semantic(&text, path, &key, msg)),
+        );
         if errors.is_empty() {
             Ok(cfg)
         } else {
             Err(ConfigErrors(errors))
         }
+    }
+
+    /// Reads and checks `path` without looking at the files it names (for `spool inspect`,
+    /// which needs only the spool directory).
+    pub fn load_without_files(path: &Path) -> Result<Config, ConfigErrors> {
+        Config::parse(&read(path)?, path)
+    }
+
+    /// Parses and checks `text`; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigErrors> {
+        let (cfg, errors) = Config::parse_with_errors(text, origin)?;
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// The parsed config and its semantic errors; `Err` only if it does not deserialize.
+    fn parse_with_errors(
+        text: &str,
+        origin: &Path,
+    ) -> Result<(Config, Vec<ConfigError>), ConfigErrors> {
+        let cfg: Config = locate::deserialize_all(text, origin)?;
+        let errors = cfg
+            .check()
+            .into_iter()
+            .map(|(key, msg)| locate::semantic(text, origin, &key, msg))
+            .collect();
+        Ok((cfg, errors))
     }
 
     /// Semantic checks serde cannot express, as (key path, message).
@@ -414,6 +440,16 @@ impl Config {
         );
         tags
     }
+}
+
+/// The configuration file's text, read bounded (see [`crate::fs_limits`]).
+fn read(path: &Path) -> Result<String, ConfigErrors> {
+    crate::fs_limits::read_text(
+        path,
+        crate::fs_limits::MAX_CONFIG_BYTES,
+        "a configuration file",
+    )
+    .map_err(|e| ConfigErrors::single(ConfigError::new(path, 0, "", format!("cannot read: {e}"))))
 }
 
 #[cfg(test)]

@@ -202,7 +202,12 @@ impl SerialConfig {
             (Some(ProfileSpec::Builtin(name)), _, None) => builtin(name, "profile"),
             (_, Some(name), None) => builtin(name, "profile.base"),
             (_, None, Some(path)) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
+                let text = crate::fs_limits::read_text(
+                    path,
+                    crate::fs_limits::MAX_PROFILE_BYTES,
+                    "a sensor profile",
+                )
+                .map_err(|e| {
                     problem("profile_file", format!("cannot read {}: {e}", path.display()))
                 })?;
                 SensorProfile::parse(&text)

@@ -9,7 +9,9 @@
 //! - count, sum, min, max and last are exact running values in `f64`. `mean` is `sum / count`
 //!   (correctly rounded whenever the sum is exact), falling back to Welford's running mean if
 //!   the sum overflowed. `stddev` is the *sample* standard deviation (divides by n - 1, as
-//!   Telegraf's basicstats `stdev` does) from Welford's update, and 0 for a single reading.
+//!   Telegraf's basicstats `stdev` does) from Welford's update, and 0 for a single reading;
+//!   both are kept in a power-of-two scale ([`moments`]) so readings near the ends of `f64`'s
+//!   range (±1e300, ±1e-300) neither overflow nor underflow.
 //! - Quantiles use the "lower" rank: the value at 0-based rank `floor(p * (n - 1))` of the sorted
 //!   readings (for [1, 2, 3, 4], p50 = 2). They are exact (computed at close from the ring) while
 //!   every reading of the window is still in the ring. The ring keeps values as `f32`, so exact
@@ -31,10 +33,11 @@
 //! it use [`SeriesState::close_before_with`].
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 
 use super::ring::{Ring, Sample};
 use super::sketch::{Sketch, DEFAULT_ALPHA};
+use moments::Moments;
+use quantiles::{window_stats, with_scratch};
 
 /// Default ring capacity per series.
 pub const DEFAULT_RING_CAPACITY: usize = 32;
@@ -163,9 +166,8 @@ struct Accumulator {
     first_seq: u64,
     count: u64,
     sum: f64,
-    /// Welford's running mean and sum of squared deviations.
-    mean: f64,
-    m2: f64,
+    /// Welford's running mean and sum of squared deviations, overflow-safe.
+    moments: Moments,
     min: f64,
     max: f64,
     last: f64,
@@ -183,8 +185,7 @@ impl Accumulator {
             first_seq,
             count: 0,
             sum: 0.0,
-            mean: 0.0,
-            m2: 0.0,
+            moments: Moments::new(),
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
             last: f64::NAN,
@@ -197,9 +198,7 @@ impl Accumulator {
     fn add(&mut self, value: f64) {
         self.count += 1;
         self.sum += value;
-        let delta = value - self.mean;
-        self.mean += delta / self.count as f64;
-        self.m2 += delta * (value - self.mean);
+        self.moments.add(value, self.count);
         self.min = self.min.min(value);
         self.max = self.max.max(value);
         self.last = value;
@@ -215,13 +214,10 @@ impl Accumulator {
         let mean = if self.sum.is_finite() {
             self.sum / n
         } else {
-            self.mean
+            // Rounding must not carry it past the readings (or to infinity).
+            self.moments.mean().clamp(self.min, self.max)
         };
-        let stddev = if self.count > 1 {
-            (self.m2 / (n - 1.0)).max(0.0).sqrt()
-        } else {
-            0.0
-        };
+        let stddev = self.moments.sample_stddev(self.count);
         Stats {
             window: self.window,
             count: self.count,
@@ -246,10 +242,6 @@ impl Accumulator {
             .filter(move |(s, seq)| *seq >= first_seq && s.window == window)
             .map(|(s, _)| s.value)
     }
-}
-
-thread_local! {
-    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// One series' ring and open windows.
@@ -468,85 +460,7 @@ impl SeriesState {
     }
 }
 
-/// Runs `f` with the per-thread scratch buffer. The buffer is busy only if an `emit`
-/// callback re-enters; then (or during thread teardown) `f` gets a fresh `Vec`.
-fn with_scratch(f: impl FnOnce(&mut Vec<f32>)) {
-    let mut f = Some(f);
-    let _ = SCRATCH.try_with(|cell| {
-        if let Ok(mut scratch) = cell.try_borrow_mut() {
-            if let Some(f) = f.take() {
-                f(&mut scratch);
-            }
-        }
-    });
-    if let Some(f) = f.take() {
-        f(&mut Vec::new());
-    }
-}
-
-/// The stats of `acc`, with exact quantiles if none of its samples left the ring, else
-/// sketched ones, else none.
-fn window_stats(
-    ring: &Ring,
-    acc: &Accumulator,
-    requested: &[u16],
-    scratch: &mut Vec<f32>,
-) -> Stats {
-    let mut stats = acc.stats();
-    if requested.is_empty() {
-        return stats;
-    }
-    let complete = ring.oldest_seq() <= acc.first_seq && {
-        scratch.clear();
-        scratch.extend(acc.samples(ring));
-        // Differs only if two open windows share a truncated index (2^32 windows apart).
-        scratch.len() as u64 == acc.count
-    };
-    if complete {
-        scratch.sort_unstable_by(f32::total_cmp);
-        let n = scratch.len() as u64;
-        fill_quantiles(&mut stats, requested, n, |rank| {
-            let rank = usize::try_from(rank).ok()?;
-            scratch.get(rank).map(|v| f64::from(*v))
-        });
-    } else if let Some(sketch) = &acc.sketch {
-        stats.approximate = true;
-        fill_quantiles(&mut stats, requested, sketch.count(), |rank| {
-            sketch.value_at_rank(rank)
-        });
-    }
-    stats
-}
-
-/// Fills `stats.quantiles` from `at_rank` over `n` sorted values, clamped into [min, max]
-/// (never further from the truth); the lowest and highest ranks are the exact min and max.
-fn fill_quantiles(
-    stats: &mut Stats,
-    requested: &[u16],
-    n: u64,
-    at_rank: impl Fn(u64) -> Option<f64>,
-) {
-    let Some(last_rank) = n.checked_sub(1) else {
-        return;
-    };
-    for &pm in requested {
-        // floor(p * (n - 1)) in integers, so p95 of 21 values is rank 19, not 18.999...
-        let rank = (u128::from(pm.min(1000)) * u128::from(last_rank) / 1000) as u64;
-        // The extremes are known exactly from the accumulators.
-        let value = match rank {
-            0 => Some(stats.min),
-            r if r == last_rank => Some(stats.max),
-            r => at_rank(r),
-        };
-        let Some(value) = value else {
-            continue;
-        };
-        if let Some(slot) = stats.quantiles.get_mut(stats.quantile_len) {
-            *slot = (pm, value.max(stats.min).min(stats.max));
-            stats.quantile_len += 1;
-        }
-    }
-}
-
+mod moments;
+mod quantiles;
 #[cfg(test)]
 mod tests;

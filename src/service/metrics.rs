@@ -9,6 +9,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod rejects;
+pub use rejects::{Reject, Rejects};
+
 /// Shortest gap between two log lines about the same kind of bad input.
 pub const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -70,6 +73,8 @@ pub struct SourceMetrics {
     /// Serial: readings outside the sensor profile's valid range.
     pub out_of_range: AtomicU64,
     out_of_range_log: RateLimit,
+    /// Too-large messages, unusable keys, series-limit drops: see `rejects.rs`.
+    pub rejects: Rejects,
 }
 
 impl SourceMetrics {
@@ -141,7 +146,6 @@ pub struct Metrics {
     pub uplink_requests_failed: AtomicU64,
     pub uplink_points_sent: AtomicU64,
     pub uplink_bytes_sent: AtomicU64,
-    pub dead_letter_points: AtomicU64,
     pub uplink_up: AtomicI64,
     pub spool_bytes: AtomicU64,
     pub spool_batches: AtomicU64,
@@ -160,6 +164,8 @@ pub struct Metrics {
     pub clock: crate::clock::ClockMetrics,
     /// Counter resets/wraps and humidity-correction events (`crate::domain`).
     pub domain: crate::domain::DomainMetrics,
+    /// Dead-letter points by reason, splits, redirects, request size limit.
+    pub uplink: crate::sinks::UplinkMetrics,
     /// Window close -> store accepted: see [`Metrics::window_closed`].
     pub store_latency: StoreLatency,
     /// What that latency is made of, step by step.
@@ -261,7 +267,13 @@ impl Metrics {
     }
 
     pub fn dropped_count(&self, reason: DropReason) -> u64 {
-        self.dropped[reason as usize].load(Relaxed)
+        let own = self.dropped[reason as usize].load(Relaxed);
+        if reason != DropReason::SeriesLimit {
+            return own;
+        }
+        // Sources that meet the limit when they resolve a series count it themselves.
+        let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        own + sources.iter().map(|s| s.series_limit_count()).sum::<u64>()
     }
 
     /// Every registered source's counters.
@@ -382,6 +394,7 @@ impl Metrics {
                 );
             }
         }
+        rejects::render(&mut out, &sources);
         header(
             &mut out,
             "citysense_readings_dropped_total",
@@ -396,7 +409,7 @@ impl Metrics {
                 self.dropped_count(r)
             );
         }
-        let scalars: [MetricDef<i64>; 20] = [
+        let scalars: [MetricDef<i64>; 19] = [
             (
                 "citysense_readings_aggregated_total",
                 "counter",
@@ -464,12 +477,6 @@ impl Metrics {
                 self.uplink_up.load(Relaxed),
             ),
             (
-                "citysense_dead_letter_points_total",
-                "counter",
-                "Points the store rejected as bad data (moved to the dead-letter file).",
-                self.dead_letter_points.load(Relaxed) as i64,
-            ),
-            (
                 "citysense_spool_bytes",
                 "gauge",
                 "Bytes waiting in the spool.",
@@ -525,6 +532,7 @@ impl Metrics {
         self.health.render(&mut out);
         self.clock.render(&mut out);
         self.domain.render(&mut out);
+        self.uplink.render(&mut out);
         // How far behind the store is: derived at scrape time from the oldest spooled window.
         let oldest = self.spool_oldest_ts.load(Relaxed);
         let age = match oldest {

@@ -5,9 +5,11 @@
 //! -> spool on disk -> uplink (peek, send, ack). A batch is acknowledged, and so deleted,
 //! only after the store answered 2xx.
 
+mod bisect;
 pub mod influx;
 mod pending;
 mod uplink;
+mod uplink_metrics;
 
 use std::io::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
@@ -25,6 +27,7 @@ use crate::spool::{Spool, SpoolConfig as DiskConfig, SpoolError};
 pub use influx::{classify, Outcome, SinkError, Writer};
 use pending::{Pending, PENDING_MAX_BYTES};
 pub use uplink::Uplink;
+pub use uplink_metrics::{DeadReason, UplinkMetrics};
 
 /// The spool as shared by its writer and the uplink.
 pub type SharedSpool = Arc<Mutex<Spool>>;

@@ -1,6 +1,7 @@
-//! The dead-letter file: batches the store rejected as bad data (400/422) are moved here
+//! The dead-letter file: points the store refused one by one (400/422 as bad data, 413 as
+//! too large; the uplink splits refused requests down to the points at fault) are moved here
 //! for an operator instead of being retried forever. Line protocol with one `#` comment
-//! line per batch, so a fixed file can be replayed with `influx write`. Bounded: the file
+//! line per entry, so a fixed file can be replayed with `influx write`. Bounded: the file
 //! is rotated to `dead-letter.lp.1` (replacing it) before it would pass 16 MiB.
 
 use std::fs::{self, OpenOptions};

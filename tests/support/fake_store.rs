@@ -1,6 +1,7 @@
 //! A tiny fake HTTP write endpoint on 127.0.0.1 for the fault cases no real store produces on
-//! demand (429 with Retry-After, 503, 400, 401). It answers what a test's `respond` closure
-//! says, per request, and records every request's arrival time, answer and (gunzipped) body.
+//! demand (429 with Retry-After, 503, 400, 401, 413, redirects). It answers what a test's
+//! `respond` closure says, per request, and records every request's arrival time, method,
+//! path, `Authorization`, answer and (gunzipped) body.
 //! HTTP/1.1 with keep-alive and Content-Length bodies only: what reqwest sends.
 
 use std::io::Read as _;
@@ -14,15 +15,21 @@ use tokio::net::{TcpListener, TcpStream};
 #[derive(Debug, Clone)]
 pub struct Request {
     pub at: Instant,
+    pub method: String,
+    /// Path and query, as in the request line.
+    pub path: String,
+    pub authorization: Option<String>,
+    /// The answer given (0 while `respond` decides it).
     pub status: u16,
     pub body: String,
 }
 
-/// An answer: status and an optional `Retry-After` value.
-#[derive(Debug, Clone, Copy)]
+/// An answer: status, an optional `Retry-After` value and an optional `Location`.
+#[derive(Debug, Clone)]
 pub struct Reply {
     pub status: u16,
     pub retry_after: Option<u32>,
+    pub location: Option<String>,
 }
 
 impl Reply {
@@ -30,12 +37,21 @@ impl Reply {
         Reply {
             status,
             retry_after: None,
+            location: None,
+        }
+    }
+
+    /// A redirect to `location`.
+    pub fn redirect(status: u16, location: &str) -> Reply {
+        Reply {
+            location: Some(location.to_string()),
+            ..Reply::status(status)
         }
     }
 }
 
-/// `respond(index, body)`: the answer to the request number `index` (from 0).
-pub type Respond = dyn Fn(usize, &str) -> Reply + Send + Sync;
+/// `respond(index, request)`: the answer to the request number `index` (from 0).
+pub type Respond = dyn Fn(usize, &Request) -> Reply + Send + Sync;
 
 pub struct FakeStore {
     pub port: u16,
@@ -87,6 +103,7 @@ async fn serve(conn: TcpStream, respond: Arc<Respond>, log: Arc<Mutex<Vec<Reques
         let mut head = String::new();
         let mut len = 0usize;
         let mut gzip = false;
+        let mut authorization = None;
         loop {
             let mut line = String::new();
             match conn.read_line(&mut line).await {
@@ -103,6 +120,9 @@ async fn serve(conn: TcpStream, respond: Arc<Respond>, log: Arc<Mutex<Vec<Reques
             if lower.starts_with("content-encoding:") && lower.contains("gzip") {
                 gzip = true;
             }
+            if lower.starts_with("authorization:") {
+                authorization = line.split_once(':').map(|(_, v)| v.trim().to_string());
+            }
             head.push_str(&line);
         }
         let mut raw = vec![0u8; len];
@@ -118,14 +138,21 @@ async fn serve(conn: TcpStream, respond: Arc<Respond>, log: Arc<Mutex<Vec<Reques
         } else {
             String::from_utf8(raw).expect("utf-8 body")
         };
+        let mut words = head.split_whitespace();
+        let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        let mut request = Request {
+            at: Instant::now(),
+            method: method.to_string(),
+            path: path.to_string(),
+            authorization,
+            status: 0,
+            body,
+        };
         let reply = {
             let mut l = log.lock().unwrap_or_else(|e| e.into_inner());
-            let reply = respond(l.len(), &body);
-            l.push(Request {
-                at: Instant::now(),
-                status: reply.status,
-                body,
-            });
+            let reply = respond(l.len(), &request);
+            request.status = reply.status;
+            l.push(request);
             reply
         };
         let text = if reply.status == 204 {
@@ -140,6 +167,9 @@ async fn serve(conn: TcpStream, respond: Arc<Respond>, log: Arc<Mutex<Vec<Reques
         );
         if let Some(s) = reply.retry_after {
             out.push_str(&format!("Retry-After: {s}\r\n"));
+        }
+        if let Some(l) = &reply.location {
+            out.push_str(&format!("Location: {l}\r\n"));
         }
         out.push_str("\r\n");
         out.push_str(text);

@@ -4,7 +4,9 @@
 
 use super::*;
 use crate::line_protocol::{parse_lines, FieldValue};
-use crate::reading::{GroupKey, SeriesId};
+use crate::reading::{GroupKey, Reading, SeriesId};
+use crate::service::metrics::DropReason;
+use std::sync::atomic::Ordering::Relaxed;
 
 const S: i64 = NANOS_PER_SEC;
 /// Real wall time at the start of each test: window-aligned (multiple of 60 s).
@@ -116,7 +118,7 @@ impl Gateway {
     }
 
     fn finish(&mut self) -> Vec<(i64, i64)> {
-        if let Some(batch) = self.agg.flush() {
+        if let Some(batch) = self.agg.flush(self.now()) {
             self.collect(&batch);
         }
         let stamps: Vec<i64> = self.emitted.iter().map(|e| e.0).collect();
@@ -187,6 +189,7 @@ fn shutdown_before_sync_loses_held_readings_and_emits_nothing() {
     let mut gw = Gateway::start(T0 - DAY, false, 100);
     gw.receive_every_second(30);
     assert_eq!(gw.finish(), vec![]);
+    assert_eq!(gw.metrics.clock.held_lost.load(Relaxed), 30);
 }
 
 /// Synchronised at T0; 30 readings, then the clock steps by `delta` in the middle of window
@@ -290,7 +293,7 @@ fn late_readings_within_grace_reemit_the_window_later_ones_are_dropped() {
     // Nothing is re-emitted without new readings, not even at shutdown.
     gw.wait(10);
     let before = gw.emitted.len();
-    if let Some(b) = gw.agg.flush() {
+    if let Some(b) = gw.agg.flush(gw.now()) {
         gw.collect(&b);
     }
     assert_eq!(
@@ -314,4 +317,78 @@ fn future_readings_are_judged_only_once_the_clock_is_synchronised() {
     gw.tick();
     assert_eq!(gw.metrics.dropped_count(DropReason::Future), 1);
     assert_eq!(gw.finish(), vec![(T0, 1)]);
+}
+
+/// An aggregator on `clock_now` with sensor health on and one source registered: a close
+/// writes a `sensor_health` point per source, stamped by the clock.
+fn with_health(clock_now: Now) -> (Aggregator, Arc<Metrics>, SeriesId) {
+    let cfg = AggregationConfig {
+        window_secs: 60,
+        grace_secs: 5,
+        stats: vec!["count".into()],
+        ..AggregationConfig::default()
+    };
+    let clock = ClockConfig {
+        sync: SyncMode::Kernel,
+        ..ClockConfig::default()
+    };
+    let reg = Registry::new();
+    let g = reg.group(GroupKey::new("air_quality", []));
+    let series = reg.series(g, "pm2_5").unwrap();
+    let metrics = Metrics::new();
+    metrics.source("serial", "pms-1");
+    let gw = vec![("gateway".to_string(), "gw".to_string())];
+    let agg = Aggregator::with_clock(&cfg, &clock, reg, metrics.clone(), clock_now).with_hooks(
+        None,
+        &crate::health::HealthConfig::default(),
+        gw,
+    );
+    (agg, metrics, series)
+}
+
+#[test]
+fn flush_before_any_sync_writes_nothing_stamped_by_the_clock() {
+    let now = Now {
+        wall: T0 - DAY,
+        boot: B0,
+        synced: false,
+    };
+    let (mut agg, metrics, series) = with_health(now);
+    for i in 0..30 {
+        assert!(agg.insert(Reading::received(series, 1.0, B0 + i * S), now.wall));
+    }
+    let batch = agg.flush(Now {
+        boot: B0 + 30 * S,
+        ..now
+    });
+    assert!(
+        batch.is_none(),
+        "points stamped by an unsynchronised clock: {:?}",
+        batch.map(|b| b.payload)
+    );
+    // The held readings are lost, and counted with their reason.
+    assert_eq!(metrics.clock.held_lost.load(Relaxed), 30);
+    assert_eq!(metrics.clock.held_readings.load(Relaxed), 0);
+    let text = metrics.render();
+    assert!(
+        text.contains("citysense_clock_held_dropped_total{reason=\"never_synchronized\"} 30"),
+        "{text}"
+    );
+    assert_eq!(metrics.points_emitted.load(Relaxed), 0);
+}
+
+#[test]
+fn flush_stamps_health_by_the_injected_clock() {
+    let (mut agg, _metrics, series) = with_health(Now::synced_at(T0));
+    assert!(agg.insert(Reading::new(series, 1.0, T0 + S), T0 + S));
+    let batch = agg
+        .flush(Now::synced_at(T0 + 10 * S))
+        .expect("the open window");
+    let stamps: Vec<(String, i64)> = parse_lines(&batch.payload)
+        .map(|p| p.unwrap())
+        .map(|p| (p.measurement.clone(), p.ts.unwrap()))
+        .collect();
+    // The window's point, its sensor's health point and the source's: all of window T0.
+    assert_eq!(stamps.len(), 3, "{stamps:?}");
+    assert!(stamps.iter().all(|(_, ts)| *ts == T0), "{stamps:?}");
 }

@@ -1,6 +1,8 @@
 use super::*;
 use crate::line_protocol::{parse_lines, FieldValue, Point};
-use crate::reading::{GroupKey, SeriesId};
+use crate::reading::{GroupKey, QuantityKind, Reading, SeriesId};
+use crate::service::metrics::DropReason;
+use std::sync::atomic::Ordering::Relaxed;
 
 const S: i64 = NANOS_PER_SEC;
 /// A window-aligned base time (multiple of 60 s).
@@ -91,7 +93,7 @@ fn grace_keeps_the_previous_window_open() {
     assert_eq!(pts.len(), 1);
     assert_eq!(pts[0].ts, Some(T0));
     assert_eq!(field(&pts[0], "pm2_5_sum"), FieldValue::Float(2.0));
-    let batch = agg.flush().unwrap();
+    let batch = agg.flush(Now::synced_at(T0 + 70 * S)).unwrap();
     let pts = points(&batch);
     assert_eq!(pts[0].ts, Some(T0 + 60 * S));
     assert_eq!(field(&pts[0], "pm2_5_sum"), FieldValue::Float(1.0));
@@ -118,7 +120,7 @@ fn percentiles_and_stddev_fields_are_named_by_quantity_and_stat() {
     for v in 1..=100 {
         agg.insert(Reading::new(pm25, v as f64, T0 + v * 100_000_000), T0);
     }
-    let p = &points(&agg.flush().unwrap())[0];
+    let p = &points(&agg.flush(Now::synced_at(T0 + 20 * S)).unwrap())[0];
     let names: Vec<&str> = p.fields.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
         names,
@@ -135,7 +137,7 @@ fn percentiles_and_stddev_fields_are_named_by_quantity_and_stat() {
 fn percentiles_are_written_at_f32_precision() {
     let (mut agg, _, _, pm25, _) = setup(&["p50"]);
     agg.insert(Reading::new(pm25, 10.7, T0), T0);
-    let p = &points(&agg.flush().unwrap())[0];
+    let p = &points(&agg.flush(Now::synced_at(T0 + 20 * S)).unwrap())[0];
     assert_eq!(field(p, "pm2_5_p50"), FieldValue::Float(10.7));
 }
 

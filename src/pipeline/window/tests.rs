@@ -337,3 +337,76 @@ proptest! {
         prop_assert!(!state.has_open());
     }
 }
+
+/// Stats of one window holding `values`.
+fn stats_of(values: &[f64]) -> Stats {
+    let mut state = SeriesState::new(DEFAULT_RING_CAPACITY);
+    for v in values {
+        state.insert(0, *v);
+    }
+    let out = close(&mut state, 1, &[]);
+    assert_eq!(out.len(), 1);
+    out[0]
+}
+
+#[test]
+fn stddev_at_the_ends_of_the_f64_range() {
+    // Sample variance of ±a is (a² + a²) / 1 = 2a², so stddev = √2·a (hand-computed; plain
+    // Welford squares 1e300 to inf and 1e-300 to 0).
+    let sqrt2 = std::f64::consts::SQRT_2;
+    for a in [1e300, 1e-300, 1e150, 1e-150] {
+        let s = stats_of(&[a, -a]);
+        assert_close(s.stddev, sqrt2 * a, 1e-15);
+        assert_eq!(s.mean, 0.0);
+    }
+    // Subnormal readings: the result is subnormal too, with fewer significant bits.
+    assert_close(stats_of(&[3e-320, -3e-320]).stddev, sqrt2 * 3e-320, 1e-3);
+    // Equal huge readings spread by nothing.
+    assert_eq!(stats_of(&[1e300, 1e300, 1e300]).stddev, 0.0);
+    // 1e300, 1, -1e300: deviations ≈ 1e300, 0, -1e300 -> variance 2e600 / 2 -> 1e300.
+    assert_close(stats_of(&[1e300, 1.0, -1e300]).stddev, 1e300, 1e-15);
+    // A tiny start, then a huge reading: mean ≈ 1e300/3, deviations -1/3, -1/3, 2/3 (·1e300):
+    // variance (1 + 1 + 4)/9 / 2 = 1/3 (·1e600), stddev = 1e300/√3.
+    assert_close(
+        stats_of(&[1e-300, 3e-300, 1e300]).stddev,
+        1e300 / 3f64.sqrt(),
+        1e-15,
+    );
+}
+
+#[test]
+fn stddev_beyond_f64_saturates_and_an_overflowed_sum_keeps_its_mean() {
+    let s = stats_of(&[f64::MAX, -f64::MAX]);
+    assert_eq!(s.stddev, f64::MAX);
+    assert_eq!(s.mean, 0.0);
+    let s = stats_of(&[f64::MAX, f64::MAX]);
+    assert_eq!((s.sum, s.mean, s.stddev), (f64::INFINITY, f64::MAX, 0.0));
+    let s = stats_of(&[1e308, 1e308, 1e308, -1e308]);
+    // mean 0.5e308; deviations 0.5, 0.5, 0.5, -1.5 (·1e308): variance 3/3 -> stddev 1e308.
+    assert_close(s.mean, 0.5e308, 1e-15);
+    assert_close(s.stddev, 1e308, 1e-15);
+}
+
+#[test]
+fn stddev_of_large_offset_data_is_exact() {
+    // The classic cancellation case: deviations -6, -3, 3, 6 -> variance 90 / 3 = 30.
+    let s = stats_of(&[1e9 + 4.0, 1e9 + 7.0, 1e9 + 13.0, 1e9 + 16.0]);
+    assert_eq!(s.stddev, 30f64.sqrt());
+}
+
+proptest! {
+    /// Scaling the readings by 2^k scales stddev and mean by exactly 2^k, all the way to
+    /// the ends of the range.
+    #[test]
+    fn stddev_scales_exactly_with_powers_of_two(
+        values in proptest::collection::vec(-1e6f64..1e6, 2..40),
+        k in -900i32..900,
+    ) {
+        let f = 2f64.powi(k);
+        let base = stats_of(&values);
+        let scaled: Vec<f64> = values.iter().map(|v| v * f).collect();
+        let s = stats_of(&scaled);
+        prop_assert_eq!(s.stddev, base.stddev * f);
+        prop_assert_eq!(s.mean, base.mean * f);
+    }
+}

@@ -68,8 +68,13 @@ impl MqttSource {
                     value: 0.0,
                     ts: None,
                 };
-                let id = resolve_series(&self.registry, sub, &self.gateway_tags, topic, &sample)
-                    .ok_or(MapError::Identifier("series limit reached"))?;
+                let Some(id) =
+                    resolve_series(&self.registry, sub, &self.gateway_tags, topic, &sample)
+                else {
+                    // Not bad input: the limit drop is counted under its own reason.
+                    self.metrics.series_limit(topic);
+                    return Ok(());
+                };
                 // Marked before its first reading is sent, so the aggregator never takes
                 // register updates for values.
                 hub.mark_identifier_series(id);

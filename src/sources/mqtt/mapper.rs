@@ -9,6 +9,8 @@ use serde_json::Value as Json;
 use crate::config::{PayloadFormat, TimestampFormat};
 use crate::reading::TimestampNs;
 use crate::time::{epoch_auto_ns, parse_rfc3339};
+use names::Claims;
+pub use names::{quantity_name, KeySkips};
 use path::{lookup, remove_path, Tree};
 
 /// One value a payload yielded.
@@ -40,6 +42,8 @@ pub enum MapError {
     LineProtocol(String),
     #[error("payload yields no values")]
     Empty,
+    #[error("the topic's quantity level has no letter or digit to name a field by")]
+    NoQuantityName,
     #[error("topic matches no subscription pattern")]
     UnmatchedTopic,
     #[error("TTN uplink without uplink_message.decoded_payload: set a payload formatter for the device or application (f_port 0 uplinks carry MAC commands only)")]
@@ -114,19 +118,30 @@ impl Mapper {
         topic_quantity: Option<&'a str>,
         out: &mut Vec<Sample<'a>>,
     ) -> Result<(), MapError> {
+        self.map_counted(payload, topic_quantity, out, &mut KeySkips::default())
+    }
+
+    /// [`Mapper::map`], adding the keys that did not become fields to `skips`.
+    pub fn map_counted<'a>(
+        &'a self,
+        payload: &'a [u8],
+        topic_quantity: Option<&'a str>,
+        out: &mut Vec<Sample<'a>>,
+        skips: &mut KeySkips,
+    ) -> Result<(), MapError> {
         let before = out.len();
         match self.format {
             PayloadFormat::Plain => self.map_plain(payload, topic_quantity, out)?,
             // The selective parses cover the configured-fields case; they decline (and leave
             // `out` untouched) whenever the full parse could answer differently, errors included.
             PayloadFormat::Json if self.map_json_fields(payload, out) => {}
-            PayloadFormat::Json => self.map_json(parse_json(payload)?, out)?,
+            PayloadFormat::Json => self.map_json(parse_json(payload)?, out, skips)?,
             PayloadFormat::Tasmota => {
-                map_tasmota(&parse_json(payload)?, self.local_tz.as_ref(), out)?
+                map_tasmota(&parse_json(payload)?, self.local_tz.as_ref(), out, skips)?
             }
             PayloadFormat::Ttn if self.map_ttn_fields(payload, out) => {}
-            PayloadFormat::Ttn => self.map_ttn(&parse_json(payload)?, out)?,
-            PayloadFormat::LineProtocol => map_line_protocol(payload, out)?,
+            PayloadFormat::Ttn => self.map_ttn(&parse_json(payload)?, out, skips)?,
+            PayloadFormat::LineProtocol => map_line_protocol(payload, out, skips)?,
         }
         // Plain NaN/None is "no value right now", not an error; anything else must yield.
         if out.len() == before && self.format != PayloadFormat::Plain {
@@ -154,6 +169,9 @@ impl Mapper {
             .map(Cow::Borrowed)
             .or_else(|| self.quantity.as_deref().map(Cow::Borrowed))
             .ok_or(MapError::Empty)?;
+        if quantity.is_empty() {
+            return Err(MapError::NoQuantityName);
+        }
         out.push(Sample {
             quantity,
             tags: Vec::new(),
@@ -163,7 +181,12 @@ impl Mapper {
         Ok(())
     }
 
-    fn map_json<'a>(&'a self, mut doc: Json, out: &mut Vec<Sample<'a>>) -> Result<(), MapError> {
+    fn map_json<'a>(
+        &'a self,
+        mut doc: Json,
+        out: &mut Vec<Sample<'a>>,
+        skips: &mut KeySkips,
+    ) -> Result<(), MapError> {
         if !doc.is_object() {
             return Err(MapError::NotAnObject);
         }
@@ -172,12 +195,17 @@ impl Mapper {
         if let Some(path) = &self.timestamp_path {
             remove_path(&mut doc, path);
         }
-        push_fields(&doc, &self.fields, ts, Vec::new(), out)
+        push_fields(&doc, &self.fields, ts, Vec::new(), out, skips)
     }
 
     /// The Things Stack v3 uplink: `uplink_message.decoded_payload` fields at `received_at`,
     /// tag `sensor` = device id; see [`TtnOptions`] and [`ttn_best_gateway`] for the rest.
-    fn map_ttn<'a>(&'a self, doc: &Json, out: &mut Vec<Sample<'a>>) -> Result<(), MapError> {
+    fn map_ttn<'a>(
+        &'a self,
+        doc: &Json,
+        out: &mut Vec<Sample<'a>>,
+        skips: &mut KeySkips,
+    ) -> Result<(), MapError> {
         let up = doc
             .get("uplink_message")
             .ok_or(MapError::MissingField("uplink_message".into()))?;
@@ -216,7 +244,7 @@ impl Mapper {
                 }
             }
         }
-        push_fields(decoded, &self.fields, ts, tags, out)
+        push_fields(decoded, &self.fields, ts, tags, out, skips)
     }
 
     /// The event time at `timestamp_path`, if configured.
@@ -293,11 +321,16 @@ fn push_fields<'a>(
     ts: Option<TimestampNs>,
     tags: Vec<(&'static str, String)>,
     out: &mut Vec<Sample<'a>>,
+    skips: &mut KeySkips,
 ) -> Result<(), MapError> {
     if fields.is_empty() {
         let mut leaves = Vec::new();
-        numeric_leaves(doc, &mut String::new(), &mut leaves);
+        numeric_leaves(doc, &mut String::new(), true, &mut leaves);
+        let mut claims = Claims::default();
         for (name, value) in leaves {
+            let Some(name) = claims.claim(name, skips) else {
+                continue;
+            };
             out.push(Sample {
                 quantity: Cow::Owned(name),
                 tags: tags.clone(),
@@ -325,11 +358,12 @@ fn push_fields<'a>(
 }
 
 /// Every numeric leaf of `v`, named by its path made snake_case (`SDS0X1.PM2.5` -> `sds0x1_pm2_5`).
-fn numeric_leaves(v: &Json, prefix: &mut String, out: &mut Vec<(String, f64)>) {
+/// A leaf under a key that names nothing (`""`, `"#"`) gets the empty name: `valid` is false.
+fn numeric_leaves(v: &Json, prefix: &mut String, valid: bool, out: &mut Vec<(String, f64)>) {
     match v {
         Json::Number(n) => {
             if let Some(f) = n.as_f64() {
-                out.push((prefix.clone(), f));
+                out.push((if valid { prefix.clone() } else { String::new() }, f));
             }
         }
         Json::Object(map) => {
@@ -338,48 +372,14 @@ fn numeric_leaves(v: &Json, prefix: &mut String, out: &mut Vec<(String, f64)>) {
                 if !prefix.is_empty() {
                     prefix.push('_');
                 }
-                prefix.push_str(&quantity_name(k));
-                numeric_leaves(child, prefix, out);
+                let name = quantity_name(k);
+                prefix.push_str(&name);
+                numeric_leaves(child, prefix, valid && !name.is_empty(), out);
                 prefix.truncate(len);
             }
         }
         _ => {}
     }
-}
-
-/// A quantity name from a vendor key: known names mapped to ours, others made snake_case.
-pub fn quantity_name(key: &str) -> String {
-    let known = match key {
-        "PM1" | "PM1.0" => "pm1_0",
-        "PM2.5" => "pm2_5",
-        "PM10" => "pm10",
-        "CF1" => "pm1_0_cf1",
-        "CF2.5" => "pm2_5_cf1",
-        "CF10" => "pm10_cf1",
-        "CarbonDioxide" | "CO2" | "eCO2" => "co2",
-        "Temperature" => "temperature",
-        "Humidity" => "humidity",
-        "Pressure" => "pressure",
-        "DewPoint" => "dew_point",
-        _ => "",
-    };
-    if !known.is_empty() {
-        return known.to_string();
-    }
-    let mut out = String::with_capacity(key.len());
-    let mut prev_lower = false;
-    for c in key.chars() {
-        if c.is_ascii_uppercase() && prev_lower {
-            out.push('_');
-        }
-        prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('_') {
-            out.push('_');
-        }
-    }
-    out.trim_matches('_').to_string()
 }
 
 /// Tasmota `tele/<topic>/SENSOR`: `{"Time":..,"SDS0X1":{"PM2.5":4.1},"BME280":{..},"TempUnit":"C"}`.
@@ -390,6 +390,7 @@ fn map_tasmota(
     doc: &Json,
     local_tz: Option<&jiff::tz::TimeZone>,
     out: &mut Vec<Sample<'_>>,
+    skips: &mut KeySkips,
 ) -> Result<(), MapError> {
     let obj = doc.as_object().ok_or(MapError::NotAnObject)?;
     let ts = match (obj.get("Time").and_then(Json::as_str), local_tz) {
@@ -402,11 +403,14 @@ fn map_tasmota(
         let Some(fields) = sensor.as_object() else {
             continue;
         };
+        let mut claims = Claims::default();
         for (key, v) in fields {
             let Some(mut value) = v.as_f64() else {
                 continue;
             };
-            let quantity = quantity_name(key);
+            let Some(quantity) = claims.claim(quantity_name(key), skips) else {
+                continue;
+            };
             if fahrenheit && (quantity == "temperature" || quantity == "dew_point") {
                 value = (value - 32.0) * 5.0 / 9.0;
             }
@@ -442,11 +446,16 @@ fn tasmota_time(t: &str, tz: &jiff::tz::TimeZone) -> Result<TimestampNs, MapErro
 }
 
 /// InfluxDB line protocol payloads: each numeric field is a quantity; tags are kept.
-fn map_line_protocol(payload: &[u8], out: &mut Vec<Sample<'_>>) -> Result<(), MapError> {
+fn map_line_protocol(
+    payload: &[u8],
+    out: &mut Vec<Sample<'_>>,
+    skips: &mut KeySkips,
+) -> Result<(), MapError> {
     use crate::line_protocol::{parse_lines, FieldValue};
     let text = std::str::from_utf8(payload).map_err(|_| MapError::NotUtf8)?;
     for point in parse_lines(text) {
         let point = point.map_err(|e| MapError::LineProtocol(e.to_string()))?;
+        let mut claims = Claims::default();
         for (key, value) in point.fields {
             let value = match value {
                 FieldValue::Float(f) => f,
@@ -461,8 +470,11 @@ fn map_line_protocol(payload: &[u8], out: &mut Vec<Sample<'_>>) -> Result<(), Ma
                     tags.push((known, v.clone()));
                 }
             }
+            let Some(quantity) = claims.claim(quantity_name(&key), skips) else {
+                continue;
+            };
             out.push(Sample {
-                quantity: Cow::Owned(quantity_name(&key)),
+                quantity: Cow::Owned(quantity),
                 tags,
                 value,
                 ts: point.ts,
@@ -477,6 +489,7 @@ fn map_line_protocol(payload: &[u8], out: &mut Vec<Sample<'_>>) -> Result<(), Ma
 const LINE_TAGS: &[&str] = &["sensor", "site", "model", "node", "zone"];
 
 mod fields;
+mod names;
 mod path;
 
 #[cfg(test)]

@@ -12,7 +12,8 @@
 mod cache;
 mod identifiers;
 mod mapper;
-mod tls;
+mod subscription;
+pub(crate) mod tls;
 mod topic;
 
 use std::borrow::Cow;
@@ -21,40 +22,33 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, ConnectionError, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, ConnectionError, Event, MqttOptions, Packet};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{MqttConfig, SubscriptionConfig};
-use crate::reading::{
-    default_measurement, GroupKey, Interner, Reading, Registry, SeriesId, SeriesKind,
-};
-use crate::service::metrics::SourceMetrics;
+use crate::config::MqttConfig;
+use crate::reading::{default_measurement, GroupKey, Interner, Reading, Registry, SeriesId};
+use crate::service::metrics::{Reject, SourceMetrics};
 use crate::sources::backoff::Backoff;
 use crate::sources::SourceError;
+use subscription::{compile, Subscription};
 
-pub use mapper::{quantity_name, MapError, Mapper, Sample, TtnOptions};
+pub use mapper::{quantity_name, KeySkips, MapError, Mapper, Sample, TtnOptions};
 pub use topic::{TopicError, TopicPattern};
 
 /// Topics remembered with their resolved series; past this, topics are resolved per message.
 const MAX_CACHED_TOPICS: usize = 100_000;
-/// Largest incoming packet accepted (TTN uplinks with metadata run to a few KiB).
-const MAX_PACKET_BYTES: usize = 256 * 1024;
-
-/// A subscription compiled from config.
-#[derive(Debug, Clone)]
-struct Subscription {
-    pattern: TopicPattern,
-    filter: String,
-    qos: QoS,
-    mapper: Mapper,
-    measurement: Option<String>,
-    tags: Vec<(String, String)>,
-    /// Set for identifier sources (Wi-Fi/BLE scanners): see `identifiers.rs`.
-    identifier: Option<identifiers::Identifier>,
-    /// Kinds of the quantities configured in `counters`; the others are gauges.
-    kinds: HashMap<String, SeriesKind>,
-}
+/// Largest payload mapped (TTN uplinks with metadata run to a few KiB); a larger message is
+/// acknowledged unparsed and counted as `too_large`.
+const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+/// Incoming packet limit handed to rumqttc: the largest remaining length MQTT 3.1.1 can
+/// encode, i.e. no limit. rumqttc refuses a larger packet from its fixed header alone by
+/// dropping the connection, before it has read the packet id it would need to acknowledge
+/// it; the broker then sends the same QoS 1 message again on every reconnect and nothing
+/// behind it ever arrives. So every packet is read whole (what the broker's
+/// `message_size_limit` lets through bounds the memory this takes) and the size is
+/// enforced after the acknowledgement, by [`MAX_PAYLOAD_BYTES`].
+const MAX_INCOMING_PACKET: usize = 268_435_455;
 
 /// A configured MQTT source, ready to run.
 pub struct MqttSource {
@@ -92,7 +86,7 @@ impl MqttSource {
         let mut options = MqttOptions::new(client_id, cfg.host.clone(), cfg.port());
         options.set_clean_session(cfg.clean_session);
         options.set_keep_alive(Duration::from_secs(cfg.keep_alive_secs));
-        options.set_max_packet_size(MAX_PACKET_BYTES, 64 * 1024);
+        options.set_max_packet_size(MAX_INCOMING_PACKET, 64 * 1024);
         if let Some(user) = &cfg.username {
             let password = match (&cfg.password, &cfg.password_file) {
                 (Some(p), _) => p.clone(),
@@ -236,6 +230,14 @@ impl MqttSource {
     ) -> bool {
         self.metrics.messages.fetch_add(1, Relaxed);
         readings.clear();
+        // rumqttc has acknowledged it already (automatic acks): refusing it here cannot make
+        // the broker send it again.
+        if payload.len() > MAX_PAYLOAD_BYTES {
+            self.metrics.bad_input.fetch_add(1, Relaxed);
+            let detail = format!("{} bytes, limit {MAX_PAYLOAD_BYTES}", payload.len());
+            self.metrics.rejected(Reject::TooLarge, 1, topic, &detail);
+            return true;
+        }
         // Readings are stamped on the boot clock (the aggregator places them once the wall
         // clock is trusted); identifier hash keys are per wall-clock window, so scanners get
         // wall time (the unsynchronised clock, before sync).
@@ -295,9 +297,12 @@ impl MqttSource {
         let mut samples = recycle(std::mem::take(&mut self.samples));
         // A clone (no allocation): samples may borrow it while a miss adds to `keys`.
         let topic_quantity = entry.quantity().and_then(|q| self.keys.name(q)).cloned();
-        let mapped = sub
-            .mapper
-            .map(payload, topic_quantity.as_deref(), &mut samples);
+        let mut skips = KeySkips::default();
+        let mapped =
+            (sub.mapper).map_counted(payload, topic_quantity.as_deref(), &mut samples, &mut skips);
+        if !skips.is_empty() {
+            report_skips(&self.metrics, topic, skips);
+        }
         for s in samples.iter().filter(|_| mapped.is_ok()) {
             let key = series_cache_key(&s.quantity, &s.tags);
             let id = match self.keys.get(&key).and_then(|k| entry.series(k)) {
@@ -306,7 +311,7 @@ impl MqttSource {
                     let Some(id) =
                         resolve_series(&self.registry, sub, &self.gateway_tags, topic, s)
                     else {
-                        self.metrics.bad_input(topic, &"series limit reached");
+                        self.metrics.series_limit(topic);
                         continue;
                     };
                     entry.add_series(self.keys.intern(&key), id);
@@ -347,64 +352,23 @@ impl MqttSource {
     }
 }
 
-fn compile(cfg: &SubscriptionConfig) -> Result<Subscription, SourceError> {
-    let pattern = TopicPattern::parse(&cfg.topic)
-        .map_err(|e| SourceError::Config(format!("topic {:?}: {e}", cfg.topic)))?;
-    if cfg.format == crate::config::PayloadFormat::Ttn && cfg.qos > 0 {
-        tracing::warn!(
-            topic = %cfg.topic,
-            "The Things Stack's MQTT server supports QoS 0 only and downgrades this subscription: \
-             uplinks published while citysensed is disconnected are not kept"
-        );
+/// Counts the keys of one message that did not become fields.
+fn report_skips(metrics: &SourceMetrics, topic: &str, skips: KeySkips) {
+    let counts = [
+        (
+            Reject::InvalidKey,
+            skips.invalid,
+            "keys with no letter or digit skipped",
+        ),
+        (
+            Reject::DuplicateKey,
+            skips.duplicate,
+            "keys naming a field another key took skipped",
+        ),
+    ];
+    for (reason, n, detail) in counts.into_iter().filter(|c| c.1 > 0) {
+        metrics.rejected(reason, u64::from(n), topic, &detail);
     }
-    let identifier = identifiers::Identifier::compile(cfg);
-    Ok(Subscription {
-        filter: pattern.filter(),
-        pattern,
-        // Identifier topics at QoS 0: the broker then keeps no queue of raw identifiers for us
-        // while we are down (mosquitto does not queue QoS 0 for offline clients by default).
-        qos: if cfg.qos == 0 || identifier.is_some() {
-            QoS::AtMostOnce
-        } else {
-            QoS::AtLeastOnce
-        },
-        mapper: Mapper {
-            format: cfg.format,
-            quantity: cfg.quantity.clone(),
-            fields: cfg.fields.clone(),
-            timestamp_path: cfg.timestamp_path.clone(),
-            timestamp_format: cfg.timestamp_format,
-            ttn: TtnOptions {
-                radio: cfg.ttn_radio,
-                application_tag: cfg.ttn_application_tag,
-                simulated: cfg.ttn_simulated,
-            },
-            // Checked at validation; a zone missing here means it vanished from the tz database.
-            local_tz: match &cfg.time_zone {
-                Some(name) => Some(
-                    jiff::tz::TimeZone::get(name)
-                        .map_err(|e| SourceError::Config(format!("time_zone {name:?}: {e}")))?,
-                ),
-                None => None,
-            },
-        },
-        // Identifier sources count people: their estimate goes with footfall by default.
-        measurement: cfg
-            .measurement
-            .clone()
-            .or_else(|| identifier.as_ref().map(|_| "footfall".to_string())),
-        tags: cfg
-            .tags
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        identifier,
-        kinds: cfg
-            .counters
-            .keys()
-            .map(|q| (q.clone(), cfg.series_kind(q)))
-            .collect(),
-    })
 }
 
 /// An empty vector of samples with another lifetime, in the same allocation: samples borrow

@@ -170,3 +170,26 @@ fn sample_buffer_is_reused_across_messages() {
     src.map("n/a", b"[", 0, &mut out).unwrap_err();
     assert!(src.samples.is_empty() && src.samples.capacity() >= 2);
 }
+
+/// A reading refused by `max_series` is a series-limit drop, not bad input.
+#[test]
+fn series_limit_is_its_own_reason() {
+    let text =
+        "host = \"127.0.0.1\"\n[[subscription]]\ntopic = \"n/{quantity}\"\nformat = \"plain\"";
+    let cfg: MqttConfig = toml::from_str(text).unwrap();
+    let metrics = Metrics::new();
+    let sm = metrics.source("mqtt", "test");
+    let registry = Registry::with_limit(1);
+    let mut src = MqttSource::build(&cfg, "gw", Vec::new(), registry, sm.clone()).unwrap();
+    let mut out = Vec::new();
+    src.map("n/pm10", b"1", 0, &mut out).unwrap();
+    src.map("n/pm2_5", b"2", 0, &mut out).unwrap();
+    src.map("n/pm2_5", b"3", 0, &mut out).unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(sm.bad_input.load(Relaxed), 0);
+    use crate::service::metrics::DropReason;
+    assert_eq!(metrics.dropped_count(DropReason::SeriesLimit), 2);
+    assert!(metrics
+        .render()
+        .contains("citysense_readings_dropped_total{reason=\"series_limit\"} 2"));
+}

@@ -2,8 +2,10 @@
 //!
 //! The crypto provider is chosen explicitly (ring, the one reqwest also uses) instead of the
 //! process default: with two providers linked in, rustls cannot pick one by itself and panics
-//! at the first handshake.
+//! at the first handshake. PEM files are read bounded (see [`crate::fs_limits`]); `validate`
+//! builds the same config through [`build`], so it refuses exactly what the source would.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
@@ -11,56 +13,102 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
 
 use crate::config::TlsConfig;
+use crate::fs_limits::{self, MAX_PEM_BYTES};
 use crate::sources::SourceError;
+
+/// Why no client config could be built: the `[mqtt.tls]` key at fault and a message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsProblem {
+    /// `ca_file`, `client_cert_file` or `client_key_file`.
+    pub key: &'static str,
+    pub message: String,
+}
+
+fn problem(key: &'static str, message: impl Into<String>) -> TlsProblem {
+    TlsProblem {
+        key,
+        message: message.into(),
+    }
+}
 
 /// Builds the client config: the CA file's roots (or the system store), optional client cert.
 pub fn client_config(cfg: &TlsConfig) -> Result<Arc<ClientConfig>, SourceError> {
-    let tls_err = |what: &str, e: &dyn std::fmt::Display| SourceError::Tls(format!("{what}: {e}"));
-    let mut roots = RootCertStore::empty();
-    match &cfg.ca_file {
-        Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| tls_err(&path.display().to_string(), &e))?;
-            for cert in certs {
-                let cert = cert.map_err(|e| tls_err(&path.display().to_string(), &e))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| tls_err(&path.display().to_string(), &e))?;
-            }
-        }
+    build(cfg).map_err(|p| SourceError::Tls(p.message))
+}
+
+/// [`client_config`], with the key of the file at fault.
+pub fn build(cfg: &TlsConfig) -> Result<Arc<ClientConfig>, TlsProblem> {
+    let roots = match &cfg.ca_file {
+        Some(path) => file_roots(path)?,
         None => {
-            let found = rustls_native_certs::load_native_certs();
-            for cert in found.certs {
+            let mut roots = RootCertStore::empty();
+            for cert in rustls_native_certs::load_native_certs().certs {
                 // One unusable system certificate must not prevent using the others.
                 let _ = roots.add(cert);
             }
+            roots
         }
-    }
+    };
     if roots.is_empty() {
-        return Err(SourceError::Tls("no CA certificates to trust".into()));
+        return Err(problem(
+            "ca_file",
+            "no CA certificates to trust in the system store; set ca_file",
+        ));
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| tls_err("protocol versions", &e))?
+        .map_err(|e| problem("ca_file", format!("protocol versions: {e}")))?
         .with_root_certificates(roots);
     let config = match (&cfg.client_cert_file, &cfg.client_key_file) {
         (Some(cert), Some(key)) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| tls_err(&cert.display().to_string(), &e))?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| tls_err(&key.display().to_string(), &e))?;
+            let chain = CertificateDer::pem_slice_iter(&read_pem(cert, "client_cert_file")?)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| problem("client_cert_file", format!("{}: {e}", cert.display())))?;
+            if chain.is_empty() {
+                return Err(problem(
+                    "client_cert_file",
+                    format!("{}: no PEM certificate in it", cert.display()),
+                ));
+            }
+            let key = PrivateKeyDer::from_pem_slice(&read_pem(key, "client_key_file")?)
+                .map_err(|e| problem("client_key_file", format!("{}: {e}", key.display())))?;
             builder
                 .with_client_auth_cert(chain, key)
-                .map_err(|e| tls_err("client certificate", &e))?
+                .map_err(|e| problem("client_key_file", format!("client certificate: {e}")))?
         }
         (None, None) => builder.with_no_client_auth(),
-        _ => {
-            return Err(SourceError::Tls(
-                "client_cert_file and client_key_file go together".into(),
+        (Some(_), None) => {
+            return Err(problem(
+                "client_cert_file",
+                "client_cert_file and client_key_file go together",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(problem(
+                "client_key_file",
+                "client_cert_file and client_key_file go together",
             ))
         }
     };
     Ok(Arc::new(config))
+}
+
+/// The CA file's certificates; a file without any is refused rather than trusting nothing.
+fn file_roots(path: &Path) -> Result<RootCertStore, TlsProblem> {
+    let bytes = read_pem(path, "ca_file")?;
+    let at = |e: &dyn std::fmt::Display| problem("ca_file", format!("{}: {e}", path.display()));
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&bytes) {
+        roots.add(cert.map_err(|e| at(&e))?).map_err(|e| at(&e))?;
+    }
+    if roots.is_empty() {
+        return Err(at(&"no PEM certificate in it"));
+    }
+    Ok(roots)
+}
+
+fn read_pem(path: &Path, key: &'static str) -> Result<Vec<u8>, TlsProblem> {
+    fs_limits::read(path, MAX_PEM_BYTES, "a PEM file")
+        .map_err(|e| problem(key, format!("cannot read {}: {e}", path.display())))
 }

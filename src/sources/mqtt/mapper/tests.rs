@@ -322,3 +322,45 @@ fn tasmota_time_in_the_configured_zone() {
     .unwrap();
     assert_eq!(v[0].2, None);
 }
+
+/// Two different keys of one message never merge into one field: keys that name nothing are
+/// skipped and counted, a key folding onto a name already taken is skipped and counted.
+#[test]
+fn keys_never_merge_silently() {
+    let counted = |m: &Mapper, payload: &str, q: Option<&str>| {
+        let mut out = Vec::new();
+        let mut skips = KeySkips::default();
+        let r = m.map_counted(payload.as_bytes(), q, &mut out, &mut skips);
+        let names: Vec<String> = out.iter().map(|s| s.quantity.to_string()).collect();
+        (r, names, skips)
+    };
+    let json = mapper(PayloadFormat::Json);
+    let payload =
+        r##"{"":1,"#":2,"ä":3,"中":4,"A":5,"a":6,"t":{"x":7},"t_x":8,"%":{"b":9},"b":10}"##;
+    let (r, names, skips) = counted(&json, payload, None);
+    assert_eq!(r, Ok(()));
+    assert_eq!(names, ["a", "b", "t_x", "ä", "中"]);
+    // "", "#", "%".b; "a" after "A", "t_x" after "t"."x".
+    assert_eq!((skips.invalid, skips.duplicate), (3, 2));
+    let (r, _, skips) = counted(&json, r##"{"":1,"#":2}"##, None);
+    assert_eq!((r, skips.invalid), (Err(MapError::Empty), 2));
+
+    let tasmota = mapper(PayloadFormat::Tasmota);
+    let payload =
+        r#"{"BME280":{"Temperature":20,"temperature":21,"":1},"SHT3X":{"Temperature":19}}"#;
+    let (_, names, skips) = counted(&tasmota, payload, None);
+    assert_eq!(names, ["temperature", "temperature"], "one per sensor");
+    assert_eq!((skips.invalid, skips.duplicate), (1, 1));
+
+    let lp = mapper(PayloadFormat::LineProtocol);
+    let (_, names, skips) = counted(&lp, "m a=1,A=2,\\ =3 1\nm a=4 2", None);
+    assert_eq!(names, ["a", "a"], "one per point");
+    assert_eq!((skips.invalid, skips.duplicate), (1, 1));
+
+    let plain = mapper(PayloadFormat::Plain);
+    assert_eq!(
+        counted(&plain, "1.5", Some("")).0,
+        Err(MapError::NoQuantityName)
+    );
+    assert_eq!(run(&plain, "1.5", Some("ä")).unwrap()[0].0, "ä");
+}

@@ -1,7 +1,7 @@
 //! The selective parse against the full one: every case runs both and requires the same
 //! samples or the same error, and checks which cases the selective parse takes.
 
-use super::super::{parse_json, MapError, Mapper, Sample, TtnOptions};
+use super::super::{parse_json, KeySkips, MapError, Mapper, Sample, TtnOptions};
 use crate::config::{PayloadFormat, TimestampFormat};
 
 fn mapper(format: PayloadFormat, fields: &[(&str, &str)], ts: Option<&str>) -> Mapper {
@@ -13,8 +13,8 @@ fn full<'a>(m: &'a Mapper, payload: &[u8]) -> Result<Vec<Sample<'a>>, MapError> 
     let mut out = Vec::new();
     let doc = parse_json(payload)?;
     match m.format {
-        PayloadFormat::Json => m.map_json(doc, &mut out)?,
-        PayloadFormat::Ttn => m.map_ttn(&doc, &mut out)?,
+        PayloadFormat::Json => m.map_json(doc, &mut out, &mut KeySkips::default())?,
+        PayloadFormat::Ttn => m.map_ttn(&doc, &mut out, &mut KeySkips::default())?,
         other => panic!("not a JSON format: {other:?}"),
     }
     if out.is_empty() {

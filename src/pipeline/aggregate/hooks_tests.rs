@@ -1,6 +1,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
+use crate::clock::Now;
 use crate::config::AggregationConfig;
 use crate::health::HealthConfig;
 use crate::line_protocol::{parse_lines, FieldValue, Point};
@@ -42,7 +43,7 @@ fn setup(health: HealthConfig) -> Setup {
     hub.mark_identifier_series(devices);
     let gw = vec![("gateway".to_string(), "gw".to_string())];
     let agg =
-        Aggregator::new(&cfg, reg, metrics.clone(), T0).with_domain(Some(hub.clone()), &health, gw);
+        Aggregator::new(&cfg, reg, metrics.clone(), T0).with_hooks(Some(hub.clone()), &health, gw);
     Setup {
         agg,
         hub,
@@ -122,7 +123,7 @@ fn small_counts_are_suppressed_and_flush_retires_every_key() {
     assert_eq!(s.metrics.privacy.windows_suppressed.load(Relaxed), 1);
     s.devices(8, T0 + 70 * S);
     assert_eq!(s.hub.live_keys(), 1);
-    let batch = s.agg.flush().expect("partial window flushed");
+    let batch = (s.agg.flush(Now::synced_at(T0 + 75 * S))).expect("partial window flushed");
     let pts = points(&batch);
     assert_eq!(pts.len(), 1);
     // Keys are random: a register collision (p < 1 %) reads 7; two are about 1e-5.
@@ -150,7 +151,7 @@ fn without_domain_nothing_changes() {
 /// wall time: before, its boot stamp made it look days old and the sensor was "forgotten".
 #[test]
 fn receipt_stamped_readings_get_health_points() {
-    use crate::clock::{ClockConfig, Now, SyncMode};
+    use crate::clock::{ClockConfig, SyncMode};
     let cfg = AggregationConfig {
         window_secs: 60,
         grace_secs: 5,
@@ -172,7 +173,7 @@ fn receipt_stamped_readings_get_health_points() {
         boot,
         synced: true,
     };
-    let mut agg = Aggregator::with_clock(&cfg, &clock, reg, Metrics::new(), now).with_domain(
+    let mut agg = Aggregator::with_clock(&cfg, &clock, reg, Metrics::new(), now).with_hooks(
         None,
         &HealthConfig::default(),
         Vec::new(),

@@ -1,0 +1,89 @@
+//! The uplink's own counters beyond requests and points sent: points dead-lettered by
+//! reason, requests split after a refusal, redirects not followed, and the request size
+//! limit in force (it shrinks after a 413). Rendered into `/metrics` by
+//! [`Metrics::render`](crate::service::metrics::Metrics::render).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::service::metrics::{header, scalar};
+
+/// Why a point went to the dead-letter file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadReason {
+    /// The store refused the point itself as bad data (400/422 to a one-point request).
+    BadData,
+    /// The store refused a one-point request as too large (413).
+    TooLarge,
+}
+
+impl DeadReason {
+    const ALL: [DeadReason; 2] = [DeadReason::BadData, DeadReason::TooLarge];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            DeadReason::BadData => "bad_data",
+            DeadReason::TooLarge => "too_large",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct UplinkMetrics {
+    dead_letter: [AtomicU64; 2],
+    /// Refused requests split in two to find the points the store rejects (or to fit a 413).
+    pub splits: AtomicU64,
+    /// 3xx answers that were not followed (anything but 307/308).
+    pub redirects: AtomicU64,
+    /// Request size limit in force, bytes (0 until the uplink starts).
+    pub max_request_bytes: AtomicU64,
+}
+
+impl UplinkMetrics {
+    pub fn dead_lettered(&self, reason: DeadReason, points: u64) {
+        self.dead_letter[reason as usize].fetch_add(points, Relaxed);
+    }
+
+    pub fn dead_letter_points(&self, reason: DeadReason) -> u64 {
+        self.dead_letter[reason as usize].load(Relaxed)
+    }
+
+    pub fn render(&self, out: &mut String) {
+        header(
+            out,
+            "citysense_dead_letter_points_total",
+            "counter",
+            "Points the store refused, moved to the dead-letter file, by reason.",
+        );
+        for r in DeadReason::ALL {
+            let _ = writeln!(
+                out,
+                "citysense_dead_letter_points_total{{reason=\"{}\"}} {}",
+                r.label(),
+                self.dead_letter_points(r)
+            );
+        }
+        for (name, kind, help, v) in [
+            (
+                "citysense_uplink_splits_total",
+                "counter",
+                "Refused requests split in two (400/422 to isolate bad points, 413 to fit).",
+                self.splits.load(Relaxed),
+            ),
+            (
+                "citysense_uplink_redirects_total",
+                "counter",
+                "Redirects not followed (only 307/308 are); the data stays in the spool.",
+                self.redirects.load(Relaxed),
+            ),
+            (
+                "citysense_uplink_max_request_bytes",
+                "gauge",
+                "Request size limit in force (halved by each 413, down to 4096).",
+                self.max_request_bytes.load(Relaxed),
+            ),
+        ] {
+            scalar(out, name, kind, help, v);
+        }
+    }
+}
