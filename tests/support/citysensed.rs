@@ -61,6 +61,11 @@ impl Citysensed {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The process id (0 once reaped).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// True while the process runs.
     pub fn alive(&mut self) -> bool {
         self.child
@@ -123,6 +128,15 @@ impl Drop for Citysensed {
     }
 }
 
+/// [`scrape`], or an empty map while the endpoint does not answer yet.
+pub async fn try_scrape(port: u16) -> BTreeMap<String, f64> {
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let Ok(resp) = http().get(&url).send().await else {
+        return BTreeMap::new();
+    };
+    parse_metrics(&resp.text().await.unwrap_or_default())
+}
+
 /// `/metrics` of a daemon listening on `127.0.0.1:port`, as name{labels} -> value.
 pub async fn scrape(port: u16) -> BTreeMap<String, f64> {
     let url = format!("http://127.0.0.1:{port}/metrics");
@@ -134,6 +148,10 @@ pub async fn scrape(port: u16) -> BTreeMap<String, f64> {
         .text()
         .await
         .unwrap_or_else(|e| panic!("GET {url} body: {e}"));
+    parse_metrics(&body)
+}
+
+fn parse_metrics(body: &str) -> BTreeMap<String, f64> {
     body.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .filter_map(|l| {

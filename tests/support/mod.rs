@@ -13,6 +13,7 @@
 pub mod citysensed;
 pub mod daemon;
 pub mod fake_store;
+pub mod fault_proxy;
 pub mod influxd;
 pub mod logs;
 pub mod mosquitto;
