@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use citysense::line_protocol::{parse_lines, FieldValue};
+use citysense::service::spool_drops::SpoolDrop;
 use citysense::spool::{Spool, SpoolConfig};
 use support::{free_port, wait_until, Citysensed, Daemon, Victoria};
 
@@ -281,7 +282,7 @@ async fn bound_holds_and_drops_are_counted_exactly() {
     };
     let m = d.metrics.clone();
     wait_until(Duration::from_secs(20), "two windows dropped", || {
-        let dropped = m.spool_dropped_points.load(Relaxed);
+        let dropped = m.spool_dropped.get(SpoolDrop::Full);
         async move { dropped >= 2 * 600 }
     })
     .await;
@@ -295,11 +296,12 @@ async fn bound_holds_and_drops_are_counted_exactly() {
     assert!(samples.load(Relaxed) > 100);
     let left = Spool::inspect(&d.spool_dir).unwrap();
     let emitted = m.points_emitted.load(Relaxed);
-    let dropped = m.spool_dropped_points.load(Relaxed);
+    let dropped = m.spool_dropped.get(SpoolDrop::Full);
+    assert_eq!(dropped, m.spool_dropped.total(), "no other reason");
     assert_eq!(m.uplink_points_sent.load(Relaxed), 0);
     assert_eq!(m.spool_errors.load(Relaxed), 0);
     assert_eq!(dropped, emitted - left.points, "appended - spooled - sent");
-    let line = format!("citysense_spool_dropped_points_total {dropped}\n");
+    let line = format!("citysense_spool_dropped_points_total{{reason=\"full\"}} {dropped}\n");
     assert!(m.render().contains(&line));
 }
 

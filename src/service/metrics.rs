@@ -147,7 +147,8 @@ pub struct Metrics {
     pub spool_batches: AtomicU64,
     pub spool_points: AtomicU64,
     pub spool_oldest_ts: AtomicI64,
-    pub spool_dropped_points: AtomicU64,
+    /// `citysense_spool_dropped_points_total{reason}`.
+    pub spool_dropped: super::spool_drops::SpoolDrops,
     pub spool_corrupt_records: AtomicU64,
     pub spool_errors: AtomicU64,
     /// Last time the aggregator loop went round (unix seconds): the health check's heartbeat.
@@ -396,7 +397,7 @@ impl Metrics {
                 self.dropped_count(r)
             );
         }
-        let scalars: [MetricDef<i64>; 20] = [
+        let scalars: [MetricDef<i64>; 19] = [
             (
                 "citysense_readings_aggregated_total",
                 "counter",
@@ -494,15 +495,9 @@ impl Metrics {
                 self.spool_oldest_ts.load(Relaxed) / 1_000_000_000,
             ),
             (
-                "citysense_spool_dropped_points_total",
-                "counter",
-                "Points dropped because the spool was full.",
-                self.spool_dropped_points.load(Relaxed) as i64,
-            ),
-            (
                 "citysense_spool_corrupt_records_total",
                 "counter",
-                "Spool records skipped as corrupt at open.",
+                "Unacknowledged spool records lost to corruption (at open or when read).",
                 self.spool_corrupt_records.load(Relaxed) as i64,
             ),
             (
@@ -521,6 +516,7 @@ impl Metrics {
         for (name, kind, help, v) in scalars {
             scalar(&mut out, name, kind, help, v);
         }
+        self.spool_dropped.render(&mut out);
         self.privacy.render(&mut out);
         self.health.render(&mut out);
         self.clock.render(&mut out);

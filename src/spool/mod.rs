@@ -59,6 +59,7 @@
 //! open. SD-card wear: one write + one fdatasync per batch (the caller group-commits a
 //! whole window close), two fsyncs per ack, one directory fsync per new segment.
 
+mod damage;
 mod dead_letter;
 mod recover;
 mod segment;
@@ -100,7 +101,8 @@ pub struct Spool {
     skips: Vec<(u64, u64, u64)>,
     acked: u64,
     next_id: u64,
-    corrupt: u64,
+    /// Unacked records and points lost to corruption since open (recovery included).
+    lost: damage::Lost,
     /// (batches, points) dropped by the bound and not yet reported: reported by the next
     /// successful append (or `open`), so a failed write does not lose the count.
     pending_drops: (u64, u64),
@@ -134,7 +136,7 @@ impl Spool {
             skips: found.skips,
             acked,
             next_id: next_id(found.last_id, acked),
-            corrupt: found.corrupt_regions,
+            lost: found.lost,
             pending_drops: (0, 0),
         };
         spool.make_room(0)?;
@@ -153,7 +155,8 @@ impl Spool {
             points: stats.points,
             bytes: stats.bytes,
             torn_tail_bytes: found.torn_tail_bytes,
-            corrupt_records: found.corrupt_regions,
+            corrupt_records: found.lost.records,
+            corrupt_points: found.lost.points,
             dropped_batches,
             dropped_points,
             ack_reset,
@@ -190,7 +193,7 @@ impl Spool {
             max_ts,
         };
         let header = segment::encode_header(&h, payload);
-        let (Some(file), Some(seg)) = (self.writer.as_ref(), self.segments.back_mut()) else {
+        let (Some(file), Some(seg)) = (self.writer.as_ref(), self.segments.back()) else {
             return Err(io::Error::other("spool has no active segment after roll").into());
         };
         let offset = seg.size;
@@ -202,15 +205,14 @@ impl Spool {
         if written.is_ok() && self.fsync {
             written = file.sync_data();
         }
-        // The id is spent even on failure: the record may still reach the disk.
-        self.next_id += 1;
         if let Err(e) = written {
-            // Best effort: cut the partial record. Either way the next append starts a new
-            // segment, and bytes past `size` are never read before the next open.
-            let _ = file.set_len(offset);
-            self.writer = None;
+            self.write_failed(offset, &e);
             return Err(e.into());
         }
+        self.next_id += 1;
+        let Some(seg) = self.segments.back_mut() else {
+            return Err(io::Error::other("spool lost its active segment").into());
+        };
         seg.add(&h, offset + record_len);
         let (dropped_batches, dropped_points) = std::mem::take(&mut self.pending_drops);
         Ok(Appended {
@@ -218,6 +220,27 @@ impl Spool {
             dropped_batches,
             dropped_points,
         })
+    }
+
+    /// Cleans up after a failed append at `offset` of the active segment. When the partial
+    /// record is cut off again, the next append rewrites the same place with the same id
+    /// (a full disk retried every second must not leave a trail of empty segments).
+    /// Otherwise the id is spent (the record may still reach the disk), and the next append
+    /// starts a new segment; bytes past `size` are never read before the next open.
+    fn write_failed(&mut self, offset: u64, e: &io::Error) {
+        let cut = self.writer.as_ref().map(|f| f.set_len(offset));
+        if e.kind() == io::ErrorKind::StorageFull && matches!(cut, Some(Ok(()))) {
+            return;
+        }
+        self.next_id += 1;
+        self.writer = None;
+        // A segment that never got a record is removed, not left behind empty.
+        if self.segments.back().is_some_and(|s| s.size == 0) {
+            if let Some(back) = self.segments.pop_back() {
+                self.forget(back.first_id);
+                let _ = fs::remove_file(segment::path(&self.dir, back.first_id));
+            }
+        }
     }
 
     /// The oldest unacknowledged batch, left in place; the same one until it is acked.
@@ -263,8 +286,9 @@ impl Spool {
         Ok(out)
     }
 
-    /// Marks every record with id <= `up_to` delivered: persists the ack, then deletes the
-    /// segments it wholly covers (the active one once full). Acking an id at or below the
+    /// Marks every record with id <= `up_to` delivered: persists the ack, then reclaims the
+    /// space of the segments it wholly covers at once: older ones are deleted, the active
+    /// one is truncated to zero and written on from there. Acking an id at or below the
     /// current ack is a no-op.
     pub fn ack(&mut self, up_to: u64) -> Result<(), SpoolError> {
         if up_to <= self.acked {
@@ -279,20 +303,43 @@ impl Spool {
         recover::write_ack(&self.dir, up_to, self.fsync)?;
         self.acked = up_to;
         while let Some(front) = self.segments.front() {
-            // The active segment stays until full: deleting and recreating it on every
+            if front.last_id > up_to {
+                break;
+            }
+            // The active segment is emptied in place: deleting and recreating it on every
             // ack would cost a create, an unlink and a directory fsync per batch.
             let active = self.segments.len() == 1 && self.writer.is_some();
-            if front.last_id > up_to || (active && front.size < self.segment_bytes) {
-                break;
+            if active && front.size < self.segment_bytes && self.empty_active() {
+                return Ok(());
             }
             self.pop_front_segment()?;
         }
         self.step_head(up_to)
     }
 
+    /// Truncates the wholly acked active segment to zero; false if that failed (the caller
+    /// deletes it instead). Its name stays below its records' ids, which is all the format
+    /// needs; no fsync: if the truncation is lost in a crash, the records reappear acked.
+    fn empty_active(&mut self) -> bool {
+        let (Some(file), Some(seg)) = (self.writer.as_ref(), self.segments.front_mut()) else {
+            return false;
+        };
+        if file.set_len(0).is_err() {
+            return false;
+        }
+        let (first_id, last_id) = (seg.first_id, seg.last_id);
+        *seg = SegmentMeta {
+            last_id,
+            ..SegmentMeta::empty(first_id)
+        };
+        self.head = 0;
+        self.forget(first_id);
+        true
+    }
+
     /// Current counters (no I/O).
     pub fn stats(&self) -> SpoolStats {
-        stats_of(&self.segments, self.acked, self.next_id, self.corrupt)
+        stats_of(&self.segments, self.acked, self.next_id, self.lost)
     }
 
     /// Read-only view of a spool directory, safe while a daemon holds it: no lock, no
@@ -301,12 +348,10 @@ impl Spool {
         let (acked, _) = recover::read_ack(dir)?;
         let found = recover::recover_dir(dir, acked, false, false)?;
         let next = next_id(found.last_id, acked);
-        Ok(stats_of(
-            &found.segments,
-            acked,
-            next,
-            found.corrupt_regions,
-        ))
+        let mut stats = stats_of(&found.segments, acked, next, found.lost);
+        // Every segment file counts, also one wholly acked but not yet deleted.
+        stats.bytes = found.file_bytes;
+        Ok(stats)
     }
 
     /// Moves the head over the records <= `up_to` of the partly acked oldest segment.
@@ -352,17 +397,32 @@ impl Spool {
             let known = self.skips.iter().find(|s| s.0 == seg.first_id && s.1 == at);
             at = match known {
                 Some(&(_, _, end)) => end,
-                None => {
-                    let file = self.reader(seg.first_id)?;
-                    let next = segment::find_next(file, at + 1, seg.size, 0)?;
-                    let end = next.map_or(seg.size, |(start, _)| start);
-                    self.skips.push((seg.first_id, at, end));
-                    self.corrupt += 1;
-                    end
-                }
+                None => self.new_damage(seg, at)?,
             };
         }
         Ok(None)
+    }
+
+    /// Records a corrupt region found after open starting at `at` (bit rot: every record
+    /// in it was reported durable and is unacked, so all are lost); returns its end.
+    fn new_damage(&mut self, seg: SegmentMeta, at: u64) -> io::Result<u64> {
+        let file = self.reader(seg.first_id)?;
+        let next = segment::find_next(file, at + 1, seg.size, 0)?;
+        let end = next.map_or(seg.size, |(start, _)| start);
+        let avg = seg.points.checked_div(seg.records);
+        let points = damage::records(file, at, end, avg)?;
+        let lost = damage::unacked(&points, u64::MAX, 0);
+        self.skips.push((seg.first_id, at, end));
+        self.lost.add(lost);
+        tracing::error!(
+            segment = seg.first_id,
+            offset = at,
+            bytes = end - at,
+            records = lost.records,
+            points = lost.points,
+            "corrupt spool records skipped (data lost)"
+        );
+        Ok(end)
     }
 
     /// Drops oldest segments until `record_len` more bytes fit, counting what they held
@@ -412,18 +472,19 @@ impl Spool {
         if self.segments.is_empty() {
             self.writer = None;
         }
-        if self
-            .reader
-            .as_ref()
-            .is_some_and(|(id, _)| *id == front.first_id)
-        {
-            self.reader = None;
-        }
-        self.skips.retain(|s| s.0 != front.first_id);
+        self.forget(front.first_id);
         match fs::remove_file(segment::path(&self.dir, front.first_id)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),
         }
+    }
+
+    /// Drops the cached reader and known corrupt regions of segment `first_id`.
+    fn forget(&mut self, first_id: u64) {
+        if self.reader.as_ref().is_some_and(|(id, _)| *id == first_id) {
+            self.reader = None;
+        }
+        self.skips.retain(|s| s.0 != first_id);
     }
 
     fn disk_bytes(&self) -> u64 {
@@ -460,7 +521,7 @@ fn stats_of(
     segments: &VecDeque<SegmentMeta>,
     acked: u64,
     next_id: u64,
-    corrupt: u64,
+    lost: damage::Lost,
 ) -> SpoolStats {
     let live = || segments.iter().filter(|s| s.records > 0);
     SpoolStats {
@@ -471,6 +532,7 @@ fn stats_of(
         newest_ts: live().map(|s| s.max_ts).max(),
         acked_id: acked,
         next_id,
-        corrupt_records: corrupt,
+        corrupt_records: lost.records,
+        corrupt_points: lost.points,
     }
 }

@@ -8,6 +8,7 @@ use std::io::{self, Write as _};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
+use super::damage::Lost;
 use super::segment::{self, SegmentMeta};
 
 /// Lock file name; its `flock` dies with the process, so `kill -9` never leaves it stale.
@@ -120,7 +121,10 @@ pub(super) struct Recovered {
     /// Highest valid record id seen (acked or not).
     pub last_id: u64,
     pub torn_tail_bytes: u64,
-    pub corrupt_regions: u64,
+    /// Unacknowledged records and points lost to corruption (middle regions and tails).
+    pub lost: Lost,
+    /// Bytes of every segment file as found, wholly acknowledged ones included.
+    pub file_bytes: u64,
     /// Corrupt regions `(segment first id, start, end)` inside kept segments.
     pub skips: Vec<(u64, u64, u64)>,
 }
@@ -151,16 +155,17 @@ pub(super) fn recover_dir(
                 Err(e) => return Err(e),
             };
             let len = file.metadata()?.len();
+            out.file_bytes += len;
             let scan = segment::scan(&file, first_id, len, acked, &mut out.last_id)?;
             out.torn_tail_bytes += scan.torn_tail_bytes;
-            out.corrupt_regions += scan.corrupt.len() as u64;
+            out.lost.add(scan.lost);
             if scan.meta.records > 0 {
                 let regions = scan
                     .corrupt
                     .iter()
                     .map(|&(start, end)| (first_id, start, end));
                 out.skips.extend(regions);
-                if repair && scan.torn_tail_bytes > 0 {
+                if repair && scan.tail_bytes > 0 {
                     file.set_len(scan.meta.size)?;
                     if fsync {
                         file.sync_all()?;
@@ -172,6 +177,8 @@ pub(super) fn recover_dir(
                 out.segments.push_back(scan.meta);
                 continue;
             }
+        } else if !repair {
+            out.file_bytes += fs::metadata(&path).map_or(0, |m| m.len());
         }
         if repair {
             fs::remove_file(&path)?;
