@@ -122,6 +122,7 @@ impl Spool {
         })?;
         recover::remove_stale_tmp(&cfg.dir)?;
         let (acked, ack_reset) = recover::read_ack(&cfg.dir)?;
+        recover::ensure_ack(&cfg.dir, cfg.fsync)?;
         let found = recover::recover_dir(&cfg.dir, acked, true, cfg.fsync)?;
         let mut spool = Spool {
             segment_bytes: cfg.segment_bytes.min(cfg.max_bytes / 4),

@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
+use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
@@ -78,7 +79,11 @@ pub(super) fn read_ack(dir: &Path) -> io::Result<(u64, bool)> {
     }
 }
 
-/// Replaces the ack file atomically: write tmp, fsync, rename, fsync the directory.
+/// Replaces the ack file atomically: write tmp, fsync, rename, fsync the directory. On a
+/// full disk (no block for the tmp file) the existing ack is overwritten in place instead:
+/// its block is already allocated, a 16-byte write inside one sector does not tear in
+/// practice, and if it did the CRC would catch it (everything is then resent, harmless).
+/// Without that, a full disk could never be freed: space comes back only after an ack.
 pub(super) fn write_ack(dir: &Path, id: u64, fsync: bool) -> io::Result<()> {
     let id_bytes = id.to_le_bytes();
     let mut buf = [0u8; ACK_LEN as usize];
@@ -86,16 +91,36 @@ pub(super) fn write_ack(dir: &Path, id: u64, fsync: bool) -> io::Result<()> {
     buf[4..8].copy_from_slice(&crc32c::crc32c(&id_bytes).to_le_bytes());
     buf[8..].copy_from_slice(&id_bytes);
     let tmp = dir.join(ACK_TMP);
-    let mut file = File::create(&tmp)?;
-    file.write_all(&buf)?;
-    if fsync {
-        file.sync_data()?;
+    let written = File::create(&tmp).and_then(|mut file| {
+        file.write_all(&buf)?;
+        if fsync {
+            file.sync_data()?;
+        }
+        Ok(())
+    });
+    match written {
+        Err(e) if e.kind() == io::ErrorKind::StorageFull => {
+            let _ = fs::remove_file(&tmp);
+            let file = OpenOptions::new().write(true).open(dir.join(ACK_FILE))?;
+            file.write_all_at(&buf, 0)?;
+            return if fsync { file.sync_data() } else { Ok(()) };
+        }
+        other => other?,
     }
     fs::rename(&tmp, dir.join(ACK_FILE))?;
     if fsync {
         sync_dir(dir)?;
     }
     Ok(())
+}
+
+/// Creates the ack file (id 0) if missing, so its block exists before the disk can fill
+/// and [`write_ack`] always has a place to write in.
+pub(super) fn ensure_ack(dir: &Path, fsync: bool) -> io::Result<()> {
+    match fs::metadata(dir.join(ACK_FILE)) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => write_ack(dir, 0, fsync),
+        other => other.map(|_| ()),
+    }
 }
 
 /// Removes a temporary ack left by a crash before its rename (the old ack still holds).
