@@ -1,4 +1,5 @@
-//! What invalid bytes in a segment cost. Decides whether the invalid end of a segment is a
+//! What invalid bytes in a segment cost, and the resync over them when a read meets them
+//! after open (`Spool::next_valid`). Decides whether the invalid end of a segment is a
 //! torn write (a prefix of the one record being written when the process died: that batch
 //! was never reported durable, nothing is lost) or corruption, and estimates how many
 //! records and points a corrupt region held, as far as its bytes still tell.
@@ -12,7 +13,8 @@
 use std::fs::File;
 use std::io;
 
-use super::segment::{self, HEADER_LEN};
+use super::segment::{self, RecordHeader, SegmentMeta, HEADER_LEN};
+use super::Spool;
 
 /// Records and points lost to corruption.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -86,6 +88,52 @@ pub(super) fn unacked(points: &[u64], last: u64, acked: u64) -> Lost {
     Lost {
         records: k as u64,
         points: lost.iter().sum(),
+    }
+}
+
+impl Spool {
+    /// The first valid record at or after `offset` in `seg`, with its start. Corrupt
+    /// bytes are skipped: known regions directly, new ones found by resync and counted.
+    pub(super) fn next_valid(
+        &mut self,
+        seg: SegmentMeta,
+        offset: u64,
+        mut payload: Option<&mut Vec<u8>>,
+    ) -> io::Result<Option<(u64, RecordHeader)>> {
+        let mut at = offset;
+        while at < seg.size {
+            if let Some(h) = self.read_at(seg.first_id, at, seg.size, payload.as_deref_mut())? {
+                return Ok(Some((at, h)));
+            }
+            let known = self.skips.iter().find(|s| s.0 == seg.first_id && s.1 == at);
+            at = match known {
+                Some(&(_, _, end)) => end,
+                None => self.new_damage(seg, at)?,
+            };
+        }
+        Ok(None)
+    }
+
+    /// Records a corrupt region found after open starting at `at` (bit rot: every record
+    /// in it was reported durable and is unacked, so all are lost); returns its end.
+    pub(super) fn new_damage(&mut self, seg: SegmentMeta, at: u64) -> io::Result<u64> {
+        let file = self.reader(seg.first_id)?;
+        let next = segment::find_next(file, at + 1, seg.size, 0)?;
+        let end = next.map_or(seg.size, |(start, _)| start);
+        let avg = seg.points.checked_div(seg.records);
+        let points = records(file, at, end, avg)?;
+        let lost = unacked(&points, u64::MAX, 0);
+        self.skips.push((seg.first_id, at, end));
+        self.lost.add(lost);
+        tracing::error!(
+            segment = seg.first_id,
+            offset = at,
+            bytes = end - at,
+            records = lost.records,
+            points = lost.points,
+            "corrupt spool records skipped (data lost)"
+        );
+        Ok(end)
     }
 }
 

@@ -5,11 +5,12 @@
 //! # On-disk format
 //!
 //! One directory holds:
-//! - `NNNNNNNNNNNNNNNNNNNN.seg`: segment files, the 20-digit zero-padded id of their first
-//!   record, a plain concatenation of records (no file header);
+//! - `NNNNNNNNNNNNNNNNNNNN.seg`: segment files, named by a 20-digit zero-padded id at or
+//!   below the id of their first record (equal unless the segment was emptied in place,
+//!   see 4), a plain concatenation of records (no file header);
 //! - `ack`: 16 bytes, little-endian: magic `0xF5C1ACC0` u32, crc32c of the id bytes u32,
-//!   last acknowledged record id u64 (0 = nothing acked yet). `ack.tmp` exists only
-//!   between its write and its rename, and is removed at open;
+//!   last acknowledged record id u64 (0 = nothing acked yet); created at open. `ack.tmp`
+//!   exists only between its write and its rename, and is removed at open;
 //! - `lock`: empty; `open` holds an exclusive `flock` on it, which the kernel drops when
 //!   the process dies, so `kill -9` never leaves a stale lock.
 //!
@@ -31,38 +32,55 @@
 //!
 //! # Invariants
 //!
-//! 1. Ids rise strictly through the whole spool (normally by 1; a failed append still
-//!    consumes its id). Every record of a segment has an id below the next segment's name.
+//! 1. Ids rise strictly through the whole spool, by 1 inside a segment (a failed append
+//!    on a full disk is retried at the same place with the same id; any other failed
+//!    append spends its id and the next one starts a new segment). Every record of a
+//!    segment has an id below the next segment's name.
 //! 2. Only the newest segment is written, only at its valid end: header and payload by
 //!    two adjacent `pwrite`s, then one `fdatasync`. `append` returning `Ok` means the
 //!    record is durable. A new segment's directory entry is fsynced before its first
 //!    record.
 //! 3. The ack is replaced atomically (tmp, fsync, rename, fsync dir) before any segment
-//!    it covers is deleted. Records with id <= ack are never returned again.
-//! 4. A segment is deleted only when every record in it is acked (the segment being
-//!    appended to only once it is full, to spare the card), when the size bound
-//!    drops it (oldest first, whole segments, counted), or at open when it holds no
+//!    it covers is deleted. On a full disk (no block for `ack.tmp`) the ack file is
+//!    overwritten in place: 16 bytes in one sector, guarded by its CRC. Records with
+//!    id <= ack are never returned again.
+//! 4. Acknowledged space is reclaimed at the ack: a segment is deleted when every record
+//!    in it is acked, except the one being appended to, which is truncated to zero and
+//!    written on (no create, unlink and directory fsync per batch); if the truncation is
+//!    lost in a crash its records reappear, acked. A segment is also deleted when the size
+//!    bound drops it (oldest first, whole segments, counted), or at open when it holds no
 //!    valid unacked record.
 //! 5. After every `append`: sum of segment sizes + 16 <= `max_bytes`. A record that
 //!    cannot fit even into an empty spool is rejected (`TooLarge`).
-//! 6. Recovery (open): bytes after the last valid record of a segment are a torn tail and
-//!    are truncated; an invalid region followed by a valid record is skipped and counted.
-//!    A valid record is: magic, length inside the file, matching CRC, id above every
-//!    earlier id. Resync searches forward for the magic and checks each candidate so.
-//!    Segments wholly below the ack are deleted without being read. Later reads jump
-//!    over the regions found; damage appearing after open (bit rot) is resynced the
-//!    same way when a read meets it, and each region is counted once.
+//! 6. Recovery (open): invalid bytes after the last valid record of a segment are
+//!    truncated. They are a torn tail (a crash mid-write, no loss) only if they can be
+//!    one record cut short: fewer than 40 bytes, or a header declaring more bytes than
+//!    are there and no other header after it. Anything else is corruption, like an
+//!    invalid region followed by a valid record, which is skipped. Resync searches
+//!    forward for the magic (it never occurs in line protocol) and checks each candidate:
+//!    magic, length inside the file, matching CRC, id above every earlier id, so every
+//!    intact record after damage is kept. The records a corrupt region held are counted
+//!    from the damaged headers still readable, and exactly from the id gap between two
+//!    valid records of a segment (see `damage.rs`); records at or below the ack are no
+//!    loss. Segments wholly below the ack are deleted without being read. Later reads
+//!    jump over the regions found; damage appearing after open (bit rot) is resynced the
+//!    same way when a read meets it, counted once and logged at ERROR.
+//!
+//! A full disk (ENOSPC) fails the append without losing anything: the caller keeps the
+//! batch and retries, and space comes back as soon as the uplink acks (by 3 and 4).
 //!
 //! Crash windows: during a record write the tail is torn (recovered by 6); between ack
 //! rename and segment deletion the segments are deleted at the next open (by 3); a drop
 //! for the bound whose deletion was not yet durable reappears and is dropped again at
 //! open. SD-card wear: one write + one fdatasync per batch (the caller group-commits a
-//! whole window close), two fsyncs per ack, one directory fsync per new segment.
+//! whole window close), two fsyncs per ack (plus an unsynced truncate when it empties the
+//! active segment), one directory fsync per new segment.
 
 mod damage;
 mod dead_letter;
 mod recover;
 mod segment;
+mod space;
 #[cfg(test)]
 mod tests;
 mod types;
@@ -223,27 +241,6 @@ impl Spool {
         })
     }
 
-    /// Cleans up after a failed append at `offset` of the active segment. When the partial
-    /// record is cut off again, the next append rewrites the same place with the same id
-    /// (a full disk retried every second must not leave a trail of empty segments).
-    /// Otherwise the id is spent (the record may still reach the disk), and the next append
-    /// starts a new segment; bytes past `size` are never read before the next open.
-    fn write_failed(&mut self, offset: u64, e: &io::Error) {
-        let cut = self.writer.as_ref().map(|f| f.set_len(offset));
-        if e.kind() == io::ErrorKind::StorageFull && matches!(cut, Some(Ok(()))) {
-            return;
-        }
-        self.next_id += 1;
-        self.writer = None;
-        // A segment that never got a record is removed, not left behind empty.
-        if self.segments.back().is_some_and(|s| s.size == 0) {
-            if let Some(back) = self.segments.pop_back() {
-                self.forget(back.first_id);
-                let _ = fs::remove_file(segment::path(&self.dir, back.first_id));
-            }
-        }
-    }
-
     /// The oldest unacknowledged batch, left in place; the same one until it is acked.
     pub fn peek(&mut self) -> Result<Option<Batch>, SpoolError> {
         Ok(self.peek_many(0)?.into_iter().next())
@@ -318,26 +315,6 @@ impl Spool {
         self.step_head(up_to)
     }
 
-    /// Truncates the wholly acked active segment to zero; false if that failed (the caller
-    /// deletes it instead). Its name stays below its records' ids, which is all the format
-    /// needs; no fsync: if the truncation is lost in a crash, the records reappear acked.
-    fn empty_active(&mut self) -> bool {
-        let (Some(file), Some(seg)) = (self.writer.as_ref(), self.segments.front_mut()) else {
-            return false;
-        };
-        if file.set_len(0).is_err() {
-            return false;
-        }
-        let (first_id, last_id) = (seg.first_id, seg.last_id);
-        *seg = SegmentMeta {
-            last_id,
-            ..SegmentMeta::empty(first_id)
-        };
-        self.head = 0;
-        self.forget(first_id);
-        true
-    }
-
     /// Current counters (no I/O).
     pub fn stats(&self) -> SpoolStats {
         stats_of(&self.segments, self.acked, self.next_id, self.lost)
@@ -382,64 +359,6 @@ impl Spool {
         Ok(())
     }
 
-    /// The first valid record at or after `offset` in `seg`, with its start. Corrupt
-    /// bytes are skipped: known regions directly, new ones found by resync and counted.
-    fn next_valid(
-        &mut self,
-        seg: SegmentMeta,
-        offset: u64,
-        mut payload: Option<&mut Vec<u8>>,
-    ) -> io::Result<Option<(u64, RecordHeader)>> {
-        let mut at = offset;
-        while at < seg.size {
-            if let Some(h) = self.read_at(seg.first_id, at, seg.size, payload.as_deref_mut())? {
-                return Ok(Some((at, h)));
-            }
-            let known = self.skips.iter().find(|s| s.0 == seg.first_id && s.1 == at);
-            at = match known {
-                Some(&(_, _, end)) => end,
-                None => self.new_damage(seg, at)?,
-            };
-        }
-        Ok(None)
-    }
-
-    /// Records a corrupt region found after open starting at `at` (bit rot: every record
-    /// in it was reported durable and is unacked, so all are lost); returns its end.
-    fn new_damage(&mut self, seg: SegmentMeta, at: u64) -> io::Result<u64> {
-        let file = self.reader(seg.first_id)?;
-        let next = segment::find_next(file, at + 1, seg.size, 0)?;
-        let end = next.map_or(seg.size, |(start, _)| start);
-        let avg = seg.points.checked_div(seg.records);
-        let points = damage::records(file, at, end, avg)?;
-        let lost = damage::unacked(&points, u64::MAX, 0);
-        self.skips.push((seg.first_id, at, end));
-        self.lost.add(lost);
-        tracing::error!(
-            segment = seg.first_id,
-            offset = at,
-            bytes = end - at,
-            records = lost.records,
-            points = lost.points,
-            "corrupt spool records skipped (data lost)"
-        );
-        Ok(end)
-    }
-
-    /// Drops oldest segments until `record_len` more bytes fit, counting what they held
-    /// in `pending_drops`.
-    fn make_room(&mut self, record_len: u64) -> Result<(), SpoolError> {
-        while let Some(front) = self.segments.front().copied() {
-            if self.disk_bytes() + ACK_LEN + record_len <= self.max_bytes {
-                break;
-            }
-            self.pending_drops.0 += front.records;
-            self.pending_drops.1 += front.points;
-            self.pop_front_segment()?;
-        }
-        Ok(())
-    }
-
     /// Starts a new segment when there is no writer or the current one is full.
     fn roll_if_needed(&mut self) -> Result<(), SpoolError> {
         let full = self
@@ -462,34 +381,6 @@ impl Spool {
         self.segments.push_back(SegmentMeta::empty(self.next_id));
         self.writer = Some(file);
         Ok(())
-    }
-
-    /// Removes the oldest segment and its file; the head moves to the next segment.
-    fn pop_front_segment(&mut self) -> Result<(), SpoolError> {
-        let Some(front) = self.segments.pop_front() else {
-            return Ok(());
-        };
-        self.head = 0;
-        if self.segments.is_empty() {
-            self.writer = None;
-        }
-        self.forget(front.first_id);
-        match fs::remove_file(segment::path(&self.dir, front.first_id)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
-        }
-    }
-
-    /// Drops the cached reader and known corrupt regions of segment `first_id`.
-    fn forget(&mut self, first_id: u64) {
-        if self.reader.as_ref().is_some_and(|(id, _)| *id == first_id) {
-            self.reader = None;
-        }
-        self.skips.retain(|s| s.0 != first_id);
-    }
-
-    fn disk_bytes(&self) -> u64 {
-        self.segments.iter().map(|s| s.size).sum()
     }
 
     /// Read handle on segment `first_id`, reused across calls.
