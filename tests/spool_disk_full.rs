@@ -161,6 +161,10 @@ async fn full_disk_is_survived_and_every_reading_reaches_the_store() {
         disk.used()
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        m.spool_held_points.load(Relaxed) > 0,
+        "windows held in memory"
+    );
 
     // Store back: acknowledged space is reclaimed while running and the held windows and
     // every later one reach the spool and the store.
@@ -184,6 +188,7 @@ async fn full_disk_is_survived_and_every_reading_reaches_the_store() {
         errors,
         "appends did not resume"
     );
+    assert_eq!(m.spool_held_points.load(Relaxed), 0);
 
     d.stop().await;
     assert_eq!(m.spool_dropped.total(), 0, "{}", m.render());

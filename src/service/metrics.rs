@@ -150,6 +150,8 @@ pub struct Metrics {
     /// `citysense_spool_dropped_points_total{reason}`.
     pub spool_dropped: super::spool_drops::SpoolDrops,
     pub spool_corrupt_records: AtomicU64,
+    /// Points held in memory because the spool refuses writes (full disk, I/O error).
+    pub spool_held_points: AtomicU64,
     pub spool_errors: AtomicU64,
     /// Last time the aggregator loop went round (unix seconds): the health check's heartbeat.
     pub aggregator_heartbeat: AtomicI64,
@@ -397,7 +399,7 @@ impl Metrics {
                 self.dropped_count(r)
             );
         }
-        let scalars: [MetricDef<i64>; 19] = [
+        let scalars: [MetricDef<i64>; 20] = [
             (
                 "citysense_readings_aggregated_total",
                 "counter",
@@ -493,6 +495,12 @@ impl Metrics {
                 "gauge",
                 "Window start of the oldest spooled point (0 = empty).",
                 self.spool_oldest_ts.load(Relaxed) / 1_000_000_000,
+            ),
+            (
+                "citysense_spool_held_points",
+                "gauge",
+                "Points held in memory because the spool refuses writes (e.g. disk full).",
+                self.spool_held_points.load(Relaxed) as i64,
             ),
             (
                 "citysense_spool_corrupt_records_total",

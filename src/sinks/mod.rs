@@ -120,6 +120,8 @@ impl Sink {
                     if append_pending(&spool, &mut pending, &uplink).await {
                         wake.notify_one();
                     }
+                    let held = &uplink.metrics().spool_held_points;
+                    held.store(pending.points(), Relaxed);
                 }
                 // Input closed: shutdown.
                 flush_held(&spool, &mut pending, &uplink, &wake).await;
@@ -150,6 +152,7 @@ async fn flush_held(spool: &SharedSpool, pending: &mut Pending, uplink: &Uplink,
             wake.notify_one();
         }
         if pending.is_empty() {
+            uplink.metrics().spool_held_points.store(0, Relaxed);
             return;
         }
         if tokio::time::Instant::now() >= deadline {
@@ -159,10 +162,9 @@ async fn flush_held(spool: &SharedSpool, pending: &mut Pending, uplink: &Uplink,
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let points = pending.points();
-    uplink
-        .metrics()
-        .spool_dropped
-        .add(SpoolDrop::UnwrittenAtStop, points);
+    let m = uplink.metrics();
+    m.spool_dropped.add(SpoolDrop::UnwrittenAtStop, points);
+    m.spool_held_points.store(0, Relaxed);
     tracing::error!(
         batches = pending.len(),
         points,
