@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use citysense::line_protocol::{parse_lines, FieldValue};
+use citysense::service::spool_drops::SpoolDrop;
 use citysense::spool::{Spool, SpoolConfig};
 use support::{free_port, wait_until, Citysensed, Daemon, Victoria};
 
@@ -170,7 +171,9 @@ async fn sigkill_loop_loses_no_committed_window() {
             tmp.path(),
             "info,citysense=debug",
         );
-        std::thread::sleep(Duration::from_millis(fastrand::u64(100..600)));
+        // Long enough that most runs get past start-up to a window close even on a loaded
+        // machine (a window closes once a second); short enough to kill mid-write often.
+        std::thread::sleep(Duration::from_millis(fastrand::u64(200..1200)));
         assert!(d.alive(), "round {round}: daemon died:\n{}", d.log());
         let log = d.kill();
         assert!(!log.contains("ERROR"), "round {round}:\n{log}");
@@ -281,7 +284,7 @@ async fn bound_holds_and_drops_are_counted_exactly() {
     };
     let m = d.metrics.clone();
     wait_until(Duration::from_secs(20), "two windows dropped", || {
-        let dropped = m.spool_dropped_points.load(Relaxed);
+        let dropped = m.spool_dropped.get(SpoolDrop::Full);
         async move { dropped >= 2 * 600 }
     })
     .await;
@@ -295,11 +298,12 @@ async fn bound_holds_and_drops_are_counted_exactly() {
     assert!(samples.load(Relaxed) > 100);
     let left = Spool::inspect(&d.spool_dir).unwrap();
     let emitted = m.points_emitted.load(Relaxed);
-    let dropped = m.spool_dropped_points.load(Relaxed);
+    let dropped = m.spool_dropped.get(SpoolDrop::Full);
+    assert_eq!(dropped, m.spool_dropped.total(), "no other reason");
     assert_eq!(m.uplink_points_sent.load(Relaxed), 0);
     assert_eq!(m.spool_errors.load(Relaxed), 0);
     assert_eq!(dropped, emitted - left.points, "appended - spooled - sent");
-    let line = format!("citysense_spool_dropped_points_total {dropped}\n");
+    let line = format!("citysense_spool_dropped_points_total{{reason=\"full\"}} {dropped}\n");
     assert!(m.render().contains(&line));
 }
 

@@ -151,8 +151,11 @@ pub struct Metrics {
     pub spool_batches: AtomicU64,
     pub spool_points: AtomicU64,
     pub spool_oldest_ts: AtomicI64,
-    pub spool_dropped_points: AtomicU64,
+    /// `citysense_spool_dropped_points_total{reason}`.
+    pub spool_dropped: super::spool_drops::SpoolDrops,
     pub spool_corrupt_records: AtomicU64,
+    /// Points held in memory because the spool refuses writes (full disk, I/O error).
+    pub spool_held_points: AtomicU64,
     pub spool_errors: AtomicU64,
     /// Last time the aggregator loop went round (unix seconds): the health check's heartbeat.
     pub aggregator_heartbeat: AtomicI64,
@@ -501,15 +504,15 @@ impl Metrics {
                 self.spool_oldest_ts.load(Relaxed) / 1_000_000_000,
             ),
             (
-                "citysense_spool_dropped_points_total",
-                "counter",
-                "Points dropped because the spool was full.",
-                self.spool_dropped_points.load(Relaxed) as i64,
+                "citysense_spool_held_points",
+                "gauge",
+                "Points held in memory because the spool refuses writes (e.g. disk full).",
+                self.spool_held_points.load(Relaxed) as i64,
             ),
             (
                 "citysense_spool_corrupt_records_total",
                 "counter",
-                "Spool records skipped as corrupt at open.",
+                "Unacknowledged spool records lost to corruption (at open or when read).",
                 self.spool_corrupt_records.load(Relaxed) as i64,
             ),
             (
@@ -528,6 +531,7 @@ impl Metrics {
         for (name, kind, help, v) in scalars {
             scalar(&mut out, name, kind, help, v);
         }
+        self.spool_dropped.render(&mut out);
         self.privacy.render(&mut out);
         self.health.render(&mut out);
         self.clock.render(&mut out);

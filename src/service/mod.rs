@@ -2,6 +2,7 @@
 
 pub mod http;
 pub mod metrics;
+pub mod spool_drops;
 pub mod systemd;
 
 use std::path::{Path, PathBuf};

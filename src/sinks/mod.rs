@@ -21,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, OutputApi};
 use crate::pipeline::aggregate::WindowBatch;
-use crate::service::metrics::Metrics;
+use crate::service::metrics::{Metrics, RateLimit};
+use crate::service::spool_drops::SpoolDrop;
 use crate::spool::{Spool, SpoolConfig as DiskConfig, SpoolError};
 
 pub use influx::{classify, Outcome, SinkError, Writer};
@@ -122,21 +123,11 @@ impl Sink {
                     if append_pending(&spool, &mut pending, &uplink).await {
                         wake.notify_one();
                     }
+                    let held = &uplink.metrics().spool_held_points;
+                    held.store(pending.points(), Relaxed);
                 }
-                // Input closed: shutdown. One last try for batches held in memory.
-                append_pending(&spool, &mut pending, &uplink).await;
-                if !pending.is_empty() {
-                    let points = pending.points();
-                    uplink
-                        .metrics()
-                        .spool_dropped_points
-                        .fetch_add(points, Relaxed);
-                    tracing::error!(
-                        batches = pending.len(),
-                        points,
-                        "spool still failing at shutdown: batches held in memory are lost"
-                    );
-                }
+                // Input closed: shutdown.
+                flush_held(&spool, &mut pending, &uplink, &wake).await;
                 wake.notify_one();
                 stop.cancel();
                 if tokio::time::timeout(DRAIN_DEADLINE + Duration::from_secs(1), up)
@@ -150,17 +141,57 @@ impl Sink {
     }
 }
 
-/// Counts and logs what `open` repaired or dropped (the bound may have shrunk since).
+/// How long batches held in memory are retried at stop, while the uplink keeps delivering
+/// (every ack frees disk space); the uplink's own drain follows.
+const HELD_STOP_DEADLINE: Duration = DRAIN_DEADLINE;
+
+/// At stop: appends the batches held in memory (a full or failing disk) until they are all
+/// in the spool or [`HELD_STOP_DEADLINE`] passes; what is still held then is lost, counted
+/// and logged as such.
+async fn flush_held(spool: &SharedSpool, pending: &mut Pending, uplink: &Uplink, wake: &Notify) {
+    let deadline = tokio::time::Instant::now() + HELD_STOP_DEADLINE;
+    loop {
+        if append_pending(spool, pending, uplink).await {
+            wake.notify_one();
+        }
+        if pending.is_empty() {
+            uplink.metrics().spool_held_points.store(0, Relaxed);
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        wake.notify_one();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let points = pending.points();
+    let m = uplink.metrics();
+    m.spool_dropped.add(SpoolDrop::UnwrittenAtStop, points);
+    m.spool_held_points.store(0, Relaxed);
+    tracing::error!(
+        batches = pending.len(),
+        points,
+        waited = ?HELD_STOP_DEADLINE,
+        "spool still refuses writes at stop: batches held in memory are lost"
+    );
+}
+
+/// Logs what `open` repaired or dropped (the bound may have shrunk since). Corruption is
+/// counted from the spool's own total by `Uplink::publish_stats`.
 fn report_recovery(metrics: &Metrics, recovery: &crate::spool::Recovery) {
     if recovery.corrupt_records > 0 {
         tracing::error!(
-            corrupt = recovery.corrupt_records,
+            records = recovery.corrupt_records,
+            points = recovery.corrupt_points,
             "corrupt spool records skipped (data lost)"
         );
     }
-    metrics
-        .spool_corrupt_records
-        .fetch_add(recovery.corrupt_records, Relaxed);
+    if recovery.torn_tail_bytes > 0 {
+        tracing::info!(
+            bytes = recovery.torn_tail_bytes,
+            "torn spool tail truncated: one record cut short by a crash, never reported durable"
+        );
+    }
     if recovery.dropped_points > 0 || recovery.dropped_batches > 0 {
         tracing::error!(
             batches = recovery.dropped_batches,
@@ -169,8 +200,8 @@ fn report_recovery(metrics: &Metrics, recovery: &crate::spool::Recovery) {
         );
     }
     metrics
-        .spool_dropped_points
-        .fetch_add(recovery.dropped_points, Relaxed);
+        .spool_dropped
+        .add(SpoolDrop::Full, recovery.dropped_points);
     if recovery.ack_reset {
         tracing::warn!("spool ack file unreadable: every batch on disk will be sent again (harmless: same timestamps overwrite)");
     }
@@ -208,6 +239,7 @@ async fn append(
     uplink: &Uplink,
 ) -> Result<(), Option<WindowBatch>> {
     let spool = spool.clone();
+    let points = batch.points;
     let started = std::time::Instant::now();
     let res = tokio::task::spawn_blocking(move || {
         let r = lock(&spool).append(
@@ -226,8 +258,8 @@ async fn append(
             tracing::debug!(id = appended.id, points = batch.points, "batch spooled");
             if appended.dropped_points > 0 {
                 metrics
-                    .spool_dropped_points
-                    .fetch_add(appended.dropped_points, Relaxed);
+                    .spool_dropped
+                    .add(SpoolDrop::Full, appended.dropped_points);
                 uplink.log_spool_full(appended.dropped_batches, appended.dropped_points);
             }
             Ok(())
@@ -243,27 +275,35 @@ async fn append(
         }
         Err(e) => {
             metrics.spool_errors.fetch_add(1, Relaxed);
-            tracing::error!(error = %e, "spool writer task failed: batch lost");
+            let points = u64::from(points);
+            metrics.spool_dropped.add(SpoolDrop::WriterFailed, points);
+            tracing::error!(error = %e, points, "spool writer task failed: batch lost");
             Err(None)
         }
     }
 }
 
-/// Batches the in-memory queue dropped to stay bounded: lost, counted like a full spool.
+/// Batches the in-memory queue dropped to stay bounded while the disk refuses writes.
 fn report_memory_drop(uplink: &Uplink, batches: u64, points: u64) {
+    static LOG: RateLimit = RateLimit::new(Duration::from_secs(60));
     if batches > 0 {
-        uplink
-            .metrics()
-            .spool_dropped_points
-            .fetch_add(points, Relaxed);
-        uplink.log_spool_full(batches, points);
+        let m = uplink.metrics();
+        m.spool_dropped.add(SpoolDrop::HeldOverflow, points);
+        if let Some(suppressed) = LOG.check() {
+            tracing::error!(
+                batches,
+                points,
+                suppressed,
+                "spool refuses writes and the in-memory queue is full: oldest held batches dropped (data lost)"
+            );
+        }
     }
 }
 
 fn spool_error(metrics: &Metrics, points: u32, e: &SpoolError) {
     metrics.spool_errors.fetch_add(1, Relaxed);
     metrics
-        .spool_dropped_points
-        .fetch_add(u64::from(points), Relaxed);
+        .spool_dropped
+        .add(SpoolDrop::TooLarge, u64::from(points));
     tracing::error!(error = %e, points, "cannot write to spool: batch lost");
 }

@@ -86,6 +86,11 @@ impl Uplink {
         m.spool_batches.store(s.batches, Relaxed);
         m.spool_points.store(s.points, Relaxed);
         m.spool_oldest_ts.store(s.oldest_ts.unwrap_or(0), Relaxed);
+        // Corruption is counted by the spool (at open and when a read meets it).
+        m.spool_corrupt_records
+            .fetch_max(s.corrupt_records, Relaxed);
+        let corrupt = crate::service::spool_drops::SpoolDrop::Corrupt;
+        m.spool_dropped.raise_to(corrupt, s.corrupt_points);
     }
 
     pub fn log_spool_full(&self, batches: u64, points: u64) {

@@ -5,11 +5,12 @@
 //! # On-disk format
 //!
 //! One directory holds:
-//! - `NNNNNNNNNNNNNNNNNNNN.seg`: segment files, the 20-digit zero-padded id of their first
-//!   record, a plain concatenation of records (no file header);
+//! - `NNNNNNNNNNNNNNNNNNNN.seg`: segment files, named by a 20-digit zero-padded id at or
+//!   below the id of their first record (equal unless the segment was emptied in place,
+//!   see 4), a plain concatenation of records (no file header);
 //! - `ack`: 16 bytes, little-endian: magic `0xF5C1ACC0` u32, crc32c of the id bytes u32,
-//!   last acknowledged record id u64 (0 = nothing acked yet). `ack.tmp` exists only
-//!   between its write and its rename, and is removed at open;
+//!   last acknowledged record id u64 (0 = nothing acked yet); created at open. `ack.tmp`
+//!   exists only between its write and its rename, and is removed at open;
 //! - `lock`: empty; `open` holds an exclusive `flock` on it, which the kernel drops when
 //!   the process dies, so `kill -9` never leaves a stale lock.
 //!
@@ -31,37 +32,55 @@
 //!
 //! # Invariants
 //!
-//! 1. Ids rise strictly through the whole spool (normally by 1; a failed append still
-//!    consumes its id). Every record of a segment has an id below the next segment's name.
+//! 1. Ids rise strictly through the whole spool, by 1 inside a segment (a failed append
+//!    on a full disk is retried at the same place with the same id; any other failed
+//!    append spends its id and the next one starts a new segment). Every record of a
+//!    segment has an id below the next segment's name.
 //! 2. Only the newest segment is written, only at its valid end: header and payload by
 //!    two adjacent `pwrite`s, then one `fdatasync`. `append` returning `Ok` means the
 //!    record is durable. A new segment's directory entry is fsynced before its first
 //!    record.
 //! 3. The ack is replaced atomically (tmp, fsync, rename, fsync dir) before any segment
-//!    it covers is deleted. Records with id <= ack are never returned again.
-//! 4. A segment is deleted only when every record in it is acked (the segment being
-//!    appended to only once it is full, to spare the card), when the size bound
-//!    drops it (oldest first, whole segments, counted), or at open when it holds no
+//!    it covers is deleted. On a full disk (no block for `ack.tmp`) the ack file is
+//!    overwritten in place: 16 bytes in one sector, guarded by its CRC. Records with
+//!    id <= ack are never returned again.
+//! 4. Acknowledged space is reclaimed at the ack: a segment is deleted when every record
+//!    in it is acked, except the one being appended to, which is truncated to zero and
+//!    written on (no create, unlink and directory fsync per batch); if the truncation is
+//!    lost in a crash its records reappear, acked. A segment is also deleted when the size
+//!    bound drops it (oldest first, whole segments, counted), or at open when it holds no
 //!    valid unacked record.
 //! 5. After every `append`: sum of segment sizes + 16 <= `max_bytes`. A record that
 //!    cannot fit even into an empty spool is rejected (`TooLarge`).
-//! 6. Recovery (open): bytes after the last valid record of a segment are a torn tail and
-//!    are truncated; an invalid region followed by a valid record is skipped and counted.
-//!    A valid record is: magic, length inside the file, matching CRC, id above every
-//!    earlier id. Resync searches forward for the magic and checks each candidate so.
-//!    Segments wholly below the ack are deleted without being read. Later reads jump
-//!    over the regions found; damage appearing after open (bit rot) is resynced the
-//!    same way when a read meets it, and each region is counted once.
+//! 6. Recovery (open): invalid bytes after the last valid record of a segment are
+//!    truncated. They are a torn tail (a crash mid-write, no loss) only if they can be
+//!    one record cut short: fewer than 40 bytes, or a header declaring more bytes than
+//!    are there and no other header after it. Anything else is corruption, like an
+//!    invalid region followed by a valid record, which is skipped. Resync searches
+//!    forward for the magic (it never occurs in line protocol) and checks each candidate:
+//!    magic, length inside the file, matching CRC, id above every earlier id, so every
+//!    intact record after damage is kept. The records a corrupt region held are counted
+//!    from the damaged headers still readable, and exactly from the id gap between two
+//!    valid records of a segment (see `damage.rs`); records at or below the ack are no
+//!    loss. Segments wholly below the ack are deleted without being read. Later reads
+//!    jump over the regions found; damage appearing after open (bit rot) is resynced the
+//!    same way when a read meets it, counted once and logged at ERROR.
+//!
+//! A full disk (ENOSPC) fails the append without losing anything: the caller keeps the
+//! batch and retries, and space comes back as soon as the uplink acks (by 3 and 4).
 //!
 //! Crash windows: during a record write the tail is torn (recovered by 6); between ack
 //! rename and segment deletion the segments are deleted at the next open (by 3); a drop
 //! for the bound whose deletion was not yet durable reappears and is dropped again at
 //! open. SD-card wear: one write + one fdatasync per batch (the caller group-commits a
-//! whole window close), two fsyncs per ack, one directory fsync per new segment.
+//! whole window close), two fsyncs per ack (plus an unsynced truncate when it empties the
+//! active segment), one directory fsync per new segment.
 
+mod damage;
 mod dead_letter;
 mod recover;
 mod segment;
+mod space;
 #[cfg(test)]
 mod tests;
 mod types;
@@ -100,7 +119,8 @@ pub struct Spool {
     skips: Vec<(u64, u64, u64)>,
     acked: u64,
     next_id: u64,
-    corrupt: u64,
+    /// Unacked records and points lost to corruption since open (recovery included).
+    lost: damage::Lost,
     /// (batches, points) dropped by the bound and not yet reported: reported by the next
     /// successful append (or `open`), so a failed write does not lose the count.
     pending_drops: (u64, u64),
@@ -120,6 +140,7 @@ impl Spool {
         })?;
         recover::remove_stale_tmp(&cfg.dir)?;
         let (acked, ack_reset) = recover::read_ack(&cfg.dir)?;
+        recover::ensure_ack(&cfg.dir, cfg.fsync)?;
         let found = recover::recover_dir(&cfg.dir, acked, true, cfg.fsync)?;
         let mut spool = Spool {
             segment_bytes: cfg.segment_bytes.min(cfg.max_bytes / 4),
@@ -134,7 +155,7 @@ impl Spool {
             skips: found.skips,
             acked,
             next_id: next_id(found.last_id, acked),
-            corrupt: found.corrupt_regions,
+            lost: found.lost,
             pending_drops: (0, 0),
         };
         spool.make_room(0)?;
@@ -153,7 +174,8 @@ impl Spool {
             points: stats.points,
             bytes: stats.bytes,
             torn_tail_bytes: found.torn_tail_bytes,
-            corrupt_records: found.corrupt_regions,
+            corrupt_records: found.lost.records,
+            corrupt_points: found.lost.points,
             dropped_batches,
             dropped_points,
             ack_reset,
@@ -190,7 +212,7 @@ impl Spool {
             max_ts,
         };
         let header = segment::encode_header(&h, payload);
-        let (Some(file), Some(seg)) = (self.writer.as_ref(), self.segments.back_mut()) else {
+        let (Some(file), Some(seg)) = (self.writer.as_ref(), self.segments.back()) else {
             return Err(io::Error::other("spool has no active segment after roll").into());
         };
         let offset = seg.size;
@@ -202,15 +224,14 @@ impl Spool {
         if written.is_ok() && self.fsync {
             written = file.sync_data();
         }
-        // The id is spent even on failure: the record may still reach the disk.
-        self.next_id += 1;
         if let Err(e) = written {
-            // Best effort: cut the partial record. Either way the next append starts a new
-            // segment, and bytes past `size` are never read before the next open.
-            let _ = file.set_len(offset);
-            self.writer = None;
+            self.write_failed(offset, &e);
             return Err(e.into());
         }
+        self.next_id += 1;
+        let Some(seg) = self.segments.back_mut() else {
+            return Err(io::Error::other("spool lost its active segment").into());
+        };
         seg.add(&h, offset + record_len);
         let (dropped_batches, dropped_points) = std::mem::take(&mut self.pending_drops);
         Ok(Appended {
@@ -263,8 +284,9 @@ impl Spool {
         Ok(out)
     }
 
-    /// Marks every record with id <= `up_to` delivered: persists the ack, then deletes the
-    /// segments it wholly covers (the active one once full). Acking an id at or below the
+    /// Marks every record with id <= `up_to` delivered: persists the ack, then reclaims the
+    /// space of the segments it wholly covers at once: older ones are deleted, the active
+    /// one is truncated to zero and written on from there. Acking an id at or below the
     /// current ack is a no-op.
     pub fn ack(&mut self, up_to: u64) -> Result<(), SpoolError> {
         if up_to <= self.acked {
@@ -279,11 +301,14 @@ impl Spool {
         recover::write_ack(&self.dir, up_to, self.fsync)?;
         self.acked = up_to;
         while let Some(front) = self.segments.front() {
-            // The active segment stays until full: deleting and recreating it on every
+            if front.last_id > up_to {
+                break;
+            }
+            // The active segment is emptied in place: deleting and recreating it on every
             // ack would cost a create, an unlink and a directory fsync per batch.
             let active = self.segments.len() == 1 && self.writer.is_some();
-            if front.last_id > up_to || (active && front.size < self.segment_bytes) {
-                break;
+            if active && front.size < self.segment_bytes && self.empty_active() {
+                return Ok(());
             }
             self.pop_front_segment()?;
         }
@@ -292,7 +317,7 @@ impl Spool {
 
     /// Current counters (no I/O).
     pub fn stats(&self) -> SpoolStats {
-        stats_of(&self.segments, self.acked, self.next_id, self.corrupt)
+        stats_of(&self.segments, self.acked, self.next_id, self.lost)
     }
 
     /// Read-only view of a spool directory, safe while a daemon holds it: no lock, no
@@ -301,12 +326,10 @@ impl Spool {
         let (acked, _) = recover::read_ack(dir)?;
         let found = recover::recover_dir(dir, acked, false, false)?;
         let next = next_id(found.last_id, acked);
-        Ok(stats_of(
-            &found.segments,
-            acked,
-            next,
-            found.corrupt_regions,
-        ))
+        let mut stats = stats_of(&found.segments, acked, next, found.lost);
+        // Every segment file counts, also one wholly acked but not yet deleted.
+        stats.bytes = found.file_bytes;
+        Ok(stats)
     }
 
     /// Moves the head over the records <= `up_to` of the partly acked oldest segment.
@@ -336,49 +359,6 @@ impl Spool {
         Ok(())
     }
 
-    /// The first valid record at or after `offset` in `seg`, with its start. Corrupt
-    /// bytes are skipped: known regions directly, new ones found by resync and counted.
-    fn next_valid(
-        &mut self,
-        seg: SegmentMeta,
-        offset: u64,
-        mut payload: Option<&mut Vec<u8>>,
-    ) -> io::Result<Option<(u64, RecordHeader)>> {
-        let mut at = offset;
-        while at < seg.size {
-            if let Some(h) = self.read_at(seg.first_id, at, seg.size, payload.as_deref_mut())? {
-                return Ok(Some((at, h)));
-            }
-            let known = self.skips.iter().find(|s| s.0 == seg.first_id && s.1 == at);
-            at = match known {
-                Some(&(_, _, end)) => end,
-                None => {
-                    let file = self.reader(seg.first_id)?;
-                    let next = segment::find_next(file, at + 1, seg.size, 0)?;
-                    let end = next.map_or(seg.size, |(start, _)| start);
-                    self.skips.push((seg.first_id, at, end));
-                    self.corrupt += 1;
-                    end
-                }
-            };
-        }
-        Ok(None)
-    }
-
-    /// Drops oldest segments until `record_len` more bytes fit, counting what they held
-    /// in `pending_drops`.
-    fn make_room(&mut self, record_len: u64) -> Result<(), SpoolError> {
-        while let Some(front) = self.segments.front().copied() {
-            if self.disk_bytes() + ACK_LEN + record_len <= self.max_bytes {
-                break;
-            }
-            self.pending_drops.0 += front.records;
-            self.pending_drops.1 += front.points;
-            self.pop_front_segment()?;
-        }
-        Ok(())
-    }
-
     /// Starts a new segment when there is no writer or the current one is full.
     fn roll_if_needed(&mut self) -> Result<(), SpoolError> {
         let full = self
@@ -401,33 +381,6 @@ impl Spool {
         self.segments.push_back(SegmentMeta::empty(self.next_id));
         self.writer = Some(file);
         Ok(())
-    }
-
-    /// Removes the oldest segment and its file; the head moves to the next segment.
-    fn pop_front_segment(&mut self) -> Result<(), SpoolError> {
-        let Some(front) = self.segments.pop_front() else {
-            return Ok(());
-        };
-        self.head = 0;
-        if self.segments.is_empty() {
-            self.writer = None;
-        }
-        if self
-            .reader
-            .as_ref()
-            .is_some_and(|(id, _)| *id == front.first_id)
-        {
-            self.reader = None;
-        }
-        self.skips.retain(|s| s.0 != front.first_id);
-        match fs::remove_file(segment::path(&self.dir, front.first_id)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
-        }
-    }
-
-    fn disk_bytes(&self) -> u64 {
-        self.segments.iter().map(|s| s.size).sum()
     }
 
     /// Read handle on segment `first_id`, reused across calls.
@@ -460,7 +413,7 @@ fn stats_of(
     segments: &VecDeque<SegmentMeta>,
     acked: u64,
     next_id: u64,
-    corrupt: u64,
+    lost: damage::Lost,
 ) -> SpoolStats {
     let live = || segments.iter().filter(|s| s.records > 0);
     SpoolStats {
@@ -471,6 +424,7 @@ fn stats_of(
         newest_ts: live().map(|s| s.max_ts).max(),
         acked_id: acked,
         next_id,
-        corrupt_records: corrupt,
+        corrupt_records: lost.records,
+        corrupt_points: lost.points,
     }
 }

@@ -5,9 +5,11 @@
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
+use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
+use super::damage::Lost;
 use super::segment::{self, SegmentMeta};
 
 /// Lock file name; its `flock` dies with the process, so `kill -9` never leaves it stale.
@@ -77,7 +79,11 @@ pub(super) fn read_ack(dir: &Path) -> io::Result<(u64, bool)> {
     }
 }
 
-/// Replaces the ack file atomically: write tmp, fsync, rename, fsync the directory.
+/// Replaces the ack file atomically: write tmp, fsync, rename, fsync the directory. On a
+/// full disk (no block for the tmp file) the existing ack is overwritten in place instead:
+/// its block is already allocated, a 16-byte write inside one sector does not tear in
+/// practice, and if it did the CRC would catch it (everything is then resent, harmless).
+/// Without that, a full disk could never be freed: space comes back only after an ack.
 pub(super) fn write_ack(dir: &Path, id: u64, fsync: bool) -> io::Result<()> {
     let id_bytes = id.to_le_bytes();
     let mut buf = [0u8; ACK_LEN as usize];
@@ -85,16 +91,36 @@ pub(super) fn write_ack(dir: &Path, id: u64, fsync: bool) -> io::Result<()> {
     buf[4..8].copy_from_slice(&crc32c::crc32c(&id_bytes).to_le_bytes());
     buf[8..].copy_from_slice(&id_bytes);
     let tmp = dir.join(ACK_TMP);
-    let mut file = File::create(&tmp)?;
-    file.write_all(&buf)?;
-    if fsync {
-        file.sync_data()?;
+    let written = File::create(&tmp).and_then(|mut file| {
+        file.write_all(&buf)?;
+        if fsync {
+            file.sync_data()?;
+        }
+        Ok(())
+    });
+    match written {
+        Err(e) if e.kind() == io::ErrorKind::StorageFull => {
+            let _ = fs::remove_file(&tmp);
+            let file = OpenOptions::new().write(true).open(dir.join(ACK_FILE))?;
+            file.write_all_at(&buf, 0)?;
+            return if fsync { file.sync_data() } else { Ok(()) };
+        }
+        other => other?,
     }
     fs::rename(&tmp, dir.join(ACK_FILE))?;
     if fsync {
         sync_dir(dir)?;
     }
     Ok(())
+}
+
+/// Creates the ack file (id 0) if missing, so its block exists before the disk can fill
+/// and [`write_ack`] always has a place to write in.
+pub(super) fn ensure_ack(dir: &Path, fsync: bool) -> io::Result<()> {
+    match fs::metadata(dir.join(ACK_FILE)) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => write_ack(dir, 0, fsync),
+        other => other.map(|_| ()),
+    }
 }
 
 /// Removes a temporary ack left by a crash before its rename (the old ack still holds).
@@ -120,7 +146,10 @@ pub(super) struct Recovered {
     /// Highest valid record id seen (acked or not).
     pub last_id: u64,
     pub torn_tail_bytes: u64,
-    pub corrupt_regions: u64,
+    /// Unacknowledged records and points lost to corruption (middle regions and tails).
+    pub lost: Lost,
+    /// Bytes of every segment file as found, wholly acknowledged ones included.
+    pub file_bytes: u64,
     /// Corrupt regions `(segment first id, start, end)` inside kept segments.
     pub skips: Vec<(u64, u64, u64)>,
 }
@@ -151,16 +180,17 @@ pub(super) fn recover_dir(
                 Err(e) => return Err(e),
             };
             let len = file.metadata()?.len();
+            out.file_bytes += len;
             let scan = segment::scan(&file, first_id, len, acked, &mut out.last_id)?;
             out.torn_tail_bytes += scan.torn_tail_bytes;
-            out.corrupt_regions += scan.corrupt.len() as u64;
+            out.lost.add(scan.lost);
             if scan.meta.records > 0 {
                 let regions = scan
                     .corrupt
                     .iter()
                     .map(|&(start, end)| (first_id, start, end));
                 out.skips.extend(regions);
-                if repair && scan.torn_tail_bytes > 0 {
+                if repair && scan.tail_bytes > 0 {
                     file.set_len(scan.meta.size)?;
                     if fsync {
                         file.sync_all()?;
@@ -172,6 +202,8 @@ pub(super) fn recover_dir(
                 out.segments.push_back(scan.meta);
                 continue;
             }
+        } else if !repair {
+            out.file_bytes += fs::metadata(&path).map_or(0, |m| m.len());
         }
         if repair {
             fs::remove_file(&path)?;

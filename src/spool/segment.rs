@@ -10,6 +10,8 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use super::damage::{self, Lost};
+
 /// Record magic. Little-endian bytes `E5 75 C1 F5`: 0xC1 and 0xF5 never occur in
 /// UTF-8, so line-protocol payloads cannot fake a header during resync.
 pub(super) const MAGIC: u32 = 0xF5C1_75E5;
@@ -222,32 +224,19 @@ fn streamed_crc(file: &File, mut crc: u32, offset: u64, len: u64) -> io::Result<
     Ok(Some(crc))
 }
 
-/// First offset in `[from, end)` holding a valid record with an id above `after_id`:
-/// the resync after a corrupt region.
-pub(super) fn find_next(
-    file: &File,
-    from: u64,
-    end: u64,
-    after_id: u64,
-) -> io::Result<Option<(u64, RecordHeader)>> {
+/// First offset in `[from, end)` where the record magic starts (all 4 bytes inside).
+pub(super) fn find_magic(file: &File, from: u64, end: u64) -> io::Result<Option<u64>> {
     let magic = MAGIC.to_le_bytes();
     let mut buf = vec![0u8; CHUNK];
     let mut pos = from;
-    while end.saturating_sub(pos) >= HEADER_LEN {
+    while end.saturating_sub(pos) >= magic.len() as u64 {
         let n = (end - pos).min(CHUNK as u64) as usize;
         let chunk = &mut buf[..n];
         if !read_full(file, chunk, pos)? {
             return Ok(None);
         }
-        for (i, w) in chunk.windows(magic.len()).enumerate() {
-            let at = pos + i as u64;
-            if w == magic {
-                if let Some(h) = read_record(file, at, end, None)? {
-                    if h.id > after_id {
-                        return Ok(Some((at, h)));
-                    }
-                }
-            }
+        if let Some(i) = chunk.windows(magic.len()).position(|w| w == magic) {
+            return Ok(Some(pos + i as u64));
         }
         if n < CHUNK {
             break;
@@ -258,17 +247,41 @@ pub(super) fn find_next(
     Ok(None)
 }
 
+/// First offset in `[from, end)` holding a valid record with an id above `after_id`:
+/// the resync after a corrupt region.
+pub(super) fn find_next(
+    file: &File,
+    from: u64,
+    end: u64,
+    after_id: u64,
+) -> io::Result<Option<(u64, RecordHeader)>> {
+    let mut pos = from;
+    while let Some(at) = find_magic(file, pos, end)? {
+        if let Some(h) = read_record(file, at, end, None)? {
+            if h.id > after_id {
+                return Ok(Some((at, h)));
+            }
+        }
+        pos = at + 1;
+    }
+    Ok(None)
+}
+
 /// What a recovery scan found in one segment file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Scan {
-    /// Unacknowledged records; `size` is the valid length (where a torn tail starts).
+    /// Unacknowledged records; `size` is the valid length (where an invalid tail starts).
     pub meta: SegmentMeta,
     /// Offset of the first record with an id above the ack (`size` when none).
     pub head: u64,
-    /// Invalid bytes after the last valid record (torn write or corrupt tail).
+    /// Invalid bytes after the last valid record that are a torn write (one record cut short).
     pub torn_tail_bytes: u64,
+    /// Invalid bytes after the last valid record, torn or corrupt: truncated by a repair.
+    pub tail_bytes: u64,
     /// Corrupt regions `(start, end)` skipped between valid records.
     pub corrupt: Vec<(u64, u64)>,
+    /// Unacknowledged records (and their points) lost in corrupt regions and a corrupt tail.
+    pub lost: Lost,
 }
 
 /// Scans a whole segment of `len` bytes. Ids must rise strictly: `last_id` is the highest
@@ -284,8 +297,12 @@ pub(super) fn scan(
         meta: SegmentMeta::empty(first_id),
         head: len,
         torn_tail_bytes: 0,
+        tail_bytes: 0,
         corrupt: Vec::new(),
+        lost: Lost::default(),
     };
+    // Valid records seen here (acked ones too): the estimate for headerless damaged ones.
+    let mut seen = Seen::default();
     let mut offset = 0;
     while offset < len {
         let valid = read_record(file, offset, len, None)?.filter(|h| h.id > *last_id);
@@ -293,17 +310,32 @@ pub(super) fn scan(
             Some(h) => h,
             None => match find_next(file, offset + 1, len, *last_id)? {
                 Some((at, h)) => {
+                    let mut points = damage::records(file, offset, at, seen.avg())?;
+                    // Ids inside one segment are consecutive: the gap is the exact count.
+                    if seen.records > 0 {
+                        damage::fit(&mut points, h.id - *last_id - 1, seen.avg());
+                    }
+                    out.lost.add(damage::unacked(&points, h.id - 1, acked));
                     out.corrupt.push((offset, at));
                     offset = at;
                     h
                 }
                 None => {
-                    out.torn_tail_bytes = len - offset;
+                    out.tail_bytes = len - offset;
+                    if damage::is_torn(file, offset, len)? {
+                        out.torn_tail_bytes = len - offset;
+                    } else {
+                        let points = damage::records(file, offset, len, seen.avg())?;
+                        let last = *last_id + points.len() as u64;
+                        out.lost.add(damage::unacked(&points, last, acked));
+                    }
                     break;
                 }
             },
         };
         *last_id = h.id;
+        seen.records += 1;
+        seen.points += u64::from(h.points);
         let end = offset + h.record_len();
         if h.id > acked {
             out.head = out.head.min(offset);
@@ -314,4 +346,17 @@ pub(super) fn scan(
     out.meta.size = offset;
     out.head = out.head.min(offset);
     Ok(out)
+}
+
+/// Running count of valid records and their points.
+#[derive(Debug, Default)]
+struct Seen {
+    records: u64,
+    points: u64,
+}
+
+impl Seen {
+    fn avg(&self) -> Option<u64> {
+        self.points.checked_div(self.records)
+    }
 }

@@ -269,6 +269,39 @@ fn corruption_after_open_is_skipped_at_the_head() {
     assert_eq!(spool.peek().unwrap().map(|b| b.id), Some(2));
     assert_eq!(spool.peek().unwrap().map(|b| b.id), Some(2));
     assert_eq!(spool.stats().corrupt_records, 1, "counted once");
+    assert_eq!(spool.stats().corrupt_points, 2, "from the intact header");
+}
+
+#[test]
+fn a_full_length_last_record_with_a_bad_crc_is_corruption_unless_acked() {
+    let src = tempfile::tempdir().unwrap();
+    let (mut spool, _) = Spool::open(config(src.path(), 1 << 20, 1 << 16)).unwrap();
+    append_n(&mut spool, 3, 100);
+    drop(spool);
+    let seg = seg_files(src.path()).pop().unwrap();
+    let len = fs::metadata(&seg).unwrap().len();
+    let file = OpenOptions::new().write(true).open(&seg).unwrap();
+    // The last payload byte: the record is all there, so no write was cut short.
+    file.write_all_at(b"#", len - 1).unwrap();
+    let copy = copy_spool(src.path());
+    let (_, rec) = Spool::open(config(copy.path(), 1 << 20, 1 << 16)).unwrap();
+    assert_eq!(
+        (
+            rec.records,
+            rec.torn_tail_bytes,
+            rec.corrupt_records,
+            rec.corrupt_points
+        ),
+        (2, 0, 1, 2)
+    );
+    // Already delivered: damage to it loses nothing.
+    let acked = copy_spool(src.path());
+    recover::write_ack(acked.path(), 3, false).unwrap();
+    let (_, rec) = Spool::open(config(acked.path(), 1 << 20, 1 << 16)).unwrap();
+    assert_eq!(
+        (rec.records, rec.corrupt_records, rec.corrupt_points),
+        (0, 0, 0)
+    );
 }
 
 #[test]

@@ -43,10 +43,12 @@ pub struct Recovery {
     pub points: u64,
     /// Segment bytes on disk after recovery.
     pub bytes: u64,
-    /// Bytes of torn (or corrupt) segment tails truncated.
+    /// Bytes of torn segment tails truncated (one record cut short by a crash: no loss).
     pub torn_tail_bytes: u64,
-    /// Corrupt regions skipped between valid records (each is at least one record).
+    /// Unacknowledged records lost to corruption (skipped regions and corrupt tails).
     pub corrupt_records: u64,
+    /// Points in those records (estimated where a damaged header is unreadable).
+    pub corrupt_points: u64,
     /// Batches dropped because the spool was over `max_bytes` (e.g. the bound shrank).
     pub dropped_batches: u64,
     /// Points in those batches.
@@ -76,7 +78,8 @@ pub struct Appended {
 /// A snapshot for metrics and `citysensed spool inspect`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpoolStats {
-    /// Segment bytes on disk (acked records of the oldest segment included).
+    /// Segment bytes on disk (acked records of the oldest segment included; for `inspect`
+    /// every segment file, so a disk filled by segments not yet reclaimed shows).
     pub bytes: u64,
     /// Unacknowledged batches.
     pub batches: u64,
@@ -89,8 +92,10 @@ pub struct SpoolStats {
     pub acked_id: u64,
     /// Id the next append gets.
     pub next_id: u64,
-    /// Corrupt regions skipped since open (recovery included).
+    /// Unacknowledged records lost to corruption since open (recovery included).
     pub corrupt_records: u64,
+    /// Points in those records (estimated where a damaged header is unreadable).
+    pub corrupt_points: u64,
 }
 
 #[derive(thiserror::Error, Debug)]
