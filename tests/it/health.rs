@@ -2,7 +2,7 @@
 //! receipt) -> citysensed -> VictoriaMetrics. One is fine, one is stuck on a value, one
 //! reports out-of-range values, one falls silent; the `sensor_health` points say so.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

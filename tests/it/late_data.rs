@@ -2,7 +2,7 @@
 //! overwrite-on-same-timestamp semantics make a corrected window replace the first one.
 //! Also Tasmota's offset-less local `Time`, read in the configured time zone.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;

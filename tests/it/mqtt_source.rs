@@ -2,7 +2,7 @@
 //! "no process-level CryptoProvider" panic cannot come back), resubscription after a broker
 //! that lost its state, and the flush of open windows at shutdown.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! influxd 1.x (v1 API). Readings carry their own timestamps, so the expected windows can be
 //! computed exactly and compared with what the stores hold.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;

@@ -4,7 +4,7 @@
 //! `citysense_spool_dropped_points_total{reason="corrupt"}`, and every intact record after
 //! the damage recovered and delivered to a real VictoriaMetrics.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@
 //!
 //! Mounting needs root (CI runs tests as root): without it these tests fail, never skip.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

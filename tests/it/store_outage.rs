@@ -4,7 +4,7 @@
 //! stopped arrive after it starts again; a broker restart is ridden out by reconnecting).
 //! Readings carry their own timestamps, so the expected windows are exact.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! VictoriaMetrics. The uplinks' `received_at` lies two windows after their arrival, so the
 //! points' timestamps prove the event time came from the payload.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;

@@ -4,7 +4,7 @@
 //! blocks the queue),
 //! 401 (kept, retried slowly, one ERROR line, delivered once the store accepts).
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
