@@ -11,6 +11,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod citysensed;
+pub mod config;
 pub mod daemon;
 pub mod fake_store;
 pub mod fault_proxy;

@@ -2,55 +2,29 @@
 //! receipt) -> citysensed -> VictoriaMetrics. One is fine, one is stuck on a value, one
 //! reports out-of-range values, one falls silent; the `sensor_health` points say so.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use support::config::Config;
 use support::{now_ms, publish, Daemon, Mosquitto, Victoria};
 
 const WINDOW_MS: i64 = 2000;
 
 fn config(port: u16, vm: &Victoria) -> String {
-    format!(
-        r#"
-[gateway]
-id = "gw-health"
-
-[aggregation]
-window_secs = 2
-grace_secs = 1
-stats = ["mean", "count"]
-
-[health]
-expected_interval_secs = 0.5
-stale_after_intervals = 3
-stuck_after = 5
-[health.ranges]
-pm10 = [0, 100]
-
-[[mqtt]]
-port = {port}
-client_id = "cs-health"
-
-[[mqtt.subscription]]
-topic = "h/{{sensor}}/{{quantity}}"
-format = "plain"
-
-[output]
-api = "v2"
-url = "{}"
-bucket = "b"
-
-[spool]
-dir = "{{spool}}"
-fsync = false
-
-[metrics]
-listen = ""
-"#,
-        vm.write_url()
-    )
+    Config::new("gw-health")
+        .window(2)
+        .grace(1)
+        .stats(&["mean", "count"])
+        .section(
+            "[health]\nexpected_interval_secs = 0.5\nstale_after_intervals = 3\nstuck_after = 5\n\
+             [health.ranges]\npm10 = [0, 100]",
+        )
+        .mqtt(port, "cs-health")
+        .subscription("h/{sensor}/{quantity}", "plain")
+        .output_v2(&vm.write_url())
+        .to_toml()
 }
 
 fn msg(sensor: &str, v: f64) -> (String, Vec<u8>, u8) {

@@ -3,12 +3,13 @@
 //! VictoriaMetrics. The uplinks' `received_at` lies two windows after their arrival, so the
 //! points' timestamps prove the event time came from the payload.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use support::config::Config;
 use support::{now_ms, publish, Daemon, ExportedSeries, Mosquitto, Victoria};
 
 const WINDOW_MS: i64 = 2000;
@@ -62,43 +63,18 @@ fn uplink(dev: &str, app: &str, received_ms: i64, decoded: &str, extra: &str) ->
 }
 
 fn config(mqtt: u16, vm: &str) -> String {
-    format!(
-        r#"
-[gateway]
-id = "gw-ttn"
-
-[aggregation]
-window_secs = 2
-grace_secs = 1
-stats = ["mean", "max", "count"]
-
-[health]
-enabled = false
-
-[[mqtt]]
-port = {mqtt}
-client_id = "cs-ttn"
-
-[[mqtt.subscription]]
-topic = "v3/{{_}}/devices/{{_}}/up"
-format = "ttn"
-qos = 0
-ttn_radio = true
-ttn_application_tag = true
-
-[output]
-api = "v2"
-url = "{vm}"
-bucket = "b"
-
-[spool]
-dir = "{{spool}}"
-fsync = false
-
-[metrics]
-listen = ""
-"#
-    )
+    Config::new("gw-ttn")
+        .window(2)
+        .grace(1)
+        .stats(&["mean", "max", "count"])
+        .no_health()
+        .mqtt(mqtt, "cs-ttn")
+        .subscription("v3/{_}/devices/{_}/up", "ttn")
+        .subscription_line("qos = 0")
+        .subscription_line("ttn_radio = true")
+        .subscription_line("ttn_application_tag = true")
+        .output_v2(vm)
+        .to_toml()
 }
 
 fn value_at(series: &[ExportedSeries], name: &str, dev: &str) -> (i64, f64) {

@@ -4,7 +4,7 @@
 //! blocks the queue),
 //! 401 (kept, retried slowly, one ERROR line, delivered once the store accepts).
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -13,43 +13,25 @@ use std::time::Duration;
 
 use citysense::spool::{Spool, DEAD_LETTER_FILE};
 use support::citysensed::scrape;
+use support::config::Config;
 use support::fake_store::Request;
 use support::{free_port, wait_until, Citysensed, FakeStore, Reply};
 
 fn config(url: &str, spool: &Path, metrics_port: u16, max_backoff_secs: u64) -> String {
-    format!(
-        r#"
-[gateway]
-id = "gw-faults"
-
-[aggregation]
-window_secs = 1
-grace_secs = 0
-stats = ["mean", "count"]
-
-[simulator]
-air_sensors = 2
-counters = 0
-interval_ms = 100
-
-[output]
-api = "v2"
-url = "{url}"
-bucket = "b"
-max_backoff_secs = {max_backoff_secs}
-
-[spool]
-dir = "{}"
-
-[metrics]
-listen = "127.0.0.1:{metrics_port}"
-
-# This test machine's kernel clock may be unsynchronised; the clock logic is tested elsewhere.
-[clock]
-sync = "assume"
-"#,
-        spool.display()
-    )
+    Config::new("gw-faults")
+        .window(1)
+        .grace(0)
+        .stats(&["mean", "count"])
+        .section("[simulator]\nair_sensors = 2\ncounters = 0\ninterval_ms = 100")
+        .output_v2(url)
+        .output_line(&format!("max_backoff_secs = {max_backoff_secs}"))
+        .spool_dir(spool)
+        .fsync(true)
+        .metrics(&format!("127.0.0.1:{metrics_port}"))
+        // This test machine's kernel clock may be unsynchronised; the clock logic is tested
+        // elsewhere.
+        .section("[clock]\nsync = \"assume\"")
+        .to_toml()
 }
 
 /// A daemon on a fake store that answers with `respond`; returns once `ok` requests got 204.

@@ -67,7 +67,12 @@ struct Confirmed {
 /// `after_first`, else from spawn, to also hit recovery), and parses its output.
 fn run_child_and_kill(dir: &Path, delay: Duration, after_first: bool) -> Confirmed {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_child", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "spool_recovery::crash_child",
+            "--ignored",
+            "--nocapture",
+        ])
         .env(CRASH_DIR_ENV, dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -168,7 +173,7 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-/// `cargo test --release --test spool_recovery -- --ignored measure --nocapture`
+/// `cargo test --release --test it -- --ignored spool_recovery::measure --nocapture`
 #[test]
 #[ignore = "measurement; run on the target device"]
 fn measure_append_and_replay() {

@@ -4,7 +4,7 @@
 //! `citysense_spool_dropped_points_total{reason="corrupt"}`, and every intact record after
 //! the damage recovered and delivered to a real VictoriaMetrics.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use citysense::spool::{Recovery, Spool, SpoolConfig};
 use support::citysensed::scrape;
+use support::config::Config;
 use support::{free_port, now_ms, wait_until, Citysensed, Victoria};
 
 const BATCHES: u64 = 10;
@@ -105,13 +106,14 @@ fn damage_across_the_last_two_records_is_corruption_not_a_torn_tail() {
 }
 
 fn config(store: &str, spool: &Path, metrics_port: u16) -> String {
-    format!(
-        "[gateway]\nid = \"gw-corrupt\"\n[simulator]\nair_sensors = 1\ncounters = 0\n\
-         interval_ms = 60000\n[output]\napi = \"v2\"\nurl = \"{store}\"\nbucket = \"b\"\n\
-         [spool]\ndir = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
-         [clock]\nsync = \"assume\"\n",
-        spool.display()
-    )
+    Config::new("gw-corrupt")
+        .section("[simulator]\nair_sensors = 1\ncounters = 0\ninterval_ms = 60000")
+        .section("[clock]\nsync = \"assume\"")
+        .output_v2(store)
+        .spool_dir(spool)
+        .fsync(true)
+        .metrics(&format!("127.0.0.1:{metrics_port}"))
+        .to_toml()
 }
 
 /// `batch` label values of every `spooltest_v` sample in the store, with the count of samples.

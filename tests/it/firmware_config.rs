@@ -98,7 +98,7 @@ fn every_file_in_firmware_config_is_valid() {
                 check_pi_config(&text);
                 "raspberry-pi"
             }
-            _ => panic!("{rel}: no check covers this file; add one to tests/firmware_config.rs"),
+            _ => panic!("{rel}: no check covers this file; add one to tests/it/firmware_config.rs"),
         };
         *checked.entry(kind).or_default() += 1;
     }

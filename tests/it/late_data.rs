@@ -2,60 +2,31 @@
 //! overwrite-on-same-timestamp semantics make a corrected window replace the first one.
 //! Also Tasmota's offset-less local `Time`, read in the configured time zone.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use citysense::service::metrics::DropReason;
+use support::config::Config;
 use support::{now_ms, publish, wait_until, Daemon, Influxd, Mosquitto};
 
 const WINDOW_MS: i64 = 2000;
 
 fn config(mqtt_port: u16, influx: &Influxd) -> String {
-    format!(
-        r#"
-[gateway]
-id = "gw-late"
-
-[aggregation]
-window_secs = 2
-grace_secs = 4
-close_delay_secs = 1
-stats = ["mean", "count"]
-
-[[mqtt]]
-port = {mqtt_port}
-client_id = "cs-late"
-
-[[mqtt.subscription]]
-topic = "lora/{{sensor}}/up"
-format = "json"
-timestamp_path = "ts"
-timestamp_format = "unix_ms"
-
-[[mqtt.subscription]]
-topic = "tele/{{sensor}}/SENSOR"
-format = "tasmota"
-time_zone = "Europe/Amsterdam"
-
-[output]
-api = "v1"
-url = "{}"
-db = "city"
-
-[spool]
-dir = "{{spool}}"
-fsync = false
-
-[metrics]
-listen = ""
-
-[health]
-enabled = false
-"#,
-        influx.url()
-    )
+    Config::new("gw-late")
+        .window(2)
+        .grace(4)
+        .aggregation_line("close_delay_secs = 1")
+        .stats(&["mean", "count"])
+        .mqtt(mqtt_port, "cs-late")
+        .subscription("lora/{sensor}/up", "json")
+        .timestamp("ts", "unix_ms")
+        .subscription("tele/{sensor}/SENSOR", "tasmota")
+        .subscription_line("time_zone = \"Europe/Amsterdam\"")
+        .output_v1(&influx.url())
+        .no_health()
+        .to_toml()
 }
 
 fn reading(sensor: &str, pm10: f64, ts_ms: i64) -> (String, Vec<u8>, u8) {

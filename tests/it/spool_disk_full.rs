@@ -7,7 +7,7 @@
 //!
 //! Mounting needs root (CI runs tests as root): without it these tests fail, never skip.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +19,7 @@ use std::time::Duration;
 use citysense::service::metrics::Metrics;
 use citysense::service::spool_drops::SpoolDrop;
 use citysense::spool::Spool;
+use support::config::Config;
 use support::{free_port, wait_until, Daemon, Victoria};
 
 const DISK: u64 = 2 << 20;
@@ -93,35 +94,16 @@ impl Drop for Tmpfs {
 /// 1200 simulated air sensors every 500 ms, 1 s windows: ~400 kB of line protocol a second,
 /// so the 2 MiB disk fills within seconds of the store going away.
 fn config(store: &str, spool: &Path) -> String {
-    format!(
-        r#"
-[gateway]
-id = "gw-disk"
-
-[aggregation]
-window_secs = 1
-grace_secs = 0
-stats = ["count", "mean"]
-
-[simulator]
-air_sensors = 1200
-counters = 0
-interval_ms = 500
-
-[output]
-api = "v2"
-url = "{store}"
-bucket = "b"
-max_backoff_secs = 1
-
-[spool]
-dir = "{}"
-
-[metrics]
-listen = ""
-"#,
-        spool.display()
-    )
+    Config::new("gw-disk")
+        .window(1)
+        .grace(0)
+        .stats(&["count", "mean"])
+        .section("[simulator]\nair_sensors = 1200\ncounters = 0\ninterval_ms = 500")
+        .output_v2(store)
+        .output_line("max_backoff_secs = 1")
+        .spool_dir(spool)
+        .fsync(true)
+        .to_toml()
 }
 
 async fn wait_for(m: &Arc<Metrics>, secs: u64, what: &str, f: fn(&Metrics) -> bool) {

@@ -5,11 +5,9 @@
 //! correction, footfall zones and `unique_devices`; `/metrics` is scraped over HTTP and the
 //! store side read back from a real VictoriaMetrics (series name `<measurement>_<field>`).
 
-mod support;
+use crate::support;
 
-#[path = "dashboards/check.rs"]
 mod check;
-#[path = "dashboards/query.rs"]
 mod query;
 
 use std::collections::BTreeSet;
@@ -21,15 +19,15 @@ use support::{free_port, http, publish, wait_until, Daemon, Mosquitto, Victoria}
 const DASHBOARDS: [(&str, &str); 3] = [
     (
         "citysense-city.json",
-        include_str!("../dashboards/citysense-city.json"),
+        include_str!("../../dashboards/citysense-city.json"),
     ),
     (
         "citysense-city-vm.json",
-        include_str!("../dashboards/citysense-city-vm.json"),
+        include_str!("../../dashboards/citysense-city-vm.json"),
     ),
     (
         "citysense-gateway.json",
-        include_str!("../dashboards/citysense-gateway.json"),
+        include_str!("../../dashboards/citysense-gateway.json"),
     ),
 ];
 

@@ -1,6 +1,6 @@
 //! Smoke tests of `tests/support`: every real peer starts, is reachable on 127.0.0.1 and
 //! round-trips data exactly; restarts keep state; a missing binary fails loudly.
-mod support;
+use crate::support;
 
 use serde_json::json;
 use std::collections::BTreeMap;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const UNIT: &str = include_str!("../systemd/citysense.service");
+const UNIT: &str = include_str!("../../systemd/citysense.service");
 /// Where the unit expects the binary (Debian package layout).
 const INSTALLED_BIN: &str = "/usr/bin/citysensed";
 /// Measured 2.0 with systemd 252 (Debian 12); room for one or two looser checks in other

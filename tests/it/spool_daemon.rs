@@ -3,7 +3,7 @@
 //! the size bound with the store down (never exceeded, drops counted exactly), and
 //! `citysensed spool inspect`.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -403,7 +403,7 @@ fn build_backlog(dir: &Path, points: u64, fields: usize) -> (u64, u64) {
 }
 
 /// Replay rate to VictoriaMetrics on loopback (see BENCHMARKS.md):
-/// `CITYSENSE_BENCH_POINTS=500000 CITYSENSE_BENCH_FIELDS=3 cargo test --release --test spool_daemon -- --ignored measure_replay --nocapture`
+/// `CITYSENSE_BENCH_POINTS=500000 CITYSENSE_BENCH_FIELDS=3 cargo test --release --test it -- --ignored spool_daemon::measure_replay --nocapture`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement"]
 async fn measure_replay_to_victoria() {

@@ -2,51 +2,26 @@
 //! "no process-level CryptoProvider" panic cannot come back), resubscription after a broker
 //! that lost its state, and the flush of open windows at shutdown.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use support::config::Config;
 use support::{free_port, now_ms, publish, wait_until, Daemon, Mosquitto, Victoria};
 
 fn config(port: u16, client: &str, vm: &Victoria, extra_mqtt: &str) -> String {
-    format!(
-        r#"
-[gateway]
-id = "gw"
-
-[aggregation]
-window_secs = 60
-stats = ["mean", "count"]
-
-[[mqtt]]
-port = {port}
-client_id = "{client}"
-{extra_mqtt}
-
-[[mqtt.subscription]]
-topic = "n/{{sensor}}/{{quantity}}"
-format = "plain"
-
-[output]
-api = "v2"
-url = "{}"
-bucket = "b"
-
-[spool]
-dir = "{{spool}}"
-fsync = false
-
-[metrics]
-listen = ""
-
-[health]
-enabled = false
-"#,
-        vm.write_url()
-    )
+    Config::new("gw")
+        .window(60)
+        .stats(&["mean", "count"])
+        .mqtt(port, client)
+        .mqtt_line(extra_mqtt)
+        .subscription("n/{sensor}/{quantity}", "plain")
+        .output_v2(&vm.write_url())
+        .no_health()
+        .to_toml()
 }
 
 async fn connected(d: &Daemon) {

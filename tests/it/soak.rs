@@ -6,7 +6,7 @@
 //! VictoriaMetrics holds exactly the valid readings, the daemon is still running, every kind of
 //! bad input was counted, and its peak RSS stayed bounded.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! of a plausible unsalted hash of one, or of a raw payload, in the spool files, the store,
 //! the logs (captured at TRACE, `log` records included), `/metrics` or `/healthz`.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;

@@ -4,7 +4,7 @@
 //! stopped arrive after it starts again; a broker restart is ridden out by reconnecting).
 //! Readings carry their own timestamps, so the expected windows are exact.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use citysense::service::metrics::Metrics;
+use support::config::Config;
 use support::{free_port, now_ms, publish, wait_until, Daemon, Mosquitto, Victoria};
 
 const SENSORS: usize = 4;
@@ -20,39 +21,17 @@ const SENSORS: usize = 4;
 type Expected = BTreeMap<(String, i64), u64>;
 
 fn config(mqtt_port: u16, client: &str, store: &str) -> String {
-    format!(
-        r#"
-[gateway]
-id = "gw-outage"
-
-[aggregation]
-window_secs = 1
-grace_secs = 1
-stats = ["count", "mean"]
-
-[[mqtt]]
-port = {mqtt_port}
-client_id = "{client}"
-
-[[mqtt.subscription]]
-topic = "city/{{sensor}}/air"
-format = "json"
-timestamp_path = "ts"
-timestamp_format = "unix_ms"
-
-[output]
-api = "v2"
-url = "{store}"
-bucket = "b"
-max_backoff_secs = 1
-
-[spool]
-dir = "{{spool}}"
-
-[metrics]
-listen = ""
-"#
-    )
+    Config::new("gw-outage")
+        .window(1)
+        .grace(1)
+        .stats(&["count", "mean"])
+        .mqtt(mqtt_port, client)
+        .subscription("city/{sensor}/air", "json")
+        .timestamp("ts", "unix_ms")
+        .output_v2(store)
+        .output_line("max_backoff_secs = 1")
+        .fsync(true)
+        .to_toml()
 }
 
 /// One QoS1 message per sensor stamped `ts`, counted into `expected`.

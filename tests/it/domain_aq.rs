@@ -2,7 +2,7 @@
 //! their own timestamps, so the windows (and their indices, humidity-corrected PM and footfall
 //! counts) are known exactly and compared with what the store holds.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;

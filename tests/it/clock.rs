@@ -4,7 +4,7 @@
 //! windows at the true (then the stepped) times, nothing at the stale time, nothing twice.
 //! The clock is the test-only [`Clock::Manual`] seam; boot time is the real one.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -6,7 +6,7 @@
 //! another path (delivered there), credentials in the URL (never logged), and the same
 //! partial write against the real influxd 1.x (a field type conflict).
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

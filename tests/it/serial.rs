@@ -3,7 +3,7 @@
 //! the windows are read back from a real VictoriaMetrics. Frames are synthesised here with
 //! their checksums computed from the datasheets' formulas, independently of the decoders.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::Path;

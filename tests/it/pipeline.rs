@@ -2,12 +2,13 @@
 //! influxd 1.x (v1 API). Readings carry their own timestamps, so the expected windows can be
 //! computed exactly and compared with what the stores hold.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use support::config::Config;
 use support::{now_ms, publish, Daemon, Influxd, Mosquitto, Victoria};
 
 const WINDOW_S: i64 = 2;
@@ -18,41 +19,17 @@ const PER_SENSOR: usize = 100;
 type Expected = BTreeMap<(String, i64), (u64, f64, f64, f64)>;
 
 fn config(mqtt_port: u16, client: &str, output: &str) -> String {
-    format!(
-        r#"
-[gateway]
-id = "gw-test"
-
-[aggregation]
-window_secs = {WINDOW_S}
-grace_secs = 1
-stats = ["mean", "min", "max", "count"]
-
-# Exact point counts below: no sensor_health points.
-[health]
-enabled = false
-
-[[mqtt]]
-port = {mqtt_port}
-client_id = "{client}"
-
-[[mqtt.subscription]]
-topic = "city/{{sensor}}/air"
-format = "json"
-timestamp_path = "ts"
-timestamp_format = "unix_ms"
-
-[output]
-{output}
-
-[spool]
-dir = "{{spool}}"
-fsync = false
-
-[metrics]
-listen = ""
-"#
-    )
+    Config::new("gw-test")
+        .window(WINDOW_S)
+        .grace(1)
+        .stats(&["mean", "min", "max", "count"])
+        // Exact point counts below: no sensor_health points.
+        .no_health()
+        .mqtt(mqtt_port, client)
+        .subscription("city/{sensor}/air", "json")
+        .timestamp("ts", "unix_ms")
+        .output_line(output)
+        .to_toml()
 }
 
 /// 1,000 messages over 10 sensors, spread over the two windows after the current one (so

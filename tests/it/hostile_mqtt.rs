@@ -7,7 +7,7 @@
 //! - payload keys that name nothing, or the same field as another key, are skipped and
 //!   counted instead of merging; readings past `max_series` count as `series_limit` drops.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;

@@ -1,0 +1,32 @@
+//! The integration tests, as one test binary: each file under `tests/it/` is a module, so the
+//! crate and `tests/support/` are compiled and linked once instead of once per file. Tests run
+//! on parallel threads of this one process, so none may change process-wide state (environment,
+//! current directory, the global `tracing` subscriber, the allocator); tests that must
+//! (`tests/it_logs/`, `tests/alloc.rs`) live in their own binaries.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cli;
+mod clock;
+mod dashboards;
+mod domain_aq;
+mod firmware_config;
+mod harness_smoke;
+mod health;
+mod hostile_mqtt;
+mod late_data;
+mod layers;
+mod mqtt_source;
+mod pipeline;
+mod serial;
+mod soak;
+mod spool_corruption;
+mod spool_daemon;
+mod spool_disk_full;
+mod spool_recovery;
+mod store_outage;
+mod systemd_unit;
+mod ttn;
+mod uplink_faults;
+mod validate_files;
