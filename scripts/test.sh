@@ -11,7 +11,7 @@ command -v influxd >/dev/null 2>&1 || need+=(influxdb)
 command -v victoria-metrics >/dev/null 2>&1 || need+=(victoria-metrics)
 command -v socat >/dev/null 2>&1 || need+=(socat)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
-# systemd-analyze (tests/systemd_unit.rs) checks the unit offline; no running systemd needed.
+# systemd-analyze (tests/it/.rs) checks the unit offline; no running systemd needed.
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
     echo "== installing test servers: ${need[*]}"

@@ -26,7 +26,7 @@
 //! ## Layers
 //!
 //! Read the crate bottom-up: each module imports only from layers strictly below its own
-//! (`tests/layers.rs` checks it against this table), so the code flows the way the data does.
+//! (`tests/it/.rs` checks it against this table), so the code flows the way the data does.
 //!
 //! | layer | modules | what they are |
 //! |---|---|---|
