@@ -1,12 +1,12 @@
 //! Counters and gauges about time: clock sync, steps, readings held while unsynchronised,
-//! and late-data corrections. Part of [`Metrics`](crate::service::metrics::Metrics) as its
-//! `clock` field; each event is logged and counted here, in one place.
+//! and late-data corrections. The aggregator, which drives the clock, carries them; each
+//! event is logged and counted here, in one place.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use super::SyncMode;
-use crate::service::metrics::RateLimit;
+use crate::telemetry::RateLimit;
 
 /// See the module doc.
 #[derive(Debug, Default)]
@@ -119,11 +119,11 @@ impl ClockMetrics {
             ),
         ];
         for (name, kind, help, v) in rows {
-            crate::service::metrics::scalar(out, name, kind, help, v);
+            crate::telemetry::text::scalar(out, name, kind, help, v);
         }
         let name = "citysense_clock_held_dropped_total";
         let help = "Held readings dropped: the hold was full, or the daemon stopped before the clock was ever synchronised.";
-        crate::service::metrics::header(out, name, "counter", help);
+        crate::telemetry::text::header(out, name, "counter", help);
         for (reason, n) in [
             ("hold_full", &self.held_dropped),
             ("never_synchronized", &self.held_lost),

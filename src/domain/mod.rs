@@ -29,7 +29,7 @@ use aqi::{EaqiVersion, LkiTopEdges, POLLUTANTS};
 use footfall::Occupancy;
 use humidity::Correction;
 
-/// Domain events worth counting (rendered by `service::metrics`).
+/// Domain events worth counting (rendered into `/metrics` by `service`).
 #[derive(Debug, Default)]
 pub struct DomainMetrics {
     /// `counter_total` drops taken as a device reset.
@@ -68,7 +68,7 @@ impl DomainMetrics {
             ),
         ];
         for (name, help, v) in rows {
-            crate::service::metrics::scalar(out, name, "counter", help, v.load(Relaxed));
+            crate::telemetry::text::scalar(out, name, "counter", help, v.load(Relaxed));
         }
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Computed in the aggregator, which sees every reading with its event time and series
 //! ([`tracker::Tracker`]); per-source error counts come from the sources' counters in
-//! [`SourceMetrics`](crate::service::metrics::SourceMetrics). At every window close the
+//! [`SourceMetrics`](crate::telemetry::SourceMetrics). At every window close the
 //! aggregator writes one `sensor_health` point per sensor (a sensor is a tag set: the tags of
 //! its points, measurement aside) and one per source, with the window's start as timestamp:
 //!
@@ -166,7 +166,7 @@ impl HealthMetrics {
     /// Appends the Prometheus text of these metrics.
     pub fn render(&self, out: &mut String) {
         let name = "citysense_sensors";
-        crate::service::metrics::header(
+        crate::telemetry::text::header(
             out,
             name,
             "gauge",
@@ -180,7 +180,7 @@ impl HealthMetrics {
         ] {
             let _ = writeln!(out, "{name}{{state=\"{state}\"}} {}", v.load(Relaxed));
         }
-        crate::service::metrics::scalar(
+        crate::telemetry::text::scalar(
             out,
             "citysense_readings_out_of_range_total",
             "counter",

@@ -127,7 +127,7 @@ impl PrivacyMetrics {
             ),
         ];
         for (name, help, v) in rows {
-            crate::service::metrics::scalar(out, name, "counter", help, v.load(Relaxed));
+            crate::telemetry::text::scalar(out, name, "counter", help, v.load(Relaxed));
         }
     }
 }
@@ -146,14 +146,14 @@ pub struct Privacy {
     future_ns: i64,
     k_min: u32,
     state: Mutex<HubState>,
-    metrics: std::sync::Arc<crate::service::metrics::Metrics>,
+    metrics: std::sync::Arc<PrivacyMetrics>,
 }
 
 impl Privacy {
     pub fn new(
         cfg: &PrivacyConfig,
         agg: &crate::config::AggregationConfig,
-        metrics: std::sync::Arc<crate::service::metrics::Metrics>,
+        metrics: std::sync::Arc<PrivacyMetrics>,
     ) -> Privacy {
         let s = crate::reading::NANOS_PER_SEC;
         Privacy {
@@ -179,7 +179,7 @@ impl Privacy {
     }
 
     pub fn metrics(&self) -> &PrivacyMetrics {
-        &self.metrics.privacy
+        &self.metrics
     }
 
     /// Marks `series` as carrying register updates, not measured values.
@@ -201,8 +201,8 @@ impl Privacy {
     ) -> Result<Update, Refused> {
         let result = self.hash(identifier, ts, now);
         let counter = match result {
-            Ok(_) => &self.metrics.privacy.identifiers,
-            Err(_) => &self.metrics.privacy.identifiers_refused,
+            Ok(_) => &self.metrics.identifiers,
+            Err(_) => &self.metrics.identifiers_refused,
         };
         counter.fetch_add(1, Relaxed);
         result
@@ -227,7 +227,7 @@ impl Privacy {
             None => {
                 let k = random_key().ok_or(Refused::NoRandomness)?;
                 state.keys.insert(window, k);
-                self.metrics.privacy.keys_created.fetch_add(1, Relaxed);
+                self.metrics.keys_created.fetch_add(1, Relaxed);
                 k
             }
         };

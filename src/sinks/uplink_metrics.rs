@@ -1,12 +1,12 @@
 //! The uplink's own counters beyond requests and points sent: points dead-lettered by
 //! reason, requests split after a refusal, redirects not followed, and the request size
 //! limit in force (it shrinks after a 413). Rendered into `/metrics` by
-//! [`Metrics::render`](crate::service::metrics::Metrics::render).
+//! `service::metrics`.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::service::metrics::{header, scalar};
+use crate::telemetry::text::{header, scalar};
 
 /// Why a point went to the dead-letter file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

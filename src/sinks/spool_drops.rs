@@ -72,7 +72,7 @@ impl SpoolDrops {
 
     pub fn render(&self, out: &mut String) {
         let name = "citysense_spool_dropped_points_total";
-        super::metrics::header(
+        crate::telemetry::text::header(
             out,
             name,
             "counter",
