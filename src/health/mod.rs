@@ -21,8 +21,8 @@
 
 pub mod tracker;
 
+use crate::telemetry::expose;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use serde::Deserialize;
@@ -163,29 +163,25 @@ pub struct HealthMetrics {
 }
 
 impl HealthMetrics {
-    /// Appends the Prometheus text of these metrics.
-    pub fn render(&self, out: &mut String) {
-        let name = "citysense_sensors";
-        crate::telemetry::text::header(
-            out,
-            name,
-            "gauge",
-            "Sensors by health at the last window close.",
-        );
-        for (state, v) in [
+    /// Describes these metrics for `/metrics`.
+    pub fn encode(&self, e: &mut expose::Encoder) -> expose::Encoded {
+        let states = [
             ("up", &self.sensors_up),
             ("stale", &self.sensors_stale),
             ("stuck", &self.sensors_stuck),
             ("warming_up", &self.sensors_warming_up),
-        ] {
-            let _ = writeln!(out, "{name}{{state=\"{state}\"}} {}", v.load(Relaxed));
-        }
-        crate::telemetry::text::scalar(
-            out,
-            "citysense_readings_out_of_range_total",
-            "counter",
+        ];
+        expose::gauges(
+            e,
+            "citysense_sensors",
+            "Sensors by health at the last window close.",
+            states.map(|(state, v)| ([("state", state)], v.load(Relaxed))),
+        )?;
+        expose::counter(
+            e,
+            "citysense_readings_out_of_range",
             "Readings outside their quantity's plausible range (kept, flagged).",
             self.out_of_range.load(Relaxed),
-        );
+        )
     }
 }

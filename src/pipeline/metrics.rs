@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::clock::ClockMetrics;
 use crate::domain::DomainMetrics;
 use crate::health::HealthMetrics;
-use crate::telemetry::{RateLimit, StageTime, StoreLatency};
+use crate::telemetry::{expose, RateLimit, StageTime, StoreLatency};
 
 /// Why a reading was not aggregated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,5 +92,56 @@ impl AggregatorMetrics {
     /// The aggregator closed windows at `now` (a tick, not the shutdown flush).
     pub fn window_closed(&self, now: i64) {
         self.store_latency.window_closed(now);
+    }
+
+    /// Describes the aggregator's metrics and its components' for `/metrics` (the drop
+    /// family and the stage timings are gathered by `service`, with the sources' and sink's).
+    pub fn encode(&self, e: &mut expose::Encoder) -> expose::Encoded {
+        let load = |a: &AtomicU64| a.load(Relaxed);
+        let counters = [
+            (
+                "citysense_readings_aggregated",
+                "Readings added to windows.",
+                load(&self.readings_aggregated),
+            ),
+            (
+                "citysense_windows_closed",
+                "Series windows closed.",
+                load(&self.windows_closed),
+            ),
+            (
+                "citysense_points_emitted",
+                "Line-protocol points produced.",
+                load(&self.points_emitted),
+            ),
+            (
+                "citysense_percentiles_approximate",
+                "Windows whose percentiles came from the sketch.",
+                load(&self.approximate_percentiles),
+            ),
+            (
+                "citysense_encode_errors",
+                "Points that could not be encoded.",
+                load(&self.encode_errors),
+            ),
+        ];
+        for (name, help, v) in counters {
+            expose::counter(e, name, help, v)?;
+        }
+        expose::gauge(
+            e,
+            "citysense_series",
+            "Series known to the aggregator.",
+            load(&self.series),
+        )?;
+        expose::gauge(
+            e,
+            "citysense_aggregator_heartbeat_seconds",
+            "Last aggregator loop time (unix seconds).",
+            self.aggregator_heartbeat.load(Relaxed),
+        )?;
+        self.health.encode(e)?;
+        self.clock.encode(e)?;
+        self.domain.encode(e)
     }
 }

@@ -97,38 +97,42 @@ pub struct PrivacyMetrics {
 }
 
 impl PrivacyMetrics {
-    /// Appends the Prometheus text of these counters.
-    pub fn render(&self, out: &mut String) {
+    /// Describes these counters for `/metrics`.
+    pub fn encode(
+        &self,
+        e: &mut crate::telemetry::expose::Encoder,
+    ) -> crate::telemetry::expose::Encoded {
         let rows = [
             (
-                "citysense_privacy_identifiers_total",
+                "citysense_privacy_identifiers",
                 "Device identifiers hashed into a window sketch (then discarded).",
                 &self.identifiers,
             ),
             (
-                "citysense_privacy_identifiers_refused_total",
+                "citysense_privacy_identifiers_refused",
                 "Identifiers discarded unhashed (closed or future window, no randomness).",
                 &self.identifiers_refused,
             ),
             (
-                "citysense_privacy_windows_published_total",
+                "citysense_privacy_windows_published",
                 "Windows whose unique_devices estimate was written.",
                 &self.windows_published,
             ),
             (
-                "citysense_privacy_windows_suppressed_total",
+                "citysense_privacy_windows_suppressed",
                 "Windows whose unique_devices estimate was below privacy.k_min and omitted.",
                 &self.windows_suppressed,
             ),
             (
-                "citysense_privacy_window_keys_total",
+                "citysense_privacy_window_keys",
                 "Random per-window hash keys created (each forgotten when its window closes).",
                 &self.keys_created,
             ),
         ];
         for (name, help, v) in rows {
-            crate::telemetry::text::scalar(out, name, "counter", help, v.load(Relaxed));
+            crate::telemetry::expose::counter(e, name, help, v.load(Relaxed))?;
         }
+        Ok(())
     }
 }
 

@@ -1,4 +1,4 @@
-//! A deliberately small HTTP/1.1 endpoint for `/metrics` (Prometheus text) and `/healthz`.
+//! A deliberately small HTTP/1.1 endpoint for `/metrics` (OpenMetrics text) and `/healthz`.
 //! It serves a handful of scrapes a minute on loopback; a full HTTP server crate would cost
 //! more binary size on the Pi than this whole file. Requests are read with a size and time
 //! limit so a stuck client cannot hold a task forever.
@@ -70,7 +70,7 @@ async fn handle(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()>
     match path.split('?').next().unwrap_or("") {
         "/metrics" => {
             let body = metrics.render();
-            respond(&mut stream, 200, "text/plain; version=0.0.4", &body).await
+            respond(&mut stream, 200, super::metrics::CONTENT_TYPE, &body).await
         }
         "/healthz" => {
             let (status, body) = health(metrics);

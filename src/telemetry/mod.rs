@@ -7,9 +7,11 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::histogram::Histogram;
+
+pub mod expose;
 mod rejects;
 mod source;
-pub mod text;
 pub use rejects::{Reject, Rejects};
 pub use source::SourceMetrics;
 
@@ -56,11 +58,29 @@ impl Default for RateLimit {
     }
 }
 
-/// The last and the largest duration of one step, in microseconds.
-#[derive(Debug, Default)]
+/// Histogram bucket bounds for step and store latencies, seconds: 1 ms to 60 s (a close or
+/// an fsync takes milliseconds; a store outage holds windows for many seconds).
+pub const LATENCY_BUCKETS: [f64; 15] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// The last and the largest duration of one step, in microseconds, and the distribution of
+/// all of them.
+#[derive(Debug)]
 pub struct StageTime {
     pub last_us: AtomicI64,
     pub max_us: AtomicI64,
+    pub histogram: Histogram,
+}
+
+impl Default for StageTime {
+    fn default() -> Self {
+        StageTime {
+            last_us: AtomicI64::new(0),
+            max_us: AtomicI64::new(0),
+            histogram: Histogram::new(LATENCY_BUCKETS),
+        }
+    }
 }
 
 impl StageTime {
@@ -68,6 +88,7 @@ impl StageTime {
         let us = i64::try_from(took.as_micros()).unwrap_or(i64::MAX);
         self.last_us.store(us, Relaxed);
         self.max_us.fetch_max(us, Relaxed);
+        self.histogram.observe(took.as_secs_f64());
     }
 
     /// The last (or the largest) duration in seconds.
