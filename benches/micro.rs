@@ -14,7 +14,6 @@ use citysense::loadgen::{message, Format};
 use citysense::pipeline::aggregate::Aggregator;
 use citysense::pipeline::window::SeriesState;
 use citysense::reading::{GroupKey, Reading, Registry, SeriesId, NANOS_PER_SEC};
-use citysense::service::metrics::Metrics;
 use citysense::sources::mqtt::Mapper;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -90,7 +89,7 @@ fn aggregator(series: u32) -> (Aggregator, Vec<SeriesId>) {
             registry.series(group, &format!("q{}", i % 10)).unwrap()
         })
         .collect();
-    (Aggregator::new(&cfg, registry, Metrics::new(), 0), ids)
+    (Aggregator::new(&cfg, registry, Default::default(), 0), ids)
 }
 
 fn window_close(c: &mut Criterion) {

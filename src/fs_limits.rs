@@ -116,6 +116,20 @@ pub fn read_secret(path: &Path) -> Result<String, (PathBuf, FileError)> {
     }
 }
 
+/// Errors reading a secret file.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read secret {path}: {source}")]
+pub struct SecretError {
+    pub path: PathBuf,
+    #[source]
+    pub source: FileError,
+}
+
+/// [`read_secret`] with the path in the error: what the sources and the uplink report.
+pub fn read_secret_file(path: &Path) -> Result<String, SecretError> {
+    read_secret(path).map_err(|(path, source)| SecretError { path, source })
+}
+
 /// `1048576` as "1 MiB", `65536` as "64 KiB", other sizes in bytes.
 fn human(bytes: u64) -> String {
     match bytes {

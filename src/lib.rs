@@ -11,6 +11,7 @@
 //! - [`reading`]: the shared data type and the series registry.
 //! - [`clock`]: wall and boot time, clock sync detection, steps.
 //! - [`config`]: the TOML file, its checks and located errors.
+//! - [`telemetry`]: counters and rate limits every component builds its metrics from.
 //! - [`fs_limits`]: bounded reads of the config, secrets, profiles and certificates.
 //! - [`sources`]: tasks producing readings; pure payload mappers live beside them.
 //! - [`decode`]: pure serial frame decoders and the sensor profiles.
@@ -60,6 +61,7 @@ pub mod service;
 pub mod sinks;
 pub mod sources;
 pub mod spool;
+pub mod telemetry;
 pub mod time;
 
 use std::sync::Arc;
@@ -126,10 +128,10 @@ pub async fn run_with_clock(
     let privacy = Arc::new(privacy::Privacy::new(
         &cfg.privacy,
         &cfg.aggregation,
-        metrics.clone(),
+        metrics.privacy.clone(),
     ));
     let sources = build_sources(&cfg, &registry, &metrics, &privacy)?;
-    let sink = Sink::build(&cfg, metrics.clone())?;
+    let sink = Sink::build(&cfg, metrics.sink.clone())?;
     let domain = domain::Domain::build(&cfg)?;
     let tracker = TaskTracker::new();
     let service_stop = CancellationToken::new();
@@ -150,6 +152,7 @@ pub async fn run_with_clock(
 
     let (reading_tx, reading_rx) = mpsc::channel(cfg.aggregation.queue_capacity);
     let (batch_tx, batch_rx) = mpsc::channel(64);
+    let sources_counts: Vec<_> = sources.iter().map(Source::counts).collect();
     for source in sources {
         let (tx, token) = (reading_tx.clone(), shutdown.clone());
         let name = source.name();
@@ -162,13 +165,15 @@ pub async fn run_with_clock(
     // Only the sources hold senders now: the aggregator ends when they all have.
     drop(reading_tx);
     let start: Now = clock.now();
+    let counts = sources_counts.into_iter().flatten().collect();
     let aggregator = Aggregator::with_clock(
         &cfg.aggregation,
         &cfg.clock,
         registry.clone(),
-        metrics.clone(),
+        metrics.pipeline.clone(),
         start,
     )
+    .with_sources(counts)
     .with_hooks(Some(privacy), &cfg.health, cfg.gateway_tags())
     .with_derive(domain);
     tracker.spawn(aggregator.run(clock, reading_rx, batch_tx));

@@ -140,7 +140,7 @@ fn aggregator_insert_does_not_allocate_once_series_are_known() {
         .collect();
     let metrics = Metrics::new();
     let win = 10 * NANOS_PER_SEC;
-    let mut agg = Aggregator::new(&cfg, registry, metrics.clone(), 5 * win);
+    let mut agg = Aggregator::new(&cfg, registry, metrics.pipeline.clone(), 5 * win);
     let reading = |i: u64, w: i64| {
         Reading::new(
             ids[i as usize % ids.len()],
@@ -173,5 +173,8 @@ fn aggregator_insert_does_not_allocate_once_series_are_known() {
         );
     }
     assert_eq!(total, 0);
-    assert_eq!(metrics.readings_aggregated.load(Ordering::Relaxed), 92_000);
+    assert_eq!(
+        metrics.pipeline.readings_aggregated.load(Ordering::Relaxed),
+        92_000
+    );
 }

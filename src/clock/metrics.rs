@@ -1,12 +1,11 @@
 //! Counters and gauges about time: clock sync, steps, readings held while unsynchronised,
-//! and late-data corrections. Part of [`Metrics`](crate::service::metrics::Metrics) as its
-//! `clock` field; each event is logged and counted here, in one place.
+//! and late-data corrections. The aggregator, which drives the clock, carries them; each
+//! event is logged and counted here, in one place.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use super::SyncMode;
-use crate::service::metrics::RateLimit;
+use crate::telemetry::{expose, RateLimit};
 
 /// See the module doc.
 #[derive(Debug, Default)]
@@ -84,51 +83,52 @@ impl ClockMetrics {
         );
     }
 
-    /// Appends the Prometheus text of these metrics.
-    pub fn render(&self, out: &mut String) {
-        let rows: [(&str, &str, &str, i64); 5] = [
+    /// Describes these metrics for `/metrics`.
+    pub fn encode(&self, e: &mut expose::Encoder) -> expose::Encoded {
+        let gauges = [
             (
                 "citysense_clock_synchronized",
-                "gauge",
                 "1 while the wall clock is synchronised (per clock.sync).",
-                self.synchronized.load(Relaxed),
+                &self.synchronized,
             ),
             (
                 "citysense_clock_trusted",
-                "gauge",
                 "1 once the clock was synchronised in this run (windows are emitted).",
-                self.trusted.load(Relaxed),
-            ),
-            (
-                "citysense_clock_steps_total",
-                "counter",
-                "Steps of the synchronised wall clock.",
-                self.steps.load(Relaxed) as i64,
+                &self.trusted,
             ),
             (
                 "citysense_clock_held_readings",
-                "gauge",
                 "Readings held until the clock is synchronised.",
-                self.held_readings.load(Relaxed),
-            ),
-            (
-                "citysense_windows_reemitted_total",
-                "counter",
-                "Series windows emitted again, corrected by late readings.",
-                self.windows_reemitted.load(Relaxed) as i64,
+                &self.held_readings,
             ),
         ];
-        for (name, kind, help, v) in rows {
-            crate::service::metrics::scalar(out, name, kind, help, v);
+        for (name, help, v) in gauges {
+            expose::gauge(e, name, help, v.load(Relaxed))?;
         }
-        let name = "citysense_clock_held_dropped_total";
-        let help = "Held readings dropped: the hold was full, or the daemon stopped before the clock was ever synchronised.";
-        crate::service::metrics::header(out, name, "counter", help);
-        for (reason, n) in [
+        let counters = [
+            (
+                "citysense_clock_steps",
+                "Steps of the synchronised wall clock.",
+                &self.steps,
+            ),
+            (
+                "citysense_windows_reemitted",
+                "Series windows emitted again, corrected by late readings.",
+                &self.windows_reemitted,
+            ),
+        ];
+        for (name, help, v) in counters {
+            expose::counter(e, name, help, v.load(Relaxed))?;
+        }
+        let reasons = [
             ("hold_full", &self.held_dropped),
             ("never_synchronized", &self.held_lost),
-        ] {
-            let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", n.load(Relaxed));
-        }
+        ];
+        expose::counters(
+            e,
+            "citysense_clock_held_dropped",
+            "Held readings dropped: the hold was full, or the daemon stopped before the clock was ever synchronised.",
+            reasons.map(|(reason, n)| ([("reason", reason)], n.load(Relaxed))),
+        )
     }
 }

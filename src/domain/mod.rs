@@ -29,7 +29,9 @@ use aqi::{EaqiVersion, LkiTopEdges, POLLUTANTS};
 use footfall::Occupancy;
 use humidity::Correction;
 
-/// Domain events worth counting (rendered by `service::metrics`).
+use crate::telemetry::expose;
+
+/// Domain events worth counting (rendered into `/metrics` by `service`).
 #[derive(Debug, Default)]
 pub struct DomainMetrics {
     /// `counter_total` drops taken as a device reset.
@@ -43,33 +45,34 @@ pub struct DomainMetrics {
 }
 
 impl DomainMetrics {
-    /// Appends the Prometheus text of these counters.
-    pub fn render(&self, out: &mut String) {
+    /// Describes these counters for `/metrics`.
+    pub fn encode(&self, e: &mut expose::Encoder) -> expose::Encoded {
         let rows = [
             (
-                "citysense_counter_resets_total",
+                "citysense_counter_resets",
                 "Cumulative counter drops taken as a device reset.",
                 &self.counter_resets,
             ),
             (
-                "citysense_counter_wraps_total",
+                "citysense_counter_wraps",
                 "Cumulative counter drops taken as a 16/32-bit wrap.",
                 &self.counter_wraps,
             ),
             (
-                "citysense_humidity_uncorrected_windows_total",
+                "citysense_humidity_uncorrected_windows",
                 "PM windows left uncorrected: no humidity in the window.",
                 &self.humidity_missing,
             ),
             (
-                "citysense_humidity_capped_windows_total",
+                "citysense_humidity_capped_windows",
                 "PM windows whose humidity was above rh_cap.",
                 &self.humidity_capped,
             ),
         ];
         for (name, help, v) in rows {
-            crate::service::metrics::scalar(out, name, "counter", help, v.load(Relaxed));
+            expose::counter(e, name, help, v.load(Relaxed))?;
         }
+        Ok(())
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Computed in the aggregator, which sees every reading with its event time and series
 //! ([`tracker::Tracker`]); per-source error counts come from the sources' counters in
-//! [`SourceMetrics`](crate::service::metrics::SourceMetrics). At every window close the
+//! [`SourceMetrics`](crate::telemetry::SourceMetrics). At every window close the
 //! aggregator writes one `sensor_health` point per sensor (a sensor is a tag set: the tags of
 //! its points, measurement aside) and one per source, with the window's start as timestamp:
 //!
@@ -21,8 +21,8 @@
 
 pub mod tracker;
 
+use crate::telemetry::expose;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use serde::Deserialize;
@@ -163,29 +163,25 @@ pub struct HealthMetrics {
 }
 
 impl HealthMetrics {
-    /// Appends the Prometheus text of these metrics.
-    pub fn render(&self, out: &mut String) {
-        let name = "citysense_sensors";
-        crate::service::metrics::header(
-            out,
-            name,
-            "gauge",
-            "Sensors by health at the last window close.",
-        );
-        for (state, v) in [
+    /// Describes these metrics for `/metrics`.
+    pub fn encode(&self, e: &mut expose::Encoder) -> expose::Encoded {
+        let states = [
             ("up", &self.sensors_up),
             ("stale", &self.sensors_stale),
             ("stuck", &self.sensors_stuck),
             ("warming_up", &self.sensors_warming_up),
-        ] {
-            let _ = writeln!(out, "{name}{{state=\"{state}\"}} {}", v.load(Relaxed));
-        }
-        crate::service::metrics::scalar(
-            out,
-            "citysense_readings_out_of_range_total",
-            "counter",
+        ];
+        expose::gauges(
+            e,
+            "citysense_sensors",
+            "Sensors by health at the last window close.",
+            states.map(|(state, v)| ([("state", state)], v.load(Relaxed))),
+        )?;
+        expose::counter(
+            e,
+            "citysense_readings_out_of_range",
             "Readings outside their quantity's plausible range (kept, flagged).",
             self.out_of_range.load(Relaxed),
-        );
+        )
     }
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use super::{HealthConfig, HealthMetrics};
 use crate::line_protocol::FieldValue;
 use crate::reading::{Reading, Registry, Tags, TimestampNs, NANOS_PER_SEC};
-use crate::service::metrics::SourceMetrics;
+use crate::telemetry::SourceMetrics;
 
 /// Weight of the newest gap in the learned interval (exponential moving average).
 const EWMA_WEIGHT: f64 = 0.2;

@@ -34,8 +34,8 @@ use crate::domain::Domain;
 use crate::pipeline::field_names::{FieldKeys, FieldNames};
 use crate::pipeline::timeline::{Hold, Timeline};
 use crate::pipeline::window::{SeriesState, Stat};
+use crate::pipeline::AggregatorMetrics;
 use crate::reading::{Registry, SeriesInfo, TimestampNs, NANOS_PER_SEC};
-use crate::service::metrics::Metrics;
 
 mod close;
 mod encode;
@@ -75,7 +75,7 @@ pub struct Aggregator {
     /// known.
     start_boot: i64,
     registry: Registry,
-    metrics: Arc<Metrics>,
+    metrics: Arc<AggregatorMetrics>,
     /// Privacy sketches and sensor health (`hooks.rs`); off unless `with_hooks` is called.
     hooks: hooks::Hooks,
     /// Derived fields: indices, humidity correction, footfall (`crate::domain`).
@@ -88,7 +88,7 @@ impl Aggregator {
     pub fn new(
         cfg: &AggregationConfig,
         registry: Registry,
-        metrics: Arc<Metrics>,
+        metrics: Arc<AggregatorMetrics>,
         now: TimestampNs,
     ) -> Aggregator {
         let clock = ClockConfig {
@@ -104,7 +104,7 @@ impl Aggregator {
         cfg: &AggregationConfig,
         clock: &ClockConfig,
         registry: Registry,
-        metrics: Arc<Metrics>,
+        metrics: Arc<AggregatorMetrics>,
         now: Now,
     ) -> Aggregator {
         let stats: Vec<Stat> = cfg.stats.iter().filter_map(|s| Stat::parse(s)).collect();

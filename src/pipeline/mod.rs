@@ -3,8 +3,11 @@
 
 pub mod aggregate;
 pub mod field_names;
+pub mod metrics;
 pub mod ring;
 pub mod sketch;
 mod sketch_counts;
 pub mod timeline;
 pub mod window;
+
+pub use metrics::{AggregatorMetrics, DropReason};

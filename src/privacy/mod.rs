@@ -97,38 +97,42 @@ pub struct PrivacyMetrics {
 }
 
 impl PrivacyMetrics {
-    /// Appends the Prometheus text of these counters.
-    pub fn render(&self, out: &mut String) {
+    /// Describes these counters for `/metrics`.
+    pub fn encode(
+        &self,
+        e: &mut crate::telemetry::expose::Encoder,
+    ) -> crate::telemetry::expose::Encoded {
         let rows = [
             (
-                "citysense_privacy_identifiers_total",
+                "citysense_privacy_identifiers",
                 "Device identifiers hashed into a window sketch (then discarded).",
                 &self.identifiers,
             ),
             (
-                "citysense_privacy_identifiers_refused_total",
+                "citysense_privacy_identifiers_refused",
                 "Identifiers discarded unhashed (closed or future window, no randomness).",
                 &self.identifiers_refused,
             ),
             (
-                "citysense_privacy_windows_published_total",
+                "citysense_privacy_windows_published",
                 "Windows whose unique_devices estimate was written.",
                 &self.windows_published,
             ),
             (
-                "citysense_privacy_windows_suppressed_total",
+                "citysense_privacy_windows_suppressed",
                 "Windows whose unique_devices estimate was below privacy.k_min and omitted.",
                 &self.windows_suppressed,
             ),
             (
-                "citysense_privacy_window_keys_total",
+                "citysense_privacy_window_keys",
                 "Random per-window hash keys created (each forgotten when its window closes).",
                 &self.keys_created,
             ),
         ];
         for (name, help, v) in rows {
-            crate::service::metrics::scalar(out, name, "counter", help, v.load(Relaxed));
+            crate::telemetry::expose::counter(e, name, help, v.load(Relaxed))?;
         }
+        Ok(())
     }
 }
 
@@ -146,14 +150,14 @@ pub struct Privacy {
     future_ns: i64,
     k_min: u32,
     state: Mutex<HubState>,
-    metrics: std::sync::Arc<crate::service::metrics::Metrics>,
+    metrics: std::sync::Arc<PrivacyMetrics>,
 }
 
 impl Privacy {
     pub fn new(
         cfg: &PrivacyConfig,
         agg: &crate::config::AggregationConfig,
-        metrics: std::sync::Arc<crate::service::metrics::Metrics>,
+        metrics: std::sync::Arc<PrivacyMetrics>,
     ) -> Privacy {
         let s = crate::reading::NANOS_PER_SEC;
         Privacy {
@@ -179,7 +183,7 @@ impl Privacy {
     }
 
     pub fn metrics(&self) -> &PrivacyMetrics {
-        &self.metrics.privacy
+        &self.metrics
     }
 
     /// Marks `series` as carrying register updates, not measured values.
@@ -201,8 +205,8 @@ impl Privacy {
     ) -> Result<Update, Refused> {
         let result = self.hash(identifier, ts, now);
         let counter = match result {
-            Ok(_) => &self.metrics.privacy.identifiers,
-            Err(_) => &self.metrics.privacy.identifiers_refused,
+            Ok(_) => &self.metrics.identifiers,
+            Err(_) => &self.metrics.identifiers_refused,
         };
         counter.fetch_add(1, Relaxed);
         result
@@ -227,7 +231,7 @@ impl Privacy {
             None => {
                 let k = random_key().ok_or(Refused::NoRandomness)?;
                 state.keys.insert(window, k);
-                self.metrics.privacy.keys_created.fetch_add(1, Relaxed);
+                self.metrics.keys_created.fetch_add(1, Relaxed);
                 k
             }
         };

@@ -2,7 +2,6 @@ use std::sync::Arc;
 
 use super::*;
 use crate::config::AggregationConfig;
-use crate::service::metrics::Metrics;
 
 const S: i64 = crate::reading::NANOS_PER_SEC;
 const T0: i64 = 1_800_000_000 * S;
@@ -13,7 +12,7 @@ fn hub() -> Privacy {
         future_tolerance_secs: 300,
         ..AggregationConfig::default()
     };
-    Privacy::new(&PrivacyConfig::default(), &agg, Metrics::new())
+    Privacy::new(&PrivacyConfig::default(), &agg, Default::default())
 }
 
 fn updates(h: &Privacy, ts: i64) -> Vec<Update> {

@@ -121,7 +121,7 @@ mod tests {
         let hub = Arc::new(Privacy::new(
             &super::super::PrivacyConfig::default(),
             &cfg,
-            metrics.clone(),
+            metrics.privacy.clone(),
         ));
         hub.mark_identifier_series(SeriesId(3));
         (WindowSketches::new(hub.clone()), hub, metrics)

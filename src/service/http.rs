@@ -1,4 +1,4 @@
-//! A deliberately small HTTP/1.1 endpoint for `/metrics` (Prometheus text) and `/healthz`.
+//! A deliberately small HTTP/1.1 endpoint for `/metrics` (OpenMetrics text) and `/healthz`.
 //! It serves a handful of scrapes a minute on loopback; a full HTTP server crate would cost
 //! more binary size on the Pi than this whole file. Requests are read with a size and time
 //! limit so a stuck client cannot hold a task forever.
@@ -70,7 +70,7 @@ async fn handle(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()>
     match path.split('?').next().unwrap_or("") {
         "/metrics" => {
             let body = metrics.render();
-            respond(&mut stream, 200, "text/plain; version=0.0.4", &body).await
+            respond(&mut stream, 200, super::metrics::CONTENT_TYPE, &body).await
         }
         "/healthz" => {
             let (status, body) = health(metrics);
@@ -90,20 +90,23 @@ async fn handle(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()>
 
 /// 200 while the aggregator loop is alive; the body says what else needs attention.
 pub fn health(m: &Metrics) -> (u16, String) {
-    let age = now_ns() / NANOS_PER_SEC - m.aggregator_heartbeat.load(Relaxed);
-    let uplink = match m.uplink_up.load(Relaxed) {
+    let age = now_ns() / NANOS_PER_SEC - m.pipeline.aggregator_heartbeat.load(Relaxed);
+    let uplink = match m.sink.uplink_up.load(Relaxed) {
         1 => "up",
-        _ if m.uplink_requests_ok.load(Relaxed) + m.uplink_requests_failed.load(Relaxed) == 0 => {
+        _ if m.sink.uplink_requests_ok.load(Relaxed)
+            + m.sink.uplink_requests_failed.load(Relaxed)
+            == 0 =>
+        {
             "idle"
         }
         _ => "down (data kept in spool)",
     };
     let mut body = format!(
         "aggregator: heartbeat {age}s ago\nuplink: {uplink}\nspool: {} points, {} bytes\n",
-        m.spool_points.load(Relaxed),
-        m.spool_bytes.load(Relaxed)
+        m.sink.spool_points.load(Relaxed),
+        m.sink.spool_bytes.load(Relaxed)
     );
-    body.push_str(&clock_line(&m.clock));
+    body.push_str(&clock_line(&m.pipeline.clock));
     if age > STALE_AFTER_SECS {
         (503, format!("unhealthy\n{body}"))
     } else {

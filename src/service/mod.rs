@@ -1,26 +1,7 @@
-//! Running the daemon as a service: metrics, health endpoint, systemd notification, secrets.
+//! Running the daemon as a service: metrics, health endpoint, systemd notification.
 
 pub mod http;
 pub mod metrics;
-pub mod spool_drops;
+/// Reasons the spool gives points up, by the path integration tests know them.
+pub use crate::sinks::spool_drops;
 pub mod systemd;
-
-use std::path::{Path, PathBuf};
-
-use crate::fs_limits::FileError;
-
-/// Errors reading a secret file.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot read secret {path}: {source}")]
-pub struct SecretError {
-    pub path: PathBuf,
-    #[source]
-    pub source: FileError,
-}
-
-/// Reads a secret (token, password) from a file, trimming the trailing newline. A relative
-/// name is looked up in `$CREDENTIALS_DIRECTORY` (systemd `LoadCredential=`) first; the read
-/// is bounded (see [`crate::fs_limits`]).
-pub fn read_secret(path: &Path) -> Result<String, SecretError> {
-    crate::fs_limits::read_secret(path).map_err(|(path, source)| SecretError { path, source })
-}

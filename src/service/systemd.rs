@@ -44,12 +44,12 @@ pub async fn supervise(metrics: Arc<Metrics>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        let age = now_ns() / NANOS_PER_SEC - metrics.aggregator_heartbeat.load(Relaxed);
+        let age = now_ns() / NANOS_PER_SEC - metrics.pipeline.aggregator_heartbeat.load(Relaxed);
         let status = format!(
             "{} readings, {} points sent, {} points spooled",
-            metrics.readings_aggregated.load(Relaxed),
-            metrics.uplink_points_sent.load(Relaxed),
-            metrics.spool_points.load(Relaxed)
+            metrics.pipeline.readings_aggregated.load(Relaxed),
+            metrics.sink.uplink_points_sent.load(Relaxed),
+            metrics.sink.spool_points.load(Relaxed)
         );
         if watchdog && age <= STALE_AFTER_SECS {
             notify(&[NotifyState::Watchdog, NotifyState::Status(&status)]);

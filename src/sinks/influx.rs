@@ -22,7 +22,7 @@ use reqwest::header::{
 use reqwest::{redirect, Url};
 
 use crate::config::{OutputApi, OutputConfig};
-use crate::service::read_secret;
+use crate::fs_limits::read_secret_file as read_secret;
 
 /// Most 307/308 hops followed for one write.
 pub const MAX_REDIRECTS: usize = 3;
@@ -32,7 +32,7 @@ pub enum SinkError {
     #[error("output: {0}")]
     Config(String),
     #[error(transparent)]
-    Secret(#[from] crate::service::SecretError),
+    Secret(#[from] crate::fs_limits::SecretError),
     #[error("HTTP client: {0}")]
     Client(#[from] reqwest::Error),
 }

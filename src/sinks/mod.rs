@@ -7,7 +7,9 @@
 
 mod bisect;
 pub mod influx;
+mod metrics;
 mod pending;
+pub mod spool_drops;
 mod uplink;
 mod uplink_metrics;
 
@@ -21,11 +23,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, OutputApi};
 use crate::pipeline::aggregate::WindowBatch;
-use crate::service::metrics::{Metrics, RateLimit};
-use crate::service::spool_drops::SpoolDrop;
 use crate::spool::{Spool, SpoolConfig as DiskConfig, SpoolError};
+use crate::telemetry::RateLimit;
+use spool_drops::SpoolDrop;
 
 pub use influx::{classify, Outcome, SinkError, Writer};
+pub use metrics::SinkMetrics;
 use pending::{Pending, PENDING_MAX_BYTES};
 pub use uplink::Uplink;
 pub use uplink_metrics::{DeadReason, UplinkMetrics};
@@ -50,7 +53,7 @@ pub const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
 impl Sink {
     /// Opens the spool (recovering it) and builds the writer.
-    pub fn build(cfg: &Config, metrics: Arc<Metrics>) -> Result<Sink, SinkError> {
+    pub fn build(cfg: &Config, metrics: Arc<SinkMetrics>) -> Result<Sink, SinkError> {
         if cfg.output.api == OutputApi::Stdout {
             return Ok(Sink::Stdout);
         }
@@ -178,7 +181,7 @@ async fn flush_held(spool: &SharedSpool, pending: &mut Pending, uplink: &Uplink,
 
 /// Logs what `open` repaired or dropped (the bound may have shrunk since). Corruption is
 /// counted from the spool's own total by `Uplink::publish_stats`.
-fn report_recovery(metrics: &Metrics, recovery: &crate::spool::Recovery) {
+fn report_recovery(metrics: &SinkMetrics, recovery: &crate::spool::Recovery) {
     if recovery.corrupt_records > 0 {
         tracing::error!(
             records = recovery.corrupt_records,
@@ -252,7 +255,7 @@ async fn append(
     })
     .await;
     let metrics = uplink.metrics();
-    metrics.stages.spool_append.record(started.elapsed());
+    metrics.spool_append.record(started.elapsed());
     match res {
         Ok((batch, Ok(appended))) => {
             tracing::debug!(id = appended.id, points = batch.points, "batch spooled");
@@ -300,7 +303,7 @@ fn report_memory_drop(uplink: &Uplink, batches: u64, points: u64) {
     }
 }
 
-fn spool_error(metrics: &Metrics, points: u32, e: &SpoolError) {
+fn spool_error(metrics: &SinkMetrics, points: u32, e: &SpoolError) {
     metrics.spool_errors.fetch_add(1, Relaxed);
     metrics
         .spool_dropped

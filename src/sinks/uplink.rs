@@ -14,9 +14,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::bisect::Plan;
 use super::influx::{Outcome, Writer};
+use super::SinkMetrics;
 use super::{lock, DeadReason, SharedSpool, DRAIN_DEADLINE};
-use crate::service::metrics::{Metrics, RateLimit};
 use crate::spool::{dead_letter, Batch};
+use crate::telemetry::RateLimit;
 
 /// Sends spooled batches; cheap to clone (shared state behind `Arc`).
 #[derive(Clone)]
@@ -27,7 +28,7 @@ pub struct Uplink {
 struct Inner {
     writer: Writer,
     spool: SharedSpool,
-    metrics: Arc<Metrics>,
+    metrics: Arc<SinkMetrics>,
     max_backoff: Duration,
     /// Starts at the configured size; halved by a 413 (see [`Uplink::shrink`]).
     max_request_bytes: AtomicUsize,
@@ -49,7 +50,7 @@ impl Uplink {
     pub fn new(
         writer: Writer,
         spool: SharedSpool,
-        metrics: Arc<Metrics>,
+        metrics: Arc<SinkMetrics>,
         max_backoff: Duration,
         max_request_bytes: usize,
         dir: PathBuf,
@@ -74,7 +75,7 @@ impl Uplink {
         }
     }
 
-    pub fn metrics(&self) -> &Metrics {
+    pub fn metrics(&self) -> &SinkMetrics {
         &self.inner.metrics
     }
 
@@ -89,7 +90,7 @@ impl Uplink {
         // Corruption is counted by the spool (at open and when a read meets it).
         m.spool_corrupt_records
             .fetch_max(s.corrupt_records, Relaxed);
-        let corrupt = crate::service::spool_drops::SpoolDrop::Corrupt;
+        let corrupt = super::spool_drops::SpoolDrop::Corrupt;
         m.spool_dropped.raise_to(corrupt, s.corrupt_points);
     }
 
@@ -198,7 +199,7 @@ impl Uplink {
             Some(c) => (inner.writer.write(&c.parts).await, c.points, c.bytes),
             None => return None,
         };
-        m.stages.uplink_request.record(started.elapsed());
+        m.uplink_request.record(started.elapsed());
         if outcome != Outcome::Written {
             m.uplink_requests_failed.fetch_add(1, Relaxed);
             m.uplink_up.store(0, Relaxed);
@@ -385,7 +386,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 const PROGRESS_MIN_POINTS: u64 = 10_000;
 
 impl Progress {
-    fn new(m: &Metrics) -> Progress {
+    fn new(m: &SinkMetrics) -> Progress {
         Progress {
             since: Instant::now(),
             sent: m.uplink_points_sent.load(Relaxed),
@@ -393,7 +394,7 @@ impl Progress {
         }
     }
 
-    fn tick(&mut self, m: &Metrics) {
+    fn tick(&mut self, m: &SinkMetrics) {
         let left = m.spool_points.load(Relaxed);
         if left == 0 && self.reported {
             tracing::info!("spool replay done");

@@ -1,12 +1,11 @@
 //! The uplink's own counters beyond requests and points sent: points dead-lettered by
 //! reason, requests split after a refusal, redirects not followed, and the request size
 //! limit in force (it shrinks after a 413). Rendered into `/metrics` by
-//! [`Metrics::render`](crate::service::metrics::Metrics::render).
+//! `service::metrics`.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::service::metrics::{header, scalar};
+use crate::telemetry::expose;
 
 /// Why a point went to the dead-letter file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,42 +47,31 @@ impl UplinkMetrics {
         self.dead_letter[reason as usize].load(Relaxed)
     }
 
-    pub fn render(&self, out: &mut String) {
-        header(
-            out,
-            "citysense_dead_letter_points_total",
-            "counter",
+    /// Describes these metrics for `/metrics`.
+    pub fn encode(&self, e: &mut expose::Encoder) -> expose::Encoded {
+        expose::counters(
+            e,
+            "citysense_dead_letter_points",
             "Points the store refused, moved to the dead-letter file, by reason.",
-        );
-        for r in DeadReason::ALL {
-            let _ = writeln!(
-                out,
-                "citysense_dead_letter_points_total{{reason=\"{}\"}} {}",
-                r.label(),
-                self.dead_letter_points(r)
-            );
-        }
-        for (name, kind, help, v) in [
-            (
-                "citysense_uplink_splits_total",
-                "counter",
-                "Refused requests split in two (400/422 to isolate bad points, 413 to fit).",
-                self.splits.load(Relaxed),
-            ),
-            (
-                "citysense_uplink_redirects_total",
-                "counter",
-                "Redirects not followed (only 307/308 are); the data stays in the spool.",
-                self.redirects.load(Relaxed),
-            ),
-            (
-                "citysense_uplink_max_request_bytes",
-                "gauge",
-                "Request size limit in force (halved by each 413, down to 4096).",
-                self.max_request_bytes.load(Relaxed),
-            ),
-        ] {
-            scalar(out, name, kind, help, v);
-        }
+            DeadReason::ALL.map(|r| ([("reason", r.label())], self.dead_letter_points(r))),
+        )?;
+        expose::counter(
+            e,
+            "citysense_uplink_splits",
+            "Refused requests split in two (400/422 to isolate bad points, 413 to fit).",
+            self.splits.load(Relaxed),
+        )?;
+        expose::counter(
+            e,
+            "citysense_uplink_redirects",
+            "Redirects not followed (only 307/308 are); the data stays in the spool.",
+            self.redirects.load(Relaxed),
+        )?;
+        expose::gauge(
+            e,
+            "citysense_uplink_max_request_bytes",
+            "Request size limit in force (halved by each 413, down to 4096).",
+            self.max_request_bytes.load(Relaxed),
+        )
     }
 }

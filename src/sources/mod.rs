@@ -18,7 +18,7 @@ pub enum SourceError {
     #[error("TLS: {0}")]
     Tls(String),
     #[error(transparent)]
-    Secret(#[from] crate::service::SecretError),
+    Secret(#[from] crate::fs_limits::SecretError),
 }
 
 /// Every kind of source, ready to run.
@@ -35,6 +35,16 @@ impl Source {
             Source::Mqtt(m) => format!("mqtt {}", m.name()),
             Source::Simulator(_) => "simulator".into(),
             Source::Serial(s) => format!("serial {}", s.name()),
+        }
+    }
+
+    /// The source's own counters (the simulator keeps none): the aggregator reports them as
+    /// per-source `sensor_health` points.
+    pub fn counts(&self) -> Option<std::sync::Arc<crate::telemetry::SourceMetrics>> {
+        match self {
+            Source::Mqtt(m) => Some(m.counts()),
+            Source::Simulator(_) => None,
+            Source::Serial(s) => Some(s.counts()),
         }
     }
 

@@ -95,9 +95,9 @@ async fn unsynchronised_boot_then_sync_then_step_lands_exact_windows() {
     let w1 = into_next_window().await;
     readings(broker.port, "a", 5).await;
     tokio::time::sleep(Duration::from_millis(3 * WINDOW_MS as u64)).await;
-    assert_eq!(m.clock.held_readings.load(Relaxed), 5);
+    assert_eq!(m.pipeline.clock.held_readings.load(Relaxed), 5);
     assert_eq!(
-        m.points_emitted.load(Relaxed),
+        m.pipeline.points_emitted.load(Relaxed),
         0,
         "nothing emitted unsynchronised"
     );
@@ -110,7 +110,11 @@ async fn unsynchronised_boot_then_sync_then_step_lands_exact_windows() {
     clock.set_shift(0);
     clock.set_synced(true);
     d.wait_points_sent(1).await;
-    assert_eq!(m.clock.steps.load(Relaxed), 0, "the first sync is no step");
+    assert_eq!(
+        m.pipeline.clock.steps.load(Relaxed),
+        0,
+        "the first sync is no step"
+    );
 
     // An hour's step forward while running, then 3 readings in one window.
     clock.set_shift(3600 * S_NS);
@@ -119,9 +123,9 @@ async fn unsynchronised_boot_then_sync_then_step_lands_exact_windows() {
     readings(broker.port, "b", 3).await;
     d.wait_points_sent(2).await;
     d.stop().await;
-    assert_eq!(m.clock.steps.load(Relaxed), 1);
+    assert_eq!(m.pipeline.clock.steps.load(Relaxed), 1);
     assert!(m.render().contains("citysense_clock_steps_total 1"));
-    assert_eq!(m.uplink_points_sent.load(Relaxed), 2, "no other point");
+    assert_eq!(m.sink.uplink_points_sent.load(Relaxed), 2, "no other point");
 
     let mut got: BTreeMap<(String, i64), BTreeMap<String, f64>> = BTreeMap::new();
     let end = (now_ms() / 1000 + 2 * 3600).to_string();
@@ -217,11 +221,11 @@ enabled = false
     sensor.flush().await.unwrap();
     tokio::time::sleep(Duration::from_millis(2 * WINDOW_MS as u64)).await;
     assert_eq!(
-        m.clock.held_readings.load(Relaxed),
+        m.pipeline.clock.held_readings.load(Relaxed),
         8,
         "in and out of 4 lines held"
     );
-    assert_eq!(m.points_emitted.load(Relaxed), 0);
+    assert_eq!(m.pipeline.points_emitted.load(Relaxed), 0);
 
     clock.set_shift(0);
     clock.set_synced(true);

@@ -175,8 +175,8 @@ async fn indices_humidity_correction_and_footfall_land_in_victoria() {
     .await;
     d.wait_points_sent(want).await;
     d.stop().await;
-    assert_eq!(d.metrics.uplink_points_sent.load(Relaxed), want);
-    assert_eq!(d.metrics.domain.counter_resets.load(Relaxed), 1);
+    assert_eq!(d.metrics.sink.uplink_points_sent.load(Relaxed), want);
+    assert_eq!(d.metrics.pipeline.domain.counter_resets.load(Relaxed), 1);
 
     let got = collect(
         &vm.export("{__name__=~\"(air_quality|climate|footfall)_.*\"}")

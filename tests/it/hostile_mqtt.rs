@@ -60,7 +60,7 @@ async fn wait_aggregated(d: &Daemon, n: u64) {
     let what = format!("{n} readings aggregated");
     wait_until(Duration::from_secs(15), &what, || {
         let m = m.clone();
-        async move { m.readings_aggregated.load(Relaxed) >= n }
+        async move { m.pipeline.readings_aggregated.load(Relaxed) >= n }
     })
     .await;
 }
@@ -168,7 +168,7 @@ async fn an_oversized_qos1_message_is_acknowledged_and_counted_once() {
         0,
         "the connection never broke"
     );
-    assert_eq!(d.metrics.readings_aggregated.load(Relaxed), 2);
+    assert_eq!(d.metrics.pipeline.readings_aggregated.load(Relaxed), 2);
     let text = d.metrics.render();
     let too_large = text.lines().find(|l| {
         l.starts_with("citysense_source_rejected_total{") && l.contains("reason=\"too_large\"}")

@@ -94,7 +94,7 @@ async fn a_late_reading_within_grace_corrects_the_stored_window() {
     .await;
     d.stop().await;
     assert_eq!(windows(&influx, "n1").await, vec![(a_ns, 3.0, 20.0)]);
-    assert_eq!(d.metrics.clock.windows_reemitted.load(Relaxed), 1);
+    assert_eq!(d.metrics.pipeline.clock.windows_reemitted.load(Relaxed), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -142,7 +142,7 @@ async fn tls_connection_delivers_readings() {
     let m = d.metrics.clone();
     wait_until(Duration::from_secs(10), "readings aggregated", || {
         let m = m.clone();
-        async move { m.readings_aggregated.load(Relaxed) == 2 }
+        async move { m.pipeline.readings_aggregated.load(Relaxed) == 2 }
     })
     .await;
     d.stop().await;
@@ -208,7 +208,7 @@ async fn resubscribes_when_the_broker_lost_the_session() {
         "readings after the restart",
         || {
             let m = m.clone();
-            async move { m.readings_aggregated.load(Relaxed) == 3 }
+            async move { m.pipeline.readings_aggregated.load(Relaxed) == 3 }
         },
     )
     .await;
@@ -235,13 +235,13 @@ async fn shutdown_flushes_open_windows_to_the_store() {
     let m = d.metrics.clone();
     wait_until(Duration::from_secs(10), "readings aggregated", || {
         let m = m.clone();
-        async move { m.readings_aggregated.load(Relaxed) == 3 }
+        async move { m.pipeline.readings_aggregated.load(Relaxed) == 3 }
     })
     .await;
     // The 60 s window is still open: only the shutdown flush can deliver it.
-    assert_eq!(d.metrics.uplink_points_sent.load(Relaxed), 0);
+    assert_eq!(d.metrics.sink.uplink_points_sent.load(Relaxed), 0);
     d.stop().await;
-    assert_eq!(d.metrics.uplink_points_sent.load(Relaxed), 2);
+    assert_eq!(d.metrics.sink.uplink_points_sent.load(Relaxed), 2);
     let series = vm.export("{__name__=\"air_quality_pm10_mean\"}").await;
     assert_eq!(series.len(), 2);
     for s in &series {

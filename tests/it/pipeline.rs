@@ -159,11 +159,11 @@ async fn thousand_messages_land_exactly_in_victoria_and_influxd() {
     d1.stop().await;
     for d in [&d2, &d1] {
         assert_eq!(
-            d.metrics.readings_aggregated.load(Relaxed),
+            d.metrics.pipeline.readings_aggregated.load(Relaxed),
             msgs.len() as u64
         );
         assert_eq!(
-            d.metrics.uplink_points_sent.load(Relaxed),
+            d.metrics.sink.uplink_points_sent.load(Relaxed),
             want,
             "no extra points at shutdown"
         );
@@ -194,7 +194,7 @@ async fn malformed_flood_loses_no_good_reading() {
     d.stop().await;
     assert_eq!(d.metrics.bad_input_total(), bad as u64);
     assert_eq!(
-        d.metrics.readings_aggregated.load(Relaxed),
+        d.metrics.pipeline.readings_aggregated.load(Relaxed),
         (SENSORS * PER_SENSOR) as u64
     );
     check_victoria(

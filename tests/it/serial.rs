@@ -159,7 +159,7 @@ async fn wait_aggregated(d: &Daemon, n: u64) {
         &format!("{n} readings aggregated"),
         || {
             let m = m.clone();
-            async move { m.readings_aggregated.load(Relaxed) >= n }
+            async move { m.pipeline.readings_aggregated.load(Relaxed) >= n }
         },
     )
     .await;
@@ -212,7 +212,7 @@ async fn sds011_frames_among_garbage_land_exactly() {
     assert_eq!(d.metrics.bad_input_total(), 2, "bad checksum + cut frame");
     assert!(metric_line(&d, "citysense_source_readings_discarded_total{kind=\"serial\",source=\"pm-a\",reason=\"out_of_range\"}").ends_with(" 1"));
     assert_eq!(
-        d.metrics.readings_aggregated.load(Relaxed),
+        d.metrics.pipeline.readings_aggregated.load(Relaxed),
         (pm2_5.len() + pm10.len()) as u64
     );
     let series = vm.export("{__name__=~\"air_quality_.*\"}").await;
@@ -300,7 +300,7 @@ async fn absent_port_and_replug_are_retried_and_readings_flow_again() {
     }
     d.stop().await;
 
-    assert_eq!(d.metrics.readings_aggregated.load(Relaxed), 12);
+    assert_eq!(d.metrics.pipeline.readings_aggregated.load(Relaxed), 12);
     assert_eq!(d.metrics.bad_input_total(), 0);
     let series = vm.export("{__name__=~\"air_quality_pm2_5_.*\"}").await;
     assert_summary(
@@ -418,7 +418,7 @@ profile = "counter-kv""#,
     d.stop().await;
 
     assert_eq!(d.metrics.bad_input_total(), 0);
-    assert_eq!(d.metrics.readings_aggregated.load(Relaxed), 53);
+    assert_eq!(d.metrics.pipeline.readings_aggregated.load(Relaxed), 53);
     let series = vm.export("{__name__=~\"(air_quality|footfall)_.*\"}").await;
     let pms_by = |metric: &str| {
         let s: Vec<ExportedSeries> = series

@@ -284,7 +284,7 @@ async fn bound_holds_and_drops_are_counted_exactly() {
     };
     let m = d.metrics.clone();
     wait_until(Duration::from_secs(20), "two windows dropped", || {
-        let dropped = m.spool_dropped.get(SpoolDrop::Full);
+        let dropped = m.sink.spool_dropped.get(SpoolDrop::Full);
         async move { dropped >= 2 * 600 }
     })
     .await;
@@ -297,11 +297,11 @@ async fn bound_holds_and_drops_are_counted_exactly() {
     assert!(max > (1 << 20) / 2, "spool was filled: {max}");
     assert!(samples.load(Relaxed) > 100);
     let left = Spool::inspect(&d.spool_dir).unwrap();
-    let emitted = m.points_emitted.load(Relaxed);
-    let dropped = m.spool_dropped.get(SpoolDrop::Full);
-    assert_eq!(dropped, m.spool_dropped.total(), "no other reason");
-    assert_eq!(m.uplink_points_sent.load(Relaxed), 0);
-    assert_eq!(m.spool_errors.load(Relaxed), 0);
+    let emitted = m.pipeline.points_emitted.load(Relaxed);
+    let dropped = m.sink.spool_dropped.get(SpoolDrop::Full);
+    assert_eq!(dropped, m.sink.spool_dropped.total(), "no other reason");
+    assert_eq!(m.sink.uplink_points_sent.load(Relaxed), 0);
+    assert_eq!(m.sink.spool_errors.load(Relaxed), 0);
     assert_eq!(dropped, emitted - left.points, "appended - spooled - sent");
     let line = format!("citysense_spool_dropped_points_total{{reason=\"full\"}} {dropped}\n");
     assert!(m.render().contains(&line));

@@ -137,11 +137,11 @@ async fn full_disk_is_survived_and_every_reading_reaches_the_store() {
     // Store up: delivered batches must not pile up on the disk. Three disks' worth goes
     // through a 2 MiB filesystem without one failed append.
     wait_for(&m, 60, "3 disks' worth delivered", |m| {
-        m.uplink_bytes_sent.load(Relaxed) >= 3 * DISK
+        m.sink.uplink_bytes_sent.load(Relaxed) >= 3 * DISK
     })
     .await;
     assert_eq!(
-        m.spool_errors.load(Relaxed),
+        m.sink.spool_errors.load(Relaxed),
         0,
         "appends failed with the store up"
     );
@@ -150,7 +150,7 @@ async fn full_disk_is_survived_and_every_reading_reaches_the_store() {
     // Store down: the disk fills and appends fail with ENOSPC; windows wait in memory.
     vm.stop().await;
     wait_for(&m, 30, "the disk is full", |m| {
-        m.spool_errors.load(Relaxed) >= 2
+        m.sink.spool_errors.load(Relaxed) >= 2
     })
     .await;
     let seen = Spool::inspect(&disk.path).unwrap();
@@ -161,39 +161,39 @@ async fn full_disk_is_survived_and_every_reading_reaches_the_store() {
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
-        m.spool_held_points.load(Relaxed) > 0,
+        m.sink.spool_held_points.load(Relaxed) > 0,
         "windows held in memory"
     );
 
     // Store back: acknowledged space is reclaimed while running and the held windows and
     // every later one reach the spool and the store.
     vm.restart().await;
-    let emitted = m.points_emitted.load(Relaxed);
+    let emitted = m.pipeline.points_emitted.load(Relaxed);
     let m2 = m.clone();
     wait_until(
         Duration::from_secs(60),
         "everything emitted delivered",
         || {
             let m = m2.clone();
-            async move { m.uplink_points_sent.load(Relaxed) >= emitted }
+            async move { m.sink.uplink_points_sent.load(Relaxed) >= emitted }
         },
     )
     .await;
     disk.wait_reclaimed().await;
-    let errors = m.spool_errors.load(Relaxed);
+    let errors = m.sink.spool_errors.load(Relaxed);
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
-        m.spool_errors.load(Relaxed),
+        m.sink.spool_errors.load(Relaxed),
         errors,
         "appends did not resume"
     );
-    assert_eq!(m.spool_held_points.load(Relaxed), 0);
+    assert_eq!(m.sink.spool_held_points.load(Relaxed), 0);
 
     d.stop().await;
-    assert_eq!(m.spool_dropped.total(), 0, "{}", m.render());
+    assert_eq!(m.sink.spool_dropped.total(), 0, "{}", m.render());
     let left = Spool::inspect(&disk.path).unwrap();
     assert_eq!(left.batches, 0, "drained at stop: {left:?}");
-    let readings = m.readings_aggregated.load(Relaxed);
+    let readings = m.pipeline.readings_aggregated.load(Relaxed);
     assert_eq!(
         readings_in_store(&vm).await,
         readings,
@@ -208,17 +208,17 @@ async fn points_held_at_stop_on_a_full_disk_are_counted_as_lost() {
     let mut d = Daemon::start_with_spool(&config(&down, &disk.path), &disk.path);
     let m = d.metrics.clone();
     wait_for(&m, 30, "the disk is full", |m| {
-        m.spool_errors.load(Relaxed) >= 2
+        m.sink.spool_errors.load(Relaxed) >= 2
     })
     .await;
     d.stop().await;
-    let lost = m.spool_dropped.get(SpoolDrop::UnwrittenAtStop);
+    let lost = m.sink.spool_dropped.get(SpoolDrop::UnwrittenAtStop);
     let spooled = Spool::inspect(&disk.path).unwrap().points;
     assert!(lost > 0, "nothing was held at stop");
-    assert_eq!(m.spool_dropped.total(), lost, "{}", m.render());
+    assert_eq!(m.sink.spool_dropped.total(), lost, "{}", m.render());
     assert_eq!(
         lost + spooled,
-        m.points_emitted.load(Relaxed),
+        m.pipeline.points_emitted.load(Relaxed),
         "every point accounted for"
     );
 }

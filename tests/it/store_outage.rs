@@ -95,7 +95,8 @@ async fn wait_delivered(m: &Arc<Metrics>, expected: &Expected) {
         || {
             let m = m.clone();
             async move {
-                m.spool_batches.load(Relaxed) == 0 && m.uplink_points_sent.load(Relaxed) >= want
+                m.sink.spool_batches.load(Relaxed) == 0
+                    && m.sink.uplink_points_sent.load(Relaxed) >= want
             }
         },
     )
@@ -123,10 +124,10 @@ async fn store_outage_loses_and_duplicates_no_window() {
     });
     tokio::time::sleep(Duration::from_millis(1500)).await;
     vm.stop().await;
-    let failed_before = d.metrics.uplink_requests_failed.load(Relaxed);
+    let failed_before = d.metrics.sink.uplink_requests_failed.load(Relaxed);
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let spooled = d.metrics.spool_points.load(Relaxed);
-    let failed = d.metrics.uplink_requests_failed.load(Relaxed) - failed_before;
+    let spooled = d.metrics.sink.spool_points.load(Relaxed);
+    let failed = d.metrics.sink.uplink_requests_failed.load(Relaxed) - failed_before;
     vm.restart().await;
     let expected = publisher.await.expect("publisher");
 
@@ -196,7 +197,7 @@ async fn persistent_session_and_broker_restart_lose_nothing() {
     wait_delivered(&d.metrics, &expected).await;
     d.stop().await;
     assert_eq!(
-        d.metrics.readings_aggregated.load(Relaxed),
+        d.metrics.pipeline.readings_aggregated.load(Relaxed),
         20 * SENSORS as u64,
         "every QoS1 reading arrived exactly once"
     );

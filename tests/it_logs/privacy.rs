@@ -186,7 +186,7 @@ async fn only_the_suppressed_estimate_leaves_and_no_identifier_anywhere() {
         async move {
             m.privacy.windows_published.load(Relaxed) >= 1
                 && m.privacy.windows_suppressed.load(Relaxed) >= 1
-                && m.spool_batches.load(Relaxed) >= 2
+                && m.sink.spool_batches.load(Relaxed) >= 2
         }
     })
     .await;
@@ -195,7 +195,7 @@ async fn only_the_suppressed_estimate_leaves_and_no_identifier_anywhere() {
     vm.restart().await;
     wait_until(Duration::from_secs(20), "spool delivered", || {
         let m = m.clone();
-        async move { m.spool_points.load(Relaxed) == 0 }
+        async move { m.sink.spool_points.load(Relaxed) == 0 }
     })
     .await;
     let metrics_text = get_text(&format!("http://127.0.0.1:{metrics_port}/metrics")).await;

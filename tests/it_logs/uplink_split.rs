@@ -49,7 +49,7 @@ impl Rig {
         let cfg = Config::parse(&text, Path::new("split.toml"))
             .unwrap_or_else(|e| panic!("config:\n{e}\n{text}"));
         let metrics = Metrics::new();
-        let sink = Sink::build(&cfg, metrics.clone()).expect("sink builds");
+        let sink = Sink::build(&cfg, metrics.sink.clone()).expect("sink builds");
         let (tx, rx) = mpsc::channel(64);
         Rig {
             tx: Some(tx),
@@ -79,7 +79,7 @@ impl Rig {
             Duration::from_secs(20),
             &format!("{points} points sent"),
             || {
-                let n = m.uplink_points_sent.load(Relaxed);
+                let n = m.sink.uplink_points_sent.load(Relaxed);
                 async move { n >= points }
             },
         )
@@ -106,7 +106,7 @@ impl Rig {
     }
 
     fn dead_count(&self, r: DeadReason) -> u64 {
-        self.metrics.uplink.dead_letter_points(r)
+        self.metrics.sink.uplink.dead_letter_points(r)
     }
 }
 
@@ -180,7 +180,7 @@ async fn only_the_refused_point_is_dead_lettered() {
     let refused = reqs.iter().filter(|r| r.status == 400).count();
     assert!(refused <= 12, "{refused} refused requests");
     assert!(reqs.len() <= 30, "{} requests", reqs.len());
-    assert_eq!(rig.metrics.spool_points.load(Relaxed), 0);
+    assert_eq!(rig.metrics.sink.spool_points.load(Relaxed), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,7 +221,7 @@ async fn too_large_shrinks_requests_and_loses_nothing() {
         .filter(|r| r.status == 204)
         .all(|r| r.body.len() <= LIMIT));
     // The limit shrank once and stayed: few 413s, not one per batch and level.
-    let limit = rig.metrics.uplink.max_request_bytes.load(Relaxed);
+    let limit = rig.metrics.sink.uplink.max_request_bytes.load(Relaxed);
     assert!((4096..=LIMIT as u64).contains(&limit), "limit {limit}");
     let refused = reqs.iter().filter(|r| r.status == 413).count();
     assert!(refused <= 8, "{refused} requests refused with 413");
@@ -255,12 +255,16 @@ async fn moved_301_302_is_never_delivered_and_keeps_the_data() {
     .await;
     let m = &rig.metrics;
     assert_eq!(
-        m.uplink_points_sent.load(Relaxed),
+        m.sink.uplink_points_sent.load(Relaxed),
         0,
         "a redirect is no delivery"
     );
-    assert_eq!(m.spool_points.load(Relaxed), 10, "data kept in the spool");
-    assert!(m.uplink.redirects.load(Relaxed) >= 2);
+    assert_eq!(
+        m.sink.spool_points.load(Relaxed),
+        10,
+        "data kept in the spool"
+    );
+    assert!(m.sink.uplink.redirects.load(Relaxed) >= 2);
     fixed.store(true, Relaxed);
     rig.wait_sent(10).await;
     rig.finish().await;
@@ -401,7 +405,8 @@ async fn influxd_partial_write_dead_letters_only_the_dropped_point() {
     );
     assert_eq!(rig.dead_count(DeadReason::BadData), 17);
     let m = &rig.metrics;
-    let requests = m.uplink_requests_ok.load(Relaxed) + m.uplink_requests_failed.load(Relaxed);
+    let requests =
+        m.sink.uplink_requests_ok.load(Relaxed) + m.sink.uplink_requests_failed.load(Relaxed);
     assert!(requests <= 40, "{requests} requests for 117 points, 17 bad");
     // Runs of points influxd reported wholly dropped went aside as one entry each.
     assert!(comments.len() < 17, "{comments:?}");

@@ -88,7 +88,8 @@ impl Daemon {
         super::wait_until(Duration::from_secs(20), &what, || {
             let m = m.clone();
             async move {
-                m.uplink_points_sent
+                m.sink
+                    .uplink_points_sent
                     .load(std::sync::atomic::Ordering::Relaxed)
                     >= points
             }

@@ -4,8 +4,9 @@
 
 use super::*;
 use crate::line_protocol::{parse_lines, FieldValue};
+use crate::pipeline::DropReason;
 use crate::reading::{GroupKey, Reading, SeriesId};
-use crate::service::metrics::DropReason;
+use crate::service::metrics::Metrics;
 use std::sync::atomic::Ordering::Relaxed;
 
 const S: i64 = NANOS_PER_SEC;
@@ -51,7 +52,7 @@ impl Gateway {
             boot: B0,
             synced,
         };
-        let agg = Aggregator::with_clock(&cfg, &clock, reg, metrics.clone(), now);
+        let agg = Aggregator::with_clock(&cfg, &clock, reg, metrics.pipeline.clone(), now);
         Gateway {
             agg,
             metrics,
@@ -144,15 +145,15 @@ fn unsynchronised_boot_holds_readings_and_places_them_at_sync() {
     let mut gw = Gateway::start(T0 - 3 * DAY + 17 * S, false, 1000);
     gw.receive_every_second(150);
     assert!(gw.emitted.is_empty(), "nothing leaves with a guessed time");
-    assert_eq!(gw.metrics.clock.held_readings.load(Relaxed), 150);
-    assert_eq!(gw.metrics.clock.synchronized.load(Relaxed), 0);
+    assert_eq!(gw.metrics.pipeline.clock.held_readings.load(Relaxed), 150);
+    assert_eq!(gw.metrics.pipeline.clock.synchronized.load(Relaxed), 0);
     // NTP steps the clock to the truth and reports sync: boot B0 was wall T0.
     gw.offset = T0 - B0;
     gw.synced = true;
     gw.tick();
-    assert_eq!(gw.metrics.clock.held_readings.load(Relaxed), 0);
+    assert_eq!(gw.metrics.pipeline.clock.held_readings.load(Relaxed), 0);
     assert_eq!(
-        gw.metrics.clock.steps.load(Relaxed),
+        gw.metrics.pipeline.clock.steps.load(Relaxed),
         0,
         "the sync step is no step"
     );
@@ -175,7 +176,7 @@ fn unsynchronised_boot_holds_readings_and_places_them_at_sync() {
 fn hold_is_bounded_and_keeps_the_newest() {
     let mut gw = Gateway::start(T0 - DAY, false, 10);
     gw.receive_every_second(15);
-    assert_eq!(gw.metrics.clock.held_dropped.load(Relaxed), 5);
+    assert_eq!(gw.metrics.pipeline.clock.held_dropped.load(Relaxed), 5);
     gw.offset = T0 - B0;
     gw.synced = true;
     gw.tick();
@@ -189,7 +190,7 @@ fn shutdown_before_sync_loses_held_readings_and_emits_nothing() {
     let mut gw = Gateway::start(T0 - DAY, false, 100);
     gw.receive_every_second(30);
     assert_eq!(gw.finish(), vec![]);
-    assert_eq!(gw.metrics.clock.held_lost.load(Relaxed), 30);
+    assert_eq!(gw.metrics.pipeline.clock.held_lost.load(Relaxed), 30);
 }
 
 /// Synchronised at T0; 30 readings, then the clock steps by `delta` in the middle of window
@@ -201,7 +202,7 @@ fn step_by(delta: i64) -> (Vec<(i64, i64)>, Arc<Metrics>) {
     gw.tick();
     gw.receive_every_second(120);
     let windows = gw.finish();
-    assert_eq!(gw.metrics.clock.steps.load(Relaxed), 1);
+    assert_eq!(gw.metrics.pipeline.clock.steps.load(Relaxed), 1);
     (windows, gw.metrics)
 }
 
@@ -253,7 +254,7 @@ fn slewing_is_not_a_step() {
         gw.offset += S / 100; // 10 ms per second: far more than NTP ever slews
         gw.wait(1);
     }
-    assert_eq!(gw.metrics.clock.steps.load(Relaxed), 0);
+    assert_eq!(gw.metrics.pipeline.clock.steps.load(Relaxed), 0);
     assert_eq!(gw.finish(), vec![(T0, 60), (T0 + 60 * S, 30)]);
 }
 
@@ -281,7 +282,7 @@ fn late_readings_within_grace_reemit_the_window_later_ones_are_dropped() {
         vec![(T0, 1, 1.0), (T0, 2, 3.0)],
         "same timestamp, corrected"
     );
-    assert_eq!(gw.metrics.clock.windows_reemitted.load(Relaxed), 1);
+    assert_eq!(gw.metrics.pipeline.clock.windows_reemitted.load(Relaxed), 1);
     gw.wait(3);
     // T0+66 s: past grace.
     assert!(!event(&mut gw, T0 + 55 * S, 4.0));
@@ -336,13 +337,11 @@ fn with_health(clock_now: Now) -> (Aggregator, Arc<Metrics>, SeriesId) {
     let g = reg.group(GroupKey::new("air_quality", []));
     let series = reg.series(g, "pm2_5").unwrap();
     let metrics = Metrics::new();
-    metrics.source("serial", "pms-1");
+    let pms = metrics.source("serial", "pms-1");
     let gw = vec![("gateway".to_string(), "gw".to_string())];
-    let agg = Aggregator::with_clock(&cfg, &clock, reg, metrics.clone(), clock_now).with_hooks(
-        None,
-        &crate::health::HealthConfig::default(),
-        gw,
-    );
+    let agg = Aggregator::with_clock(&cfg, &clock, reg, metrics.pipeline.clone(), clock_now)
+        .with_hooks(None, &crate::health::HealthConfig::default(), gw)
+        .with_sources(vec![pms]);
     (agg, metrics, series)
 }
 
@@ -367,14 +366,14 @@ fn flush_before_any_sync_writes_nothing_stamped_by_the_clock() {
         batch.map(|b| b.payload)
     );
     // The held readings are lost, and counted with their reason.
-    assert_eq!(metrics.clock.held_lost.load(Relaxed), 30);
-    assert_eq!(metrics.clock.held_readings.load(Relaxed), 0);
+    assert_eq!(metrics.pipeline.clock.held_lost.load(Relaxed), 30);
+    assert_eq!(metrics.pipeline.clock.held_readings.load(Relaxed), 0);
     let text = metrics.render();
     assert!(
         text.contains("citysense_clock_held_dropped_total{reason=\"never_synchronized\"} 30"),
         "{text}"
     );
-    assert_eq!(metrics.points_emitted.load(Relaxed), 0);
+    assert_eq!(metrics.pipeline.points_emitted.load(Relaxed), 0);
 }
 
 #[test]

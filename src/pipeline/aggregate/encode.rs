@@ -12,8 +12,8 @@ use super::{Aggregator, Slot};
 use crate::domain::{DerivedField, Domain, WindowValue};
 use crate::line_protocol::{encode, EncodeError, FieldValue, PointRef};
 use crate::pipeline::window::Stat;
+use crate::pipeline::AggregatorMetrics;
 use crate::reading::{GroupKey, TimestampNs};
-use crate::service::metrics::Metrics;
 
 /// The points of one or more closed windows, encoded, ready for the spool.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,7 +55,7 @@ struct Encoder<'a> {
     stats: &'a [Stat],
     slots: &'a [Option<Box<Slot>>],
     window_ns: i64,
-    metrics: &'a Metrics,
+    metrics: &'a AggregatorMetrics,
     /// Points the close will have: the payload is sized from the first one.
     points: usize,
 }

@@ -11,15 +11,18 @@ use std::sync::Arc;
 use super::{Aggregator, WindowBatch};
 use crate::health::{tracker::Tracker, HealthConfig};
 use crate::line_protocol::{FieldValue, PointRef};
+use crate::pipeline::AggregatorMetrics;
 use crate::privacy::{windows::WindowSketches, Privacy};
 use crate::reading::{Reading, TimestampNs};
-use crate::service::metrics::Metrics;
+use crate::telemetry::SourceMetrics;
 
 /// Optional state; both parts are off by default (unit tests of the window code).
 pub(super) struct Hooks {
     privacy: Option<WindowSketches>,
     health: Option<Tracker>,
     gateway_tags: Vec<(String, String)>,
+    /// The sources' own counters, for the per-source `sensor_health` points.
+    sources: Vec<Arc<SourceMetrics>>,
     /// Windows below this were closed for privacy and health; `i64::MIN` until the first.
     pub(super) closed_before: i64,
 }
@@ -30,6 +33,7 @@ impl Default for Hooks {
             privacy: None,
             health: None,
             gateway_tags: Vec::new(),
+            sources: Vec::new(),
             closed_before: i64::MIN,
         }
     }
@@ -53,6 +57,13 @@ impl Aggregator {
             self.hooks.health = Some(tracker);
         }
         self.hooks.gateway_tags = gateway_tags;
+        self
+    }
+
+    /// The counters of the sources feeding this aggregator: sensor health reports them as
+    /// per-source points at each close.
+    pub fn with_sources(mut self, sources: Vec<Arc<SourceMetrics>>) -> Aggregator {
+        self.hooks.sources = sources;
         self
     }
 
@@ -110,9 +121,8 @@ impl Aggregator {
         if let Some(h) = &mut self.hooks.health {
             let mut points = h.close(from, to, now, &self.metrics.health);
             let last = to.min(now.div_euclid(self.window_ns) + 1) - 1;
-            let sources = self.metrics.source_list();
-            let gateway = &self.hooks.gateway_tags;
-            points.extend(h.source_points(&sources, gateway, last * self.window_ns));
+            let (sources, gateway) = (&self.hooks.sources, &self.hooks.gateway_tags);
+            points.extend(h.source_points(sources, gateway, last * self.window_ns));
             for p in &points {
                 let fields: Vec<(&str, FieldValue)> =
                     p.fields.iter().map(|(k, v)| (*k, v.clone())).collect();
@@ -142,7 +152,7 @@ fn append(
     tags: &[(Arc<str>, Arc<str>)],
     fields: &[(&str, FieldValue)],
     ts: TimestampNs,
-    metrics: &Metrics,
+    metrics: &AggregatorMetrics,
 ) {
     let point = PointRef {
         measurement,

@@ -38,12 +38,15 @@ fn setup(health: HealthConfig) -> Setup {
     let hub = Arc::new(Privacy::new(
         &PrivacyConfig::default(),
         &cfg,
-        metrics.clone(),
+        metrics.privacy.clone(),
     ));
     hub.mark_identifier_series(devices);
     let gw = vec![("gateway".to_string(), "gw".to_string())];
-    let agg =
-        Aggregator::new(&cfg, reg, metrics.clone(), T0).with_hooks(Some(hub.clone()), &health, gw);
+    let agg = Aggregator::new(&cfg, reg, metrics.pipeline.clone(), T0).with_hooks(
+        Some(hub.clone()),
+        &health,
+        gw,
+    );
     Setup {
         agg,
         hub,
@@ -107,8 +110,11 @@ fn identifier_readings_become_unique_devices_and_health_points() {
         "no health point tells how many probes a scanner heard"
     );
     assert_eq!(batch.points as usize, pts.len());
-    assert_eq!(s.metrics.points_emitted.load(Relaxed), pts.len() as u64);
-    assert_eq!(s.metrics.readings_aggregated.load(Relaxed), 61);
+    assert_eq!(
+        s.metrics.pipeline.points_emitted.load(Relaxed),
+        pts.len() as u64
+    );
+    assert_eq!(s.metrics.pipeline.readings_aggregated.load(Relaxed), 61);
     assert_eq!(s.hub.live_keys(), 0, "the closed window's key is gone");
 }
 
@@ -140,7 +146,7 @@ fn without_domain_nothing_changes() {
     let reg = Registry::new();
     let g = reg.group(GroupKey::new("m", []));
     let id = reg.series(g, "x").unwrap();
-    let mut agg = Aggregator::new(&cfg, reg, Metrics::new(), T0);
+    let mut agg = Aggregator::new(&cfg, reg, Arc::default(), T0);
     assert!(agg.insert(Reading::new(id, 1.0, T0), T0));
     let pts = points(&agg.close_due(T0 + 70 * S).unwrap());
     assert_eq!(pts.len(), 1);
@@ -173,7 +179,7 @@ fn receipt_stamped_readings_get_health_points() {
         boot,
         synced: true,
     };
-    let mut agg = Aggregator::with_clock(&cfg, &clock, reg, Metrics::new(), now).with_hooks(
+    let mut agg = Aggregator::with_clock(&cfg, &clock, reg, Arc::default(), now).with_hooks(
         None,
         &HealthConfig::default(),
         Vec::new(),

@@ -9,8 +9,8 @@ use crate::clock::Now;
 use crate::domain::footfall::{Step, TotalCounter};
 use crate::pipeline::timeline::Placement;
 use crate::pipeline::window::SeriesState;
+use crate::pipeline::DropReason;
 use crate::reading::{QuantityKind, Reading, SeriesInfo, TimeBase, TimestampNs};
-use crate::service::metrics::DropReason;
 
 impl Aggregator {
     /// Adds one reading (`now`: the wall clock); returns false (and counts why) if it was

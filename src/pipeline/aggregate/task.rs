@@ -72,7 +72,7 @@ impl Aggregator {
         };
         // From the tick's start: the close's own work is part of the latency.
         self.metrics.window_closed(started.0);
-        self.metrics.stages.close.record(started.1.elapsed());
+        self.metrics.close.record(started.1.elapsed());
         out.send(batch).await.map_err(|_| OutputClosed)
     }
 }

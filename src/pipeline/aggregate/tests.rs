@@ -1,7 +1,8 @@
 use super::*;
 use crate::line_protocol::{parse_lines, FieldValue, Point};
+use crate::pipeline::DropReason;
 use crate::reading::{GroupKey, QuantityKind, Reading, SeriesId};
-use crate::service::metrics::DropReason;
+use crate::service::metrics::Metrics;
 use std::sync::atomic::Ordering::Relaxed;
 
 const S: i64 = NANOS_PER_SEC;
@@ -23,7 +24,7 @@ fn setup(stats: &[&str]) -> (Aggregator, Registry, Arc<Metrics>, SeriesId, Serie
     let pm25 = reg.series(g, "pm2_5").unwrap();
     let pm10 = reg.series(g, "pm10").unwrap();
     let metrics = Metrics::new();
-    let agg = Aggregator::new(&cfg, reg.clone(), metrics.clone(), T0);
+    let agg = Aggregator::new(&cfg, reg.clone(), metrics.pipeline.clone(), T0);
     (agg, reg, metrics, pm25, pm10)
 }
 
@@ -61,7 +62,7 @@ fn one_point_per_group_with_exact_stats_at_window_start() {
     assert_eq!(field(p, "pm2_5_count"), FieldValue::Int(3));
     assert_eq!(field(p, "pm10_count"), FieldValue::Int(1));
     assert_eq!((batch.points, batch.min_ts, batch.max_ts), (1, T0, T0));
-    assert_eq!(metrics.windows_closed.load(Relaxed), 2);
+    assert_eq!(metrics.pipeline.windows_closed.load(Relaxed), 2);
     // Nothing left to close.
     assert_eq!(agg.close_due(T0 + 200 * S), None);
 }
@@ -185,8 +186,8 @@ fn counter_totals_become_increments_across_windows_and_resets() {
         w1.fields.iter().all(|(k, _)| !k.contains("_mean")),
         "{w1:?}"
     );
-    assert_eq!(metrics.domain.counter_resets.load(Relaxed), 1);
-    assert_eq!(metrics.domain.counter_wraps.load(Relaxed), 1);
+    assert_eq!(metrics.pipeline.domain.counter_resets.load(Relaxed), 1);
+    assert_eq!(metrics.pipeline.domain.counter_wraps.load(Relaxed), 1);
 }
 
 #[test]

@@ -28,9 +28,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::MqttConfig;
 use crate::reading::{default_measurement, GroupKey, Interner, Reading, Registry, SeriesId};
-use crate::service::metrics::{Reject, SourceMetrics};
 use crate::sources::backoff::Backoff;
 use crate::sources::SourceError;
+use crate::telemetry::{Reject, SourceMetrics};
 use subscription::{compile, Subscription};
 
 pub use mapper::{quantity_name, KeySkips, MapError, Mapper, Sample, TtnOptions};
@@ -90,7 +90,7 @@ impl MqttSource {
         if let Some(user) = &cfg.username {
             let password = match (&cfg.password, &cfg.password_file) {
                 (Some(p), _) => p.clone(),
-                (None, Some(f)) => crate::service::read_secret(f)?,
+                (None, Some(f)) => crate::fs_limits::read_secret_file(f)?,
                 (None, None) => String::new(),
             };
             options.set_credentials(user.clone(), password);
@@ -184,6 +184,11 @@ impl MqttSource {
         let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
         tracing::info!(source = %self.name, "mqtt source stopped");
         Ok(())
+    }
+
+    /// This source's counters, shared with the aggregator.
+    pub fn counts(&self) -> Arc<SourceMetrics> {
+        self.metrics.clone()
     }
 
     pub fn name(&self) -> &str {

@@ -94,7 +94,7 @@ fn identifier_payloads_become_register_updates_only() {
     let hub = Arc::new(Privacy::new(
         &PrivacyConfig::default(),
         &AggregationConfig::default(),
-        Metrics::new(),
+        Default::default(),
     ));
     let mut src = src.with_privacy(hub.clone());
     let mut out = Vec::new();

@@ -26,9 +26,9 @@ use crate::config::SerialConfig;
 use crate::decode::profile::SensorProfile;
 use crate::decode::Decoder;
 use crate::reading::{default_measurement, GroupKey, Reading, Registry, SeriesId};
-use crate::service::metrics::SourceMetrics;
 use crate::sources::backoff::Backoff;
 use crate::sources::SourceError;
+use crate::telemetry::SourceMetrics;
 
 /// First reopen delay after the port failed (then doubled per failed attempt).
 pub const DEFAULT_RETRY_BASE: Duration = Duration::from_millis(500);
@@ -106,6 +106,11 @@ impl SerialSource {
             metrics,
             buf: Vec::with_capacity(1024),
         })
+    }
+
+    /// This source's counters, shared with the aggregator.
+    pub fn counts(&self) -> Arc<SourceMetrics> {
+        self.metrics.clone()
     }
 
     pub fn name(&self) -> &str {

@@ -2,10 +2,9 @@
 //! large to take, payload keys that could not become a field of their own, and readings of
 //! series past `aggregation.max_series` (those count as `series_limit` drops, not bad input).
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use super::{escape_label, header, RateLimit, SourceMetrics};
+use super::{RateLimit, SourceMetrics};
 
 /// Why a source rejected a message or a part of one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,9 +18,9 @@ pub enum Reject {
 }
 
 impl Reject {
-    const ALL: [Reject; 3] = [Reject::TooLarge, Reject::InvalidKey, Reject::DuplicateKey];
+    pub const ALL: [Reject; 3] = [Reject::TooLarge, Reject::InvalidKey, Reject::DuplicateKey];
 
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Reject::TooLarge => "too_large",
             Reject::InvalidKey => "invalid_key",
@@ -64,27 +63,5 @@ impl SourceMetrics {
 
     pub fn series_limit_count(&self) -> u64 {
         self.rejects.series_limit.load(Relaxed)
-    }
-}
-
-/// The `citysense_source_rejected_total` family.
-pub(super) fn render(out: &mut String, sources: &[std::sync::Arc<SourceMetrics>]) {
-    header(
-        out,
-        "citysense_source_rejected_total",
-        "counter",
-        "Messages (too_large) or payload keys (invalid_key, duplicate_key) a source rejected.",
-    );
-    for s in sources {
-        for r in Reject::ALL {
-            let _ = writeln!(
-                out,
-                "citysense_source_rejected_total{{kind=\"{}\",source=\"{}\",reason=\"{}\"}} {}",
-                s.kind,
-                escape_label(&s.name),
-                r.label(),
-                s.rejected_count(r)
-            );
-        }
     }
 }

@@ -70,21 +70,17 @@ impl SpoolDrops {
         SpoolDrop::ALL.iter().map(|&r| self.get(r)).sum()
     }
 
-    pub fn render(&self, out: &mut String) {
-        let name = "citysense_spool_dropped_points_total";
-        super::metrics::header(
-            out,
-            name,
-            "counter",
+    /// Describes the counters for `/metrics`.
+    pub fn encode(
+        &self,
+        e: &mut crate::telemetry::expose::Encoder,
+    ) -> crate::telemetry::expose::Encoded {
+        crate::telemetry::expose::counters(
+            e,
+            "citysense_spool_dropped_points",
             "Points given up by the spool, by reason (full, held_overflow, unwritten_at_stop, too_large, corrupt, writer_failed).",
-        );
-        for r in SpoolDrop::ALL {
-            out.push_str(&format!(
-                "{name}{{reason=\"{}\"}} {}\n",
-                r.label(),
-                self.get(r)
-            ));
-        }
+            SpoolDrop::ALL.map(|r| ([("reason", r.label())], self.get(r))),
+        )
     }
 }
 
@@ -93,16 +89,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_by_reason_and_renders_every_reason() {
+    fn counts_by_reason() {
         let d = SpoolDrops::default();
         d.add(SpoolDrop::Full, 3);
         d.raise_to(SpoolDrop::Corrupt, 7);
         d.raise_to(SpoolDrop::Corrupt, 5);
         assert_eq!((d.get(SpoolDrop::Corrupt), d.total()), (7, 10));
-        let mut out = String::new();
-        d.render(&mut out);
-        assert!(out.contains("citysense_spool_dropped_points_total{reason=\"full\"} 3\n"));
-        assert!(out.contains("citysense_spool_dropped_points_total{reason=\"corrupt\"} 7\n"));
-        assert!(out.contains("{reason=\"unwritten_at_stop\"} 0\n"));
     }
 }

@@ -1,0 +1,141 @@
+//! The sink's metrics: the spool writer's and the uplink's counters and gauges, points given
+//! up by reason, and the durations of the spool append and the uplink request.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use super::spool_drops::SpoolDrops;
+use super::uplink_metrics::UplinkMetrics;
+use crate::telemetry::{expose, StageTime, StoreLatency};
+
+/// See the module doc.
+#[derive(Debug, Default)]
+pub struct SinkMetrics {
+    pub uplink_requests_ok: AtomicU64,
+    pub uplink_requests_failed: AtomicU64,
+    pub uplink_points_sent: AtomicU64,
+    pub uplink_bytes_sent: AtomicU64,
+    pub uplink_up: AtomicI64,
+    pub spool_bytes: AtomicU64,
+    pub spool_batches: AtomicU64,
+    pub spool_points: AtomicU64,
+    pub spool_oldest_ts: AtomicI64,
+    /// `citysense_spool_dropped_points_total{reason}`.
+    pub spool_dropped: SpoolDrops,
+    pub spool_corrupt_records: AtomicU64,
+    /// Points held in memory because the spool refuses writes (full disk, I/O error).
+    pub spool_held_points: AtomicU64,
+    pub spool_errors: AtomicU64,
+    /// Dead-letter points by reason, splits, redirects, request size limit.
+    pub uplink: UplinkMetrics,
+    /// Spool append: write + fdatasync.
+    pub spool_append: StageTime,
+    /// Uplink request: gzip, HTTP, the store's answer.
+    pub uplink_request: StageTime,
+    /// Window close -> store accepted; the aggregator starts it.
+    pub store_latency: Arc<StoreLatency>,
+}
+
+impl SinkMetrics {
+    /// Metrics whose store latency the aggregator starts through `store_latency`.
+    pub fn new(store_latency: Arc<StoreLatency>) -> SinkMetrics {
+        SinkMetrics {
+            store_latency,
+            ..Default::default()
+        }
+    }
+
+    /// The store accepted a write at `now`: completes a pending close's latency.
+    pub fn store_accepted(&self, now: i64) {
+        self.store_latency.store_accepted(now);
+    }
+
+    /// Describes the sink's metrics for `/metrics` (its stage timings are gathered by
+    /// `service` with the aggregator's).
+    pub fn encode(&self, e: &mut expose::Encoder) -> expose::Encoded {
+        let load = |a: &AtomicU64| a.load(Relaxed);
+        let counters = [
+            (
+                "citysense_uplink_requests_ok",
+                "Write requests the store accepted.",
+                load(&self.uplink_requests_ok),
+            ),
+            (
+                "citysense_uplink_requests_failed",
+                "Write requests that failed.",
+                load(&self.uplink_requests_failed),
+            ),
+            (
+                "citysense_uplink_points_sent",
+                "Points the store accepted.",
+                load(&self.uplink_points_sent),
+            ),
+            (
+                "citysense_uplink_bytes_sent",
+                "Line-protocol bytes the store accepted (before gzip).",
+                load(&self.uplink_bytes_sent),
+            ),
+            (
+                "citysense_spool_corrupt_records",
+                "Unacknowledged spool records lost to corruption (at open or when read).",
+                load(&self.spool_corrupt_records),
+            ),
+            (
+                "citysense_spool_errors",
+                "Spool I/O errors.",
+                load(&self.spool_errors),
+            ),
+        ];
+        for (name, help, v) in counters {
+            expose::counter(e, name, help, v)?;
+        }
+        let oldest = self.spool_oldest_ts.load(Relaxed);
+        // How far behind the store is: derived at scrape time from the oldest spooled window.
+        let age = match oldest {
+            0 => 0,
+            t => (crate::reading::now_ns() - t).max(0) / 1_000_000_000,
+        };
+        let gauges = [
+            (
+                "citysense_uplink_up",
+                "1 while the last write succeeded.",
+                self.uplink_up.load(Relaxed),
+            ),
+            (
+                "citysense_spool_bytes",
+                "Bytes waiting in the spool.",
+                load(&self.spool_bytes) as i64,
+            ),
+            (
+                "citysense_spool_batches",
+                "Batches waiting in the spool.",
+                load(&self.spool_batches) as i64,
+            ),
+            (
+                "citysense_spool_points",
+                "Points waiting in the spool.",
+                load(&self.spool_points) as i64,
+            ),
+            (
+                "citysense_spool_oldest_timestamp_seconds",
+                "Window start of the oldest spooled point (0 = empty).",
+                oldest / 1_000_000_000,
+            ),
+            (
+                "citysense_spool_oldest_age_seconds",
+                "Age of the oldest spooled window (0 = empty).",
+                age,
+            ),
+            (
+                "citysense_spool_held_points",
+                "Points held in memory because the spool refuses writes (e.g. disk full).",
+                load(&self.spool_held_points) as i64,
+            ),
+        ];
+        for (name, help, v) in gauges {
+            expose::gauge(e, name, help, v)?;
+        }
+        self.spool_dropped.encode(e)?;
+        self.uplink.encode(e)
+    }
+}
