@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 
 use crate::fs_limits::FileError;
 
+/// A heartbeat of the aggregator loop older than this means the loop is stuck: `/healthz`
+/// answers 503 and the systemd watchdog is no longer pinged.
+pub const STALE_AFTER_SECS: i64 = 10;
+
 /// Errors reading a secret file.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot read secret {path}: {source}")]

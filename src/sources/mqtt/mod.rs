@@ -26,10 +26,10 @@ use rumqttc::{AsyncClient, ConnectionError, Event, MqttOptions, Packet};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::config::MqttConfig;
 use crate::reading::{default_measurement, GroupKey, Interner, Reading, Registry, SeriesId};
 use crate::service::metrics::{Reject, SourceMetrics};
-use crate::sources::backoff::Backoff;
 use crate::sources::SourceError;
 use subscription::{compile, Subscription};
 

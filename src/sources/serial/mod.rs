@@ -22,12 +22,12 @@ use tokio::sync::mpsc;
 use tokio_serial::{DataBits, FlowControl, Parity, SerialStream, StopBits};
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::config::SerialConfig;
 use crate::decode::profile::SensorProfile;
 use crate::decode::Decoder;
 use crate::reading::{default_measurement, GroupKey, Reading, Registry, SeriesId};
 use crate::service::metrics::SourceMetrics;
-use crate::sources::backoff::Backoff;
 use crate::sources::SourceError;
 
 /// First reopen delay after the port failed (then doubled per failed attempt).
