@@ -23,7 +23,7 @@ use crate::config::{Config, OutputApi};
 use crate::pipeline::aggregate::WindowBatch;
 use crate::service::metrics::{Metrics, RateLimit};
 use crate::service::spool_drops::SpoolDrop;
-use crate::spool::{Spool, SpoolConfig as DiskConfig, SpoolError};
+use crate::spool::{Spool, SpoolError, SpoolOptions};
 
 pub use influx::{classify, Outcome, SinkError, Writer};
 use pending::{Pending, PENDING_MAX_BYTES};
@@ -56,7 +56,7 @@ impl Sink {
         }
         let writer = Writer::build(&cfg.output)?;
         let dir = cfg.spool.dir();
-        let (spool, recovery) = Spool::open(DiskConfig {
+        let (spool, recovery) = Spool::open(SpoolOptions {
             dir: dir.clone(),
             max_bytes: cfg.spool.max_bytes,
             segment_bytes: (cfg.spool.max_bytes / 8).clamp(64 << 10, 8 << 20),
