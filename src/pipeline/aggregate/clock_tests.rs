@@ -340,7 +340,7 @@ fn with_health(clock_now: Now) -> (Aggregator, Arc<Metrics>, SeriesId) {
     let gw = vec![("gateway".to_string(), "gw".to_string())];
     let agg = Aggregator::with_clock(&cfg, &clock, reg, metrics.clone(), clock_now).with_hooks(
         None,
-        &crate::health::HealthConfig::default(),
+        &crate::config::HealthConfig::default(),
         gw,
     );
     (agg, metrics, series)

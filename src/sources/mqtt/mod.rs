@@ -13,8 +13,6 @@ mod cache;
 mod identifiers;
 mod mapper;
 mod subscription;
-pub(crate) mod tls;
-mod topic;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -33,8 +31,8 @@ use crate::service::metrics::{Reject, SourceMetrics};
 use crate::sources::SourceError;
 use subscription::{compile, Subscription};
 
+pub use crate::config::{TopicError, TopicPattern};
 pub use mapper::{quantity_name, KeySkips, MapError, Mapper, Sample, TtnOptions};
-pub use topic::{TopicError, TopicPattern};
 
 /// Topics remembered with their resolved series; past this, topics are resolved per message.
 const MAX_CACHED_TOPICS: usize = 100_000;
@@ -97,7 +95,10 @@ impl MqttSource {
         }
         if let Some(tls) = &cfg.tls {
             options.set_transport(rumqttc::Transport::tls_with_config(
-                rumqttc::TlsConfiguration::Rustls(tls::client_config(tls)?),
+                rumqttc::TlsConfiguration::Rustls(
+                    tls.client_config()
+                        .map_err(|p| SourceError::Tls(p.message))?,
+                ),
             ));
         }
         let subs = cfg
