@@ -15,6 +15,7 @@ mod mqtt;
 mod output;
 mod privacy;
 mod serial;
+mod spans;
 mod tls;
 mod topic;
 
