@@ -1,4 +1,4 @@
-//! Turns serde/TOML errors and semantic check failures into `file:line: key `a.b[0].c`: message`.
+//! Turns serde/TOML errors and semantic check failures into ``file:line: key `a.b[0].c`: message``.
 //! Key paths and lines come from `toml_edit`'s spans ([`super::spans`]), so an error inside a
 //! multi-line array or an inline table names the element or key it is about.
 //!

@@ -148,7 +148,7 @@ enum Segment<'p> {
     Index(usize),
 }
 
-/// `a.b[0].c` -> a, b, [0], c. An index that is not a number is kept as a key (not found).
+/// `a.b[0].c` -> `a`, `b`, `[0]`, `c`. An index that is not a number is kept as a key (not found).
 fn segments(path: &str) -> Vec<Segment<'_>> {
     let mut out = Vec::new();
     for part in path.split('.') {
