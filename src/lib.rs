@@ -9,6 +9,7 @@
 //! ```
 //!
 //! - [`reading`]: the shared data type and the series registry.
+//! - [`backoff`]: capped exponential reconnect delays with jitter.
 //! - [`clock`]: wall and boot time, clock sync detection, steps.
 //! - [`config`]: the TOML file, its checks and located errors.
 //! - [`telemetry`]: counters and rate limits every component builds its metrics from.
@@ -38,13 +39,14 @@
 //! | 4 components | `clock`, `privacy`, `health`, `domain` | what a window means, when it is |
 //! | 3 config | `config` | the TOML file and its checks |
 //! | 2 formats | `line_protocol`, `decode`, `spool` | pure codecs and the disk buffer |
-//! | 1 primitives | `time`, `telemetry`, `fs_limits` | time parsing, counters and rate limits, bounded file reads |
+//! | 1 primitives | `time`, `telemetry`, `fs_limits`, `backoff` | time parsing, counters and rate limits, bounded file reads, reconnect delays |
 //! | 0 data | `reading` | the shared data type |
 //!
 //! Shutdown: the root token cancels the sources only. Each downstream stage finishes when its
 //! input channel closes: the aggregator flushes open windows, the spool writer appends them,
 //! the uplink drains with a deadline.
 
+pub mod backoff;
 pub mod clock;
 pub mod config;
 pub mod decode;

@@ -14,7 +14,7 @@
 //!   where timesyncd is the client.
 //! - `assume`: always synchronised; for gateways with a battery-backed RTC or GPS time.
 
-use serde::Deserialize;
+use crate::config::SyncMode;
 
 /// The file systemd-timesyncd touches once it has synchronised the clock.
 pub const TIMESYNCD_FLAG: &str = "/run/systemd/timesync/synchronized";
@@ -22,32 +22,13 @@ pub const TIMESYNCD_FLAG: &str = "/run/systemd/timesync/synchronized";
 /// Largest kernel maximum error (µs) of a synchronised clock: the kernel's NTP_PHASE_LIMIT.
 const MAX_ERROR_SYNCED_US: i64 = 16_000_000;
 
-/// How to tell that the wall clock is synchronised; see the module doc.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SyncMode {
-    #[default]
-    Kernel,
-    Timesyncd,
-    Assume,
-}
-
-impl SyncMode {
-    /// Asks the configured authority now. Cheap (one syscall or one `stat`).
-    pub fn synced(self) -> bool {
-        match self {
-            SyncMode::Kernel => kernel_status().is_some_and(|s| s.synced()),
-            SyncMode::Timesyncd => std::path::Path::new(TIMESYNCD_FLAG).exists(),
-            SyncMode::Assume => true,
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            SyncMode::Kernel => "kernel",
-            SyncMode::Timesyncd => "timesyncd",
-            SyncMode::Assume => "assume",
-        }
+/// Asks the authority `mode` names now whether the wall clock is synchronised. Cheap (one
+/// syscall or one `stat`).
+pub fn synced(mode: SyncMode) -> bool {
+    match mode {
+        SyncMode::Kernel => kernel_status().is_some_and(|s| s.synced()),
+        SyncMode::Timesyncd => std::path::Path::new(TIMESYNCD_FLAG).exists(),
+        SyncMode::Assume => true,
     }
 }
 
@@ -109,6 +90,6 @@ mod tests {
         assert!(rtc_off.synced());
         // The host running the tests answers one way or the other, without failing.
         assert!(kernel_status().is_some());
-        assert!(SyncMode::Assume.synced());
+        assert!(synced(SyncMode::Assume));
     }
 }

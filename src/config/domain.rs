@@ -1,8 +1,10 @@
 //! `[aqi]`, `[[humidity_correction]]` and `[footfall]`: settings of the domain layer
-//! (`crate::domain`), and their checks.
+//! (`crate::domain`), their checks, and the parsed footfall re-base time ([`Rebase`]).
 
 use std::collections::BTreeMap;
 
+use jiff::tz::TimeZone;
+use jiff::SignedDuration;
 use serde::Deserialize;
 
 /// `[aqi]`: indices computed from each window's pollutant means.
@@ -113,11 +115,16 @@ pub struct HumidityCorrectionConfig {
     pub quantities: Vec<String>,
 }
 
+/// Default hygroscopicity parameter.
+pub const DEFAULT_KAPPA: f64 = 0.36;
+/// Default RH cap in percent.
+pub const DEFAULT_RH_CAP: f64 = 95.0;
+
 const fn default_kappa() -> f64 {
-    crate::domain::humidity::DEFAULT_KAPPA
+    DEFAULT_KAPPA
 }
 const fn default_rh_cap() -> f64 {
-    crate::domain::humidity::DEFAULT_RH_CAP
+    DEFAULT_RH_CAP
 }
 
 /// `method`
@@ -205,13 +212,67 @@ impl FootfallConfig {
         if self.rebase_at.is_empty() {
             return;
         }
-        if let Err(e) = crate::domain::footfall::Rebase::parse(&self.rebase_at, &self.time_zone) {
-            let key = if crate::domain::footfall::parse_hh_mm(&self.rebase_at).is_none() {
+        if let Err(e) = Rebase::parse(&self.rebase_at, &self.time_zone) {
+            let key = if parse_hh_mm(&self.rebase_at).is_none() {
                 "footfall.rebase_at"
             } else {
                 "footfall.time_zone"
             };
             errs.push((key.into(), e));
+        }
+    }
+
+    /// The re-base time in effect: `None` when `rebase_at` is "" (never).
+    pub fn rebase(&self) -> Result<Option<Rebase>, String> {
+        if self.rebase_at.is_empty() {
+            return Ok(None);
+        }
+        Rebase::parse(&self.rebase_at, &self.time_zone).map(Some)
+    }
+}
+
+/// `rebase_at` in `time_zone`: when footfall occupancy is set back to 0.
+#[derive(Clone, Debug)]
+pub struct Rebase {
+    pub tz: TimeZone,
+    /// Local time of day, as an offset from midnight.
+    pub at: SignedDuration,
+}
+
+impl Rebase {
+    /// Parses `HH:MM` and loads the IANA zone `tz` from the system tzdb.
+    pub fn parse(at: &str, tz: &str) -> Result<Rebase, String> {
+        let secs = parse_hh_mm(at).ok_or_else(|| format!("{at:?} is not a time HH:MM"))?;
+        let tz = TimeZone::get(tz).map_err(|e| format!("time zone {tz:?}: {e}"))?;
+        Ok(Rebase {
+            tz,
+            at: SignedDuration::from_secs(secs),
+        })
+    }
+}
+
+/// `HH:MM` (00:00-23:59) as seconds after midnight.
+fn parse_hh_mm(s: &str) -> Option<i64> {
+    let (h, m) = s.split_once(':')?;
+    let ok = |p: &str| p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit());
+    if !ok(h) || !ok(m) {
+        return None;
+    }
+    let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60).then_some(h * 3600 + m * 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hh_mm() {
+        assert_eq!(parse_hh_mm("04:00"), Some(4 * 3600));
+        assert_eq!(parse_hh_mm("23:59"), Some(23 * 3600 + 59 * 60));
+        assert_eq!(parse_hh_mm("00:00"), Some(0));
+        for bad in ["24:00", "4:00", "04:60", "04-00", "", "ab:cd", "04:00:00"] {
+            assert_eq!(parse_hh_mm(bad), None, "{bad}");
         }
     }
 }

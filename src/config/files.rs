@@ -45,7 +45,7 @@ pub(super) fn check(cfg: &Config) -> Vec<(String, String)> {
             secret(f, &format!("mqtt[{i}].password_file"), false, &mut errs);
         }
         if let Some(tls) = &m.tls {
-            if let Err(p) = crate::sources::mqtt::tls::build(tls) {
+            if let Err(p) = tls.client_config() {
                 errs.push((format!("mqtt[{i}].tls.{}", p.key), p.message));
             }
         }

@@ -5,26 +5,39 @@
 //! internally tagged `[[source]]` list: serde buffers tagged enums, which throws away the spans
 //! that make "file:line: key" errors possible.
 
+mod aggregation;
+mod clock;
 mod domain;
 mod files;
+mod health;
 mod locate;
 mod mqtt;
 mod output;
+mod privacy;
 mod serial;
+mod spans;
+mod tls;
+mod topic;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use aggregation::{AggregationConfig, Stat, MAX_QUANTILES};
+pub use clock::{ClockConfig, SyncMode};
 pub use domain::{
     AqiConfig, EaqiSetting, FootfallConfig, HumidityCorrectionConfig, HumidityMethod,
-    LkiTopEdgeConfig, RhFromSetting,
+    LkiTopEdgeConfig, Rebase, RhFromSetting,
 };
+pub use health::{HealthConfig, DEFAULT_RANGES};
 pub use locate::{ConfigError, ConfigErrors};
 pub use mqtt::{MqttConfig, PayloadFormat, SubscriptionConfig, TimestampFormat, TlsConfig};
 pub use output::{OutputApi, OutputConfig};
+pub use privacy::PrivacyConfig;
 pub use serial::{ProfileProblem, ProfileSpec, ProfileTable, SerialConfig};
+pub use tls::TlsProblem;
+pub use topic::{Captures, TopicError, TopicPattern};
 
 /// The commented example printed by `citysensed gen-config`; a golden test keeps it parseable.
 pub const EXAMPLE: &str = include_str!("example.toml");
@@ -57,15 +70,15 @@ pub struct Config {
     /// Prometheus `/metrics` and `/healthz`. Default: 127.0.0.1:9273.
     #[serde(default)]
     pub metrics: MetricsConfig,
-    /// Device-identifier handling. Default: see [`crate::privacy::PrivacyConfig`].
+    /// Device-identifier handling. Default: see [`PrivacyConfig`].
     #[serde(default)]
-    pub privacy: crate::privacy::PrivacyConfig,
-    /// `sensor_health` points. Default: see [`crate::health::HealthConfig`].
+    pub privacy: PrivacyConfig,
+    /// `sensor_health` points. Default: see [`HealthConfig`].
     #[serde(default)]
-    pub health: crate::health::HealthConfig,
-    /// Clock sync detection and step handling. Default: see [`crate::clock::ClockConfig`].
+    pub health: HealthConfig,
+    /// Clock sync detection and step handling. Default: see [`ClockConfig`].
     #[serde(default)]
-    pub clock: crate::clock::ClockConfig,
+    pub clock: ClockConfig,
     /// Air-quality indices per window. Default: EAQI 2024 and LKI on.
     #[serde(default)]
     pub aqi: AqiConfig,
@@ -89,85 +102,6 @@ pub struct GatewayConfig {
     /// Extra tags on every point. Default: none.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
-}
-
-/// `[aggregation]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AggregationConfig {
-    /// Window length in seconds; windows are aligned to the epoch (60 -> every minute at :00).
-    /// Default: 60.
-    #[serde(default = "default_window_secs")]
-    pub window_secs: u64,
-    /// How long after a window's end readings for it are still accepted. Default: 5.
-    #[serde(default = "default_grace_secs")]
-    pub grace_secs: u64,
-    /// A window is emitted this long after its end (at most `grace_secs`); readings arriving
-    /// later within grace re-emit it corrected, with the same timestamp. Default: 1.
-    #[serde(default = "default_close_delay_secs")]
-    pub close_delay_secs: u64,
-    /// Statistics per quantity: mean, min, max, count, sum, last, stddev, p50, p95, p99, p999.
-    /// Default: mean, min, max, count, last, stddev, p50, p95.
-    #[serde(default = "default_stats")]
-    pub stats: Vec<String>,
-    /// Samples kept per series for exact percentiles; a busy series past this switches to a
-    /// 1%-relative-error sketch. Default: 32.
-    #[serde(default = "default_ring_capacity")]
-    pub ring_capacity: usize,
-    /// Series beyond this are dropped and counted (protects memory from topic floods).
-    /// Default: 100000.
-    #[serde(default = "default_max_series")]
-    pub max_series: usize,
-    /// Readings queued between sources and the aggregator. Default: 65536.
-    #[serde(default = "default_queue_capacity")]
-    pub queue_capacity: usize,
-    /// Readings with an event time this far in the future are rejected. Default: 300.
-    #[serde(default = "default_future_tolerance_secs")]
-    pub future_tolerance_secs: u64,
-}
-
-const fn default_window_secs() -> u64 {
-    60
-}
-const fn default_grace_secs() -> u64 {
-    5
-}
-const fn default_close_delay_secs() -> u64 {
-    1
-}
-fn default_stats() -> Vec<String> {
-    [
-        "mean", "min", "max", "count", "last", "stddev", "p50", "p95",
-    ]
-    .map(String::from)
-    .to_vec()
-}
-const fn default_ring_capacity() -> usize {
-    32
-}
-const fn default_max_series() -> usize {
-    100_000
-}
-const fn default_queue_capacity() -> usize {
-    65_536
-}
-const fn default_future_tolerance_secs() -> u64 {
-    300
-}
-
-impl Default for AggregationConfig {
-    fn default() -> Self {
-        AggregationConfig {
-            window_secs: default_window_secs(),
-            grace_secs: default_grace_secs(),
-            close_delay_secs: default_close_delay_secs(),
-            stats: default_stats(),
-            ring_capacity: default_ring_capacity(),
-            max_series: default_max_series(),
-            queue_capacity: default_queue_capacity(),
-            future_tolerance_secs: default_future_tolerance_secs(),
-        }
-    }
 }
 
 /// `[simulator]`: deterministic-shape random walks, for the demo and for trying a setup.
@@ -332,49 +266,7 @@ impl Config {
         if self.gateway.id.trim().is_empty() {
             errs.push(("gateway.id".into(), "must not be empty".into()));
         }
-        let agg = &self.aggregation;
-        if agg.window_secs == 0 || agg.window_secs > 86_400 {
-            errs.push((
-                "aggregation.window_secs".into(),
-                "must be between 1 and 86400".into(),
-            ));
-        }
-        if agg.grace_secs > agg.window_secs.saturating_mul(10) {
-            errs.push((
-                "aggregation.grace_secs".into(),
-                "must not exceed 10 windows".into(),
-            ));
-        }
-        for s in &agg.stats {
-            if crate::pipeline::window::Stat::parse(s).is_none() {
-                errs.push((
-                    "aggregation.stats".into(),
-                    format!("unknown statistic {s:?} (mean, min, max, count, sum, last, stddev, p50, p95, p99, p999)"),
-                ));
-            }
-        }
-        let quantiles = agg.stats.iter().filter(|s| s.starts_with('p')).count();
-        if quantiles > crate::pipeline::window::MAX_QUANTILES {
-            errs.push((
-                "aggregation.stats".into(),
-                format!(
-                    "at most {} percentiles",
-                    crate::pipeline::window::MAX_QUANTILES
-                ),
-            ));
-        }
-        if agg.stats.is_empty() {
-            errs.push(("aggregation.stats".into(), "must name at least one".into()));
-        }
-        if agg.ring_capacity < 2 || agg.ring_capacity > 65_536 {
-            errs.push((
-                "aggregation.ring_capacity".into(),
-                "must be between 2 and 65536".into(),
-            ));
-        }
-        if agg.queue_capacity == 0 {
-            errs.push(("aggregation.queue_capacity".into(), "must be > 0".into()));
-        }
+        self.aggregation.check(&mut errs);
         for (i, m) in self.mqtt.iter().enumerate() {
             m.check(&format!("mqtt[{i}]"), &mut errs);
         }

@@ -238,7 +238,7 @@ impl SubscriptionConfig {
     }
 
     fn check(&self, at: &str, errs: &mut Vec<(String, String)>) {
-        if let Err(e) = crate::sources::mqtt::TopicPattern::parse(&self.topic) {
+        if let Err(e) = super::TopicPattern::parse(&self.topic) {
             errs.push((format!("{at}.topic"), e.to_string()));
         }
         if self.qos > 1 {

@@ -72,10 +72,60 @@ fn typo_and_wrong_type_are_both_reported_with_lines() {
 }
 
 #[test]
+fn errors_inside_a_multi_line_array_name_the_element() {
+    let text = MINIMAL.to_string()
+        + "\n[aggregation]\nstats = [\n  \"mean\",\n  5,\n  \"p95\",\n]\nwindow_sec = 60\n";
+    let errs = parse(&text).unwrap_err();
+    let r = errs.to_string();
+    assert_eq!(errs.0.len(), 2, "{r}");
+    assert_eq!(
+        (errs.0[0].line, errs.0[0].key.as_str()),
+        (18, "aggregation.stats[1]"),
+        "{r}"
+    );
+    assert!(
+        r.contains("test.toml:18: key `aggregation.stats[1]`: invalid type"),
+        "{r}"
+    );
+    // The whole array was blanked and parsing went on to the next entry.
+    assert_eq!(
+        (errs.0[1].line, errs.0[1].key.as_str()),
+        (21, "aggregation.window_sec"),
+        "{r}"
+    );
+}
+
+#[test]
+fn errors_inside_an_inline_table_name_its_key() {
+    let text = MINIMAL.replace(
+        "format = \"plain\"",
+        "format = \"plain\"\ncounters = { in = \"counter_total\", out = \"bogus\" }\nqos = 7",
+    );
+    let errs = parse(&text).unwrap_err();
+    let r = errs.to_string();
+    let key = "mqtt[0].subscription[0].counters.out";
+    assert!(
+        r.contains(&format!(
+            "test.toml:11: key `{key}`: unknown variant `bogus`"
+        )),
+        "{r}"
+    );
+    assert_eq!(errs.0.len(), 1, "{r}");
+    let text = text.replace("\"bogus\"", "\"counter\"");
+    let errs = parse(&text).unwrap_err();
+    let qos = "test.toml:12: key `mqtt[0].subscription[0].qos`: must be 0 or 1";
+    assert_eq!(errs.to_string(), qos);
+}
+
+#[test]
 fn missing_required_table_is_reported() {
     let errs = parse("[gateway]\nid = \"x\"\n").unwrap_err();
+    // About the file, not about the [gateway] table it happens to start with.
+    assert_eq!(errs.to_string(), "test.toml: missing field `output`");
+    let errs = parse("[gateway]\nsite = \"x\"\n[output]\napi = \"stdout\"\n").unwrap_err();
     assert!(
-        errs.to_string().contains("missing field `output`"),
+        errs.to_string()
+            .starts_with("test.toml:1: key `gateway`: missing field `id`"),
         "{errs}"
     );
 }

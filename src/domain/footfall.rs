@@ -31,9 +31,9 @@
 use std::collections::{HashMap, VecDeque};
 
 use jiff::civil::Date;
-use jiff::tz::TimeZone;
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 
+use crate::config::Rebase;
 use crate::reading::{GroupKey, TimestampNs};
 
 /// Zones remembered at most; further zones get no running state (occupancy = this window's
@@ -79,42 +79,11 @@ impl TotalCounter {
     }
 }
 
-/// When occupancy is set back to 0.
-#[derive(Clone, Debug)]
-pub struct Rebase {
-    pub tz: TimeZone,
-    /// Local time of day, as an offset from midnight.
-    pub at: SignedDuration,
-}
-
-impl Rebase {
-    /// Parses `HH:MM` and loads the IANA zone `tz` from the system tzdb.
-    pub fn parse(at: &str, tz: &str) -> Result<Rebase, String> {
-        let secs = parse_hh_mm(at).ok_or_else(|| format!("{at:?} is not a time HH:MM"))?;
-        let tz = TimeZone::get(tz).map_err(|e| format!("time zone {tz:?}: {e}"))?;
-        Ok(Rebase {
-            tz,
-            at: SignedDuration::from_secs(secs),
-        })
-    }
-
-    /// The re-base period (a local date) that instant `ts` belongs to.
-    pub fn period(&self, ts: TimestampNs) -> Option<Date> {
-        let t = Timestamp::from_nanosecond(i128::from(ts)).ok()?;
-        let local = self.tz.to_datetime(t);
-        Some(local.checked_sub(self.at).ok()?.date())
-    }
-}
-
-/// `HH:MM` (00:00-23:59) as seconds after midnight.
-pub fn parse_hh_mm(s: &str) -> Option<i64> {
-    let (h, m) = s.split_once(':')?;
-    let ok = |p: &str| p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit());
-    if !ok(h) || !ok(m) {
-        return None;
-    }
-    let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
-    (h < 24 && m < 60).then_some(h * 3600 + m * 60)
+/// The re-base period (a local date) that instant `ts` belongs to.
+fn period(rebase: &Rebase, ts: TimestampNs) -> Option<Date> {
+    let t = Timestamp::from_nanosecond(i128::from(ts)).ok()?;
+    let local = rebase.tz.to_datetime(t);
+    Some(local.checked_sub(rebase.at).ok()?.date())
 }
 
 /// The zone a footfall point counts towards: tag `zone`, else `sensor`, else the point.
@@ -155,7 +124,7 @@ impl Occupancy {
     /// Adds `net` (in - out) of the window starting at `window_start` to `zone`; returns the
     /// occupancy after it, never below 0.
     pub fn update(&mut self, zone: &str, window_start: TimestampNs, net: f64) -> f64 {
-        let period = self.rebase.as_ref().and_then(|r| r.period(window_start));
+        let period = self.rebase.as_ref().and_then(|r| period(r, window_start));
         if !self.zones.contains_key(zone) && self.zones.len() >= MAX_ZONES {
             return net.max(0.0);
         }
@@ -241,16 +210,6 @@ mod tests {
             .sum();
         // 5 before the reboot, 2 + 4 after it.
         assert_eq!(sum, 11.0);
-    }
-
-    #[test]
-    fn hh_mm() {
-        assert_eq!(parse_hh_mm("04:00"), Some(4 * 3600));
-        assert_eq!(parse_hh_mm("23:59"), Some(23 * 3600 + 59 * 60));
-        assert_eq!(parse_hh_mm("00:00"), Some(0));
-        for bad in ["24:00", "4:00", "04:60", "04-00", "", "ab:cd", "04:00:00"] {
-            assert_eq!(parse_hh_mm(bad), None, "{bad}");
-        }
     }
 
     fn ts(s: &str) -> TimestampNs {

@@ -20,13 +20,8 @@
 //! The correction is a division by one factor per window, so it applies to each level-like
 //! statistic (mean, min, max, last, percentiles) alike; count, sum and stddev are not corrected.
 
-use crate::pipeline::window::Stat;
+use crate::config::Stat;
 use crate::reading::GroupKey;
-
-/// Default hygroscopicity parameter.
-pub const DEFAULT_KAPPA: f64 = 0.36;
-/// Default RH cap in percent.
-pub const DEFAULT_RH_CAP: f64 = 95.0;
 
 /// The kappa-Koehler growth factor C at `rh` percent (clamped to [0, 99.9]).
 pub fn kappa_koehler_factor(rh: f64, kappa: f64) -> f64 {

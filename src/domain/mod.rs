@@ -20,9 +20,10 @@ pub mod humidity;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::config::{Config, EaqiSetting, HumidityCorrectionConfig, HumidityMethod, RhFromSetting};
+use crate::config::{
+    Config, EaqiSetting, HumidityCorrectionConfig, HumidityMethod, RhFromSetting, Stat,
+};
 use crate::line_protocol::FieldValue;
-use crate::pipeline::window::Stat;
 use crate::reading::{GroupKey, QuantityKind};
 
 use aqi::{EaqiVersion, LkiTopEdges, POLLUTANTS};
@@ -131,15 +132,7 @@ impl Domain {
     /// The runtime domain layer of `cfg`.
     pub fn build(cfg: &Config) -> Result<Domain, DomainError> {
         let t = &cfg.aqi.lki_top_edge;
-        let f = &cfg.footfall;
-        let rebase = if f.rebase_at.is_empty() {
-            None
-        } else {
-            Some(
-                footfall::Rebase::parse(&f.rebase_at, &f.time_zone)
-                    .map_err(DomainError::Footfall)?,
-            )
-        };
+        let rebase = cfg.footfall.rebase().map_err(DomainError::Footfall)?;
         Ok(Domain {
             eaqi: match cfg.aqi.eaqi {
                 EaqiSetting::V2024 => Some(EaqiVersion::V2024),

@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::{HealthConfig, HealthMetrics};
+use super::HealthMetrics;
+use crate::config::HealthConfig;
 use crate::line_protocol::FieldValue;
 use crate::reading::{Reading, Registry, Tags, TimestampNs, NANOS_PER_SEC};
 use crate::telemetry::SourceMetrics;

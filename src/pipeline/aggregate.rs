@@ -27,13 +27,13 @@
 
 use std::sync::Arc;
 
-use crate::clock::{ClockConfig, ClockTracker, Now, SyncMode};
-use crate::config::AggregationConfig;
+use crate::clock::{ClockTracker, Now};
+use crate::config::{AggregationConfig, ClockConfig, Stat, SyncMode};
 use crate::domain::footfall::TotalCounter;
 use crate::domain::Domain;
 use crate::pipeline::field_names::{FieldKeys, FieldNames};
 use crate::pipeline::timeline::{Hold, Timeline};
-use crate::pipeline::window::{SeriesState, Stat};
+use crate::pipeline::window::SeriesState;
 use crate::pipeline::AggregatorMetrics;
 use crate::reading::{Registry, SeriesInfo, TimestampNs, NANOS_PER_SEC};
 

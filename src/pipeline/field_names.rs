@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::pipeline::window::Stat;
+use crate::config::Stat;
 
 /// The field names of one series, in the aggregator's stat order; empty for counters.
 pub type FieldKeys = Arc<[Box<str>]>;

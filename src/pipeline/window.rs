@@ -32,85 +32,16 @@
 //! ring capacity), one per worker thread the aggregator task runs on; callers that prefer to own
 //! it use [`SeriesState::close_before_with`].
 
-use std::borrow::Cow;
-
 use super::ring::{Ring, Sample};
 use super::sketch::{Sketch, DEFAULT_ALPHA};
+use crate::config::{Stat, MAX_QUANTILES};
 use moments::Moments;
 use quantiles::{window_stats, with_scratch};
 
 /// Default ring capacity per series.
 pub const DEFAULT_RING_CAPACITY: usize = 32;
-/// Most quantiles a window reports; further requested ones are ignored.
-pub const MAX_QUANTILES: usize = 8;
 /// Open-window slots allocated up front: the current window plus one in its grace period.
 const PREALLOCATED_WINDOWS: usize = 2;
-
-/// A statistic a window can report.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Stat {
-    Mean,
-    Min,
-    Max,
-    Count,
-    Sum,
-    Last,
-    Stddev,
-    /// Quantile in per-mille: 950 = p95, 999 = p99.9.
-    Quantile(u16),
-}
-
-impl Stat {
-    /// Parses a stat name: `mean`, `min`, `max`, `count`, `sum`, `last`, `stddev` (or `stdev`),
-    /// or a percentile `p<digits>`: one or two digits are a percent (`p5`, `p50`, `p95`), three
-    /// digits are per-mille (`p999` = 99.9 %, `p995`), and `p100` is the maximum rank.
-    pub fn parse(name: &str) -> Option<Stat> {
-        Some(match name {
-            "mean" => Stat::Mean,
-            "min" => Stat::Min,
-            "max" => Stat::Max,
-            "count" => Stat::Count,
-            "sum" => Stat::Sum,
-            "last" => Stat::Last,
-            "stddev" | "stdev" => Stat::Stddev,
-            _ => Stat::Quantile(parse_percentile(name.strip_prefix('p')?)?),
-        })
-    }
-
-    /// The field name suffix (`<quantity>_<suffix>`): the config name (`mean`, `stddev`, ...;
-    /// Telegraf basicstats spells the last `stdev`) and `p<percentile>` for quantiles (`p95`,
-    /// `p999`). It parses back to the same stat.
-    pub fn field_suffix(&self) -> Cow<'static, str> {
-        Cow::Borrowed(match self {
-            Stat::Mean => "mean",
-            Stat::Min => "min",
-            Stat::Max => "max",
-            Stat::Count => "count",
-            Stat::Sum => "sum",
-            Stat::Last => "last",
-            Stat::Stddev => "stddev",
-            Stat::Quantile(500) => "p50",
-            Stat::Quantile(950) => "p95",
-            Stat::Quantile(990) => "p99",
-            Stat::Quantile(999) => "p999",
-            Stat::Quantile(1000) => "p100",
-            Stat::Quantile(pm) if pm % 10 == 0 => return Cow::Owned(format!("p{}", pm / 10)),
-            Stat::Quantile(pm) => return Cow::Owned(format!("p{pm:03}")),
-        })
-    }
-}
-
-fn parse_percentile(digits: &str) -> Option<u16> {
-    if digits.is_empty() || digits.len() > 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let n: u16 = digits.parse().ok()?;
-    Some(match digits.len() {
-        1 | 2 => n * 10,
-        _ if n == 100 => 1000,
-        _ => n,
-    })
-}
 
 /// What a closed window yields.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -37,43 +37,9 @@ use std::hash::Hasher as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
-use serde::Deserialize;
-
+use crate::config::{AggregationConfig, PrivacyConfig};
 use crate::reading::{SeriesId, TimestampNs};
 use hll::Update;
-
-/// `[privacy]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PrivacyConfig {
-    /// Smallest `unique_devices` estimate that is written; smaller ones are omitted (and
-    /// counted), so a window never singles out a handful of people. Default: 5.
-    #[serde(default = "default_k_min")]
-    pub k_min: u32,
-}
-
-const fn default_k_min() -> u32 {
-    5
-}
-
-impl Default for PrivacyConfig {
-    fn default() -> Self {
-        PrivacyConfig {
-            k_min: default_k_min(),
-        }
-    }
-}
-
-impl PrivacyConfig {
-    pub(crate) fn check(&self, errs: &mut Vec<(String, String)>) {
-        if self.k_min < 2 {
-            errs.push((
-                "privacy.k_min".into(),
-                "must be at least 2 (1 would publish single devices)".into(),
-            ));
-        }
-    }
-}
 
 /// Why the hub refused an identifier. No variant carries identifier text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -156,7 +122,7 @@ pub struct Privacy {
 impl Privacy {
     pub fn new(
         cfg: &PrivacyConfig,
-        agg: &crate::config::AggregationConfig,
+        agg: &AggregationConfig,
         metrics: std::sync::Arc<PrivacyMetrics>,
     ) -> Privacy {
         let s = crate::reading::NANOS_PER_SEC;

@@ -119,7 +119,7 @@ mod tests {
             ..AggregationConfig::default()
         };
         let hub = Arc::new(Privacy::new(
-            &super::super::PrivacyConfig::default(),
+            &crate::config::PrivacyConfig::default(),
             &cfg,
             metrics.privacy.clone(),
         ));

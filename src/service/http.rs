@@ -13,10 +13,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::metrics::Metrics;
+use super::STALE_AFTER_SECS;
 use crate::reading::{now_ns, NANOS_PER_SEC};
-
-/// A heartbeat older than this makes `/healthz` answer 503: the aggregator loop is stuck.
-pub const STALE_AFTER_SECS: i64 = 10;
 
 /// Binds `addr`; the caller spawns [`serve`] with the listener.
 pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {

@@ -9,8 +9,8 @@ use std::time::Duration;
 use sd_notify::NotifyState;
 use tokio_util::sync::CancellationToken;
 
-use super::http::STALE_AFTER_SECS;
 use super::metrics::Metrics;
+use super::STALE_AFTER_SECS;
 use crate::reading::{now_ns, NANOS_PER_SEC};
 
 fn notify(states: &[NotifyState]) {

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, OutputApi};
 use crate::pipeline::aggregate::WindowBatch;
-use crate::spool::{Spool, SpoolConfig as DiskConfig, SpoolError};
+use crate::spool::{Spool, SpoolError, SpoolOptions};
 use crate::telemetry::RateLimit;
 use spool_drops::SpoolDrop;
 
@@ -59,7 +59,7 @@ impl Sink {
         }
         let writer = Writer::build(&cfg.output)?;
         let dir = cfg.spool.dir();
-        let (spool, recovery) = Spool::open(DiskConfig {
+        let (spool, recovery) = Spool::open(SpoolOptions {
             dir: dir.clone(),
             max_bytes: cfg.spool.max_bytes,
             segment_bytes: (cfg.spool.max_bytes / 8).clamp(64 << 10, 8 << 20),

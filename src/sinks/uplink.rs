@@ -259,7 +259,7 @@ impl Uplink {
         *failures = failures.saturating_add(1);
         match outcome {
             Outcome::Retry { after, reason } => {
-                let backoff = crate::sources::backoff::backoff(
+                let backoff = crate::backoff::backoff(
                     *failures - 1,
                     BASE_BACKOFF,
                     inner.max_backoff,

@@ -1,7 +1,6 @@
 //! Sources: tasks that turn the outside world into [`Reading`]s.
 //! Each has `run(self, out, shutdown)`; dispatch is a plain enum match.
 
-pub mod backoff;
 pub mod mqtt;
 pub mod serial;
 pub mod simulator;

@@ -95,7 +95,7 @@ pub use dead_letter::{dead_letter, DEAD_LETTER_FILE, DEAD_LETTER_MAX_BYTES};
 use recover::ACK_LEN;
 use segment::{RecordHeader, SegmentMeta, HEADER_LEN};
 pub use types::{
-    Appended, Batch, Recovery, SpoolConfig, SpoolError, SpoolStats, DEFAULT_MAX_BYTES,
+    Appended, Batch, Recovery, SpoolError, SpoolOptions, SpoolStats, DEFAULT_MAX_BYTES,
     DEFAULT_SEGMENT_BYTES,
 };
 
@@ -128,7 +128,7 @@ pub struct Spool {
 
 impl Spool {
     /// Opens (creating) and locks the directory, then recovers it (see the module doc).
-    pub fn open(cfg: SpoolConfig) -> Result<(Spool, Recovery), SpoolError> {
+    pub fn open(cfg: SpoolOptions) -> Result<(Spool, Recovery), SpoolError> {
         let dir_err = |source| SpoolError::Dir {
             dir: cfg.dir.clone(),
             source,

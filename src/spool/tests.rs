@@ -3,8 +3,8 @@
 
 use super::*;
 
-fn config(dir: &Path, max_bytes: u64, segment_bytes: u64) -> SpoolConfig {
-    SpoolConfig {
+fn config(dir: &Path, max_bytes: u64, segment_bytes: u64) -> SpoolOptions {
+    SpoolOptions {
         dir: dir.to_path_buf(),
         max_bytes,
         segment_bytes,

@@ -1,4 +1,4 @@
-//! The spool's public data types: its config, what open/append/stats report, and its
+//! The spool's public data types: its runtime options, what open/append/stats report, and its
 //! error enum.
 
 use std::io;
@@ -9,9 +9,9 @@ pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 /// Default segment size: 4 MiB (the unit of deletion and of dropping when full).
 pub const DEFAULT_SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
 
-/// Runtime settings of a spool.
+/// Runtime settings of a spool (the daemon builds them from the `[spool]` section).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpoolConfig {
+pub struct SpoolOptions {
     /// Spool directory, created if missing.
     pub dir: PathBuf,
     /// Bound on segment bytes + ack file; default 256 MiB (the caller enforces >= 1 MiB).
@@ -22,10 +22,10 @@ pub struct SpoolConfig {
     pub fsync: bool,
 }
 
-impl SpoolConfig {
+impl SpoolOptions {
     /// A config for `dir` with the defaults.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        SpoolConfig {
+        SpoolOptions {
             dir: dir.into(),
             max_bytes: DEFAULT_MAX_BYTES,
             segment_bytes: DEFAULT_SEGMENT_BYTES,

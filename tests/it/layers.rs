@@ -5,15 +5,11 @@
 //! Imports are found as `crate::name` paths (grouped `crate::{a, b}` too) and `super::` paths
 //! that climb to the crate root, outside comments and outside unit-test code (`*tests.rs` files
 //! and everything after a file's first `#[cfg(test)]`): tests may reach across layers.
-//! `tests/layers_allowed.txt` lists the module pairs that still break the rule while the
-//! layering work is under way; a pair not listed fails, and so does a listed pair that no
-//! longer occurs, so the list can only shrink.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 const SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
-const ALLOWED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/layers_allowed.txt");
 
 /// Module name -> layer number, from the crate doc's `## Layers` table rows
 /// `//! | N name | `a`, `b` |`.
@@ -170,27 +166,14 @@ fn no_module_imports_from_its_own_layer_or_above() {
     let lib = std::fs::read_to_string(format!("{SRC}/lib.rs")).expect("read src/lib.rs");
     let table = layer_table(&lib);
     let found = violations(&table);
-    let allowed: BTreeSet<String> = std::fs::read_to_string(ALLOWED)
-        .unwrap_or_default()
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_string)
-        .collect();
-    let new: Vec<String> = found
+    let found: Vec<String> = found
         .iter()
-        .filter(|(pair, _)| !allowed.contains(*pair))
         .map(|(pair, files)| format!("{pair} (in {})", files.join(", ")))
         .collect();
-    let gone: Vec<&String> = allowed.iter().filter(|p| !found.contains_key(*p)).collect();
     assert!(
-        new.is_empty(),
+        found.is_empty(),
         "imports from the same or a higher layer (see `## Layers` in src/lib.rs):\n  {}",
-        new.join("\n  ")
-    );
-    assert!(
-        gone.is_empty(),
-        "fixed, so remove from tests/layers_allowed.txt: {gone:?}"
+        found.join("\n  ")
     );
 }
 

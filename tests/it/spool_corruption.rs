@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use citysense::spool::{Recovery, Spool, SpoolConfig};
+use citysense::spool::{Recovery, Spool, SpoolOptions};
 use support::citysensed::scrape;
 use support::config::Config;
 use support::{free_port, now_ms, wait_until, Citysensed, Victoria};
@@ -32,7 +32,7 @@ fn payload(b: u64, now_ns: i64) -> String {
 /// (offset, payload length).
 fn build(dir: &Path) -> (PathBuf, Vec<(usize, usize)>) {
     let now_ns = now_ms() * 1_000_000;
-    let (mut s, _) = Spool::open(SpoolConfig::new(dir)).unwrap();
+    let (mut s, _) = Spool::open(SpoolOptions::new(dir)).unwrap();
     let mut records = Vec::new();
     let mut at = 0;
     for b in 1..=BATCHES {
@@ -68,7 +68,7 @@ fn recover_copy(dir: &Path) -> Recovery {
         let e = e.unwrap();
         std::fs::copy(e.path(), copy.path().join(e.file_name())).unwrap();
     }
-    Spool::open(SpoolConfig::new(copy.path())).unwrap().1
+    Spool::open(SpoolOptions::new(copy.path())).unwrap().1
 }
 
 #[test]

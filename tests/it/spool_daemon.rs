@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use citysense::line_protocol::{parse_lines, FieldValue};
 use citysense::service::spool_drops::SpoolDrop;
-use citysense::spool::{Spool, SpoolConfig};
+use citysense::spool::{Spool, SpoolOptions};
 use support::{free_port, wait_until, Citysensed, Daemon, Victoria};
 
 /// 200 simulated air sensors (600 series) read every 50 ms, 1 s windows: ~100 kB per window.
@@ -63,9 +63,9 @@ fn committed(spool: &Path, scratch: &Path) -> BTreeMap<u64, Vec<u8>> {
             std::fs::copy(e.path(), scratch.join(e.file_name())).unwrap();
         }
     }
-    let cfg = SpoolConfig {
+    let cfg = SpoolOptions {
         fsync: false,
-        ..SpoolConfig::new(scratch)
+        ..SpoolOptions::new(scratch)
     };
     let (mut s, rec) = Spool::open(cfg).expect("the spool opens after a kill");
     assert_eq!(rec.corrupt_records, 0, "a kill only tears the tail");
@@ -332,7 +332,7 @@ fn spool_inspect_prints_what_is_queued() {
     let batches: [(u32, i64); 3] = [(2, t0), (3, t0 + minute), (4, t0 + 2 * minute)];
     let mut bytes = 0;
     {
-        let (mut s, _) = Spool::open(SpoolConfig::new(&dir)).unwrap();
+        let (mut s, _) = Spool::open(SpoolOptions::new(&dir)).unwrap();
         for (points, ts) in batches {
             let payload: String = (0..points)
                 .map(|i| format!("m,sensor=s{i} v=1 {ts}\n"))
@@ -349,7 +349,7 @@ fn spool_inspect_prints_what_is_queued() {
     assert_eq!(got["newest"], "2024-05-01T12:02:00.000Z");
 
     // After the first batch is delivered, it no longer counts as queued.
-    let (mut s, _) = Spool::open(SpoolConfig::new(&dir)).unwrap();
+    let (mut s, _) = Spool::open(SpoolOptions::new(&dir)).unwrap();
     s.ack(1).unwrap();
     drop(s);
     let got = inspect_cli(&dir);
@@ -360,7 +360,7 @@ fn spool_inspect_prints_what_is_queued() {
 
     // An empty spool says so.
     let empty = tmp.path().join("empty");
-    drop(Spool::open(SpoolConfig::new(&empty)).unwrap());
+    drop(Spool::open(SpoolOptions::new(&empty)).unwrap());
     let got = inspect_cli(&empty);
     assert_eq!(got["batches"], "0");
     assert_eq!(got["oldest"], "-");
@@ -369,10 +369,10 @@ fn spool_inspect_prints_what_is_queued() {
 /// Builds a spool of `points` synthetic points (`fields` float fields each, 1000 points per
 /// batch, the shape of one window close) and returns (batches, payload bytes).
 fn build_backlog(dir: &Path, points: u64, fields: usize) -> (u64, u64) {
-    let cfg = SpoolConfig {
+    let cfg = SpoolOptions {
         max_bytes: 8 << 30,
         fsync: false,
-        ..SpoolConfig::new(dir)
+        ..SpoolOptions::new(dir)
     };
     let (mut s, _) = Spool::open(cfg).unwrap();
     let t0: i64 = 1_714_564_800_000_000_000;

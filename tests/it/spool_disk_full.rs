@@ -241,7 +241,7 @@ fn fill(dir: &Path) -> std::fs::File {
 #[test]
 fn a_disk_filled_by_others_still_takes_acks_and_frees_acked_space() {
     let disk = Tmpfs::mount();
-    let cfg = citysense::spool::SpoolConfig::new(&disk.path);
+    let cfg = citysense::spool::SpoolOptions::new(&disk.path);
     let (mut spool, _) = Spool::open(cfg).unwrap();
     let payload = vec![b'x'; 100_000];
     for id in 1..=3 {
@@ -260,7 +260,7 @@ fn a_disk_filled_by_others_still_takes_acks_and_frees_acked_space() {
     );
     drop(filler);
     drop(spool);
-    let (mut spool, rec) = Spool::open(citysense::spool::SpoolConfig::new(&disk.path)).unwrap();
+    let (mut spool, rec) = Spool::open(citysense::spool::SpoolOptions::new(&disk.path)).unwrap();
     assert_eq!((rec.records, rec.ack_reset), (1, false));
     assert_eq!(spool.peek().unwrap().map(|b| b.id), Some(4));
 }

@@ -8,12 +8,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use citysense::spool::{Batch, Spool, SpoolConfig};
+use citysense::spool::{Batch, Spool, SpoolOptions};
 
 const CRASH_DIR_ENV: &str = "CITYSENSE_SPOOL_CRASH_DIR";
 
-fn config(dir: &Path, fsync: bool) -> SpoolConfig {
-    SpoolConfig {
+fn config(dir: &Path, fsync: bool) -> SpoolOptions {
+    SpoolOptions {
         dir: dir.to_path_buf(),
         max_bytes: 64 << 20,
         segment_bytes: 16 * 1024,
@@ -179,7 +179,7 @@ fn dir_bytes(dir: &Path) -> u64 {
 fn measure_append_and_replay() {
     let tmp = tempfile::tempdir().unwrap();
     let batch = vec![b'x'; 10_000];
-    let cfg = SpoolConfig {
+    let cfg = SpoolOptions {
         max_bytes: 1 << 30,
         segment_bytes: 4 << 20,
         ..config(tmp.path(), true)
@@ -199,7 +199,7 @@ fn measure_append_and_replay() {
     let fill = 10_000u64;
     let (mut fast, _) = {
         drop(spool);
-        Spool::open(SpoolConfig {
+        Spool::open(SpoolOptions {
             fsync: false,
             ..cfg.clone()
         })

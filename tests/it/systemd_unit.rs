@@ -143,7 +143,7 @@ fn notify_settings_match_the_code() {
     // The watchdog is pinged at half WatchdogSec, only while the aggregator heartbeat is at
     // most STALE_AFTER_SECS old: a shorter watchdog would kill a daemon /healthz calls alive.
     let watchdog = seconds("WatchdogSec");
-    let stale = citysense::service::http::STALE_AFTER_SECS as u64;
+    let stale = citysense::service::STALE_AFTER_SECS as u64;
     assert!(watchdog > stale, "WatchdogSec={watchdog} <= {stale}");
     // SIGTERM: drain for STOP_DEADLINE, then 2 s for the other tasks, before systemd kills.
     let stop = seconds("TimeoutStopSec");

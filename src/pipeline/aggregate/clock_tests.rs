@@ -340,7 +340,7 @@ fn with_health(clock_now: Now) -> (Aggregator, Arc<Metrics>, SeriesId) {
     let pms = metrics.source("serial", "pms-1");
     let gw = vec![("gateway".to_string(), "gw".to_string())];
     let agg = Aggregator::with_clock(&cfg, &clock, reg, metrics.pipeline.clone(), clock_now)
-        .with_hooks(None, &crate::health::HealthConfig::default(), gw)
+        .with_hooks(None, &crate::config::HealthConfig::default(), gw)
         .with_sources(vec![pms]);
     (agg, metrics, series)
 }

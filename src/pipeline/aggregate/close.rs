@@ -13,7 +13,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use super::{Aggregator, WindowBatch};
 use crate::clock::Now;
-use crate::pipeline::window::{Stat, Stats};
+use crate::config::Stat;
+use crate::pipeline::window::Stats;
 use crate::reading::TimestampNs;
 
 /// One series' closed window, flattened for grouping into points.

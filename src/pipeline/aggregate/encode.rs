@@ -9,9 +9,9 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use super::close::Closed;
 use super::{Aggregator, Slot};
+use crate::config::Stat;
 use crate::domain::{DerivedField, Domain, WindowValue};
 use crate::line_protocol::{encode, EncodeError, FieldValue, PointRef};
-use crate::pipeline::window::Stat;
 use crate::pipeline::AggregatorMetrics;
 use crate::reading::{GroupKey, TimestampNs};
 

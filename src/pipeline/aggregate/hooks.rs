@@ -9,7 +9,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use super::{Aggregator, WindowBatch};
-use crate::health::{tracker::Tracker, HealthConfig};
+use crate::config::HealthConfig;
+use crate::health::tracker::Tracker;
 use crate::line_protocol::{FieldValue, PointRef};
 use crate::pipeline::AggregatorMetrics;
 use crate::privacy::{windows::WindowSketches, Privacy};

@@ -3,10 +3,11 @@ use std::sync::Arc;
 
 use crate::clock::Now;
 use crate::config::AggregationConfig;
-use crate::health::HealthConfig;
+use crate::config::HealthConfig;
+use crate::config::PrivacyConfig;
 use crate::line_protocol::{parse_lines, FieldValue, Point};
 use crate::pipeline::aggregate::{Aggregator, WindowBatch};
-use crate::privacy::{Privacy, PrivacyConfig};
+use crate::privacy::Privacy;
 use crate::reading::{GroupKey, Reading, Registry, SeriesId, NANOS_PER_SEC};
 use crate::service::metrics::Metrics;
 
@@ -157,7 +158,7 @@ fn without_domain_nothing_changes() {
 /// wall time: before, its boot stamp made it look days old and the sensor was "forgotten".
 #[test]
 fn receipt_stamped_readings_get_health_points() {
-    use crate::clock::{ClockConfig, SyncMode};
+    use crate::config::{ClockConfig, SyncMode};
     let cfg = AggregationConfig {
         window_secs: 60,
         grace_secs: 5,

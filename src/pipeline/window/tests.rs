@@ -181,30 +181,6 @@ fn re_entrant_close_does_not_panic() {
 }
 
 #[test]
-fn stat_names_round_trip() {
-    for name in [
-        "mean", "min", "max", "count", "sum", "last", "stddev", "p50", "p95", "p99", "p999",
-    ] {
-        let stat = Stat::parse(name).unwrap();
-        assert_eq!(stat.field_suffix(), name);
-    }
-    assert_eq!(Stat::parse("stdev"), Some(Stat::Stddev));
-    assert_eq!(Stat::parse("p999"), Some(Stat::Quantile(999)));
-    assert_eq!(Stat::parse("p95"), Some(Stat::Quantile(950)));
-    assert_eq!(Stat::parse("p5"), Some(Stat::Quantile(50)));
-    assert_eq!(Stat::parse("p100"), Some(Stat::Quantile(1000)));
-    for bad in [
-        "", "p", "p1000", "p9999", "p-5", "p+5", "P95", "median", "p95 ",
-    ] {
-        assert_eq!(Stat::parse(bad), None, "{bad}");
-    }
-    for pm in 0..=1000 {
-        let suffix = Stat::Quantile(pm).field_suffix();
-        assert_eq!(Stat::parse(&suffix), Some(Stat::Quantile(pm)), "{suffix}");
-    }
-}
-
-#[test]
 fn stats_get_reads_every_field() {
     let mut state = SeriesState::new(4);
     [2.0, 4.0].iter().for_each(|v| state.insert(0, *v));

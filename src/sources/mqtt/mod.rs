@@ -13,8 +13,6 @@ mod cache;
 mod identifiers;
 mod mapper;
 mod subscription;
-pub(crate) mod tls;
-mod topic;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -26,15 +24,15 @@ use rumqttc::{AsyncClient, ConnectionError, Event, MqttOptions, Packet};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::config::MqttConfig;
 use crate::reading::{default_measurement, GroupKey, Interner, Reading, Registry, SeriesId};
-use crate::sources::backoff::Backoff;
 use crate::sources::SourceError;
 use crate::telemetry::{Reject, SourceMetrics};
 use subscription::{compile, Subscription};
 
+pub use crate::config::{TopicError, TopicPattern};
 pub use mapper::{quantity_name, KeySkips, MapError, Mapper, Sample, TtnOptions};
-pub use topic::{TopicError, TopicPattern};
 
 /// Topics remembered with their resolved series; past this, topics are resolved per message.
 const MAX_CACHED_TOPICS: usize = 100_000;
@@ -97,7 +95,10 @@ impl MqttSource {
         }
         if let Some(tls) = &cfg.tls {
             options.set_transport(rumqttc::Transport::tls_with_config(
-                rumqttc::TlsConfiguration::Rustls(tls::client_config(tls)?),
+                rumqttc::TlsConfiguration::Rustls(
+                    tls.client_config()
+                        .map_err(|p| SourceError::Tls(p.message))?,
+                ),
             ));
         }
         let subs = cfg

@@ -7,8 +7,8 @@ use rumqttc::QoS;
 
 use super::identifiers;
 use super::mapper::{Mapper, TtnOptions};
-use super::topic::TopicPattern;
 use crate::config::SubscriptionConfig;
+use crate::config::TopicPattern;
 use crate::reading::SeriesKind;
 use crate::sources::SourceError;
 

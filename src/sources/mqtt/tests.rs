@@ -88,7 +88,8 @@ fn malformed_payloads_are_errors_not_panics() {
 #[test]
 fn identifier_payloads_become_register_updates_only() {
     use crate::config::AggregationConfig;
-    use crate::privacy::{hll::Update, Privacy, PrivacyConfig};
+    use crate::config::PrivacyConfig;
+    use crate::privacy::{hll::Update, Privacy};
     let (src, reg) =
         source("topic = \"scan/{sensor}\"\nformat = \"json\"\nidentifier_path = \"probes.mac\"");
     let hub = Arc::new(Privacy::new(

@@ -22,11 +22,11 @@ use tokio::sync::mpsc;
 use tokio_serial::{DataBits, FlowControl, Parity, SerialStream, StopBits};
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::config::SerialConfig;
 use crate::decode::profile::SensorProfile;
 use crate::decode::Decoder;
 use crate::reading::{default_measurement, GroupKey, Reading, Registry, SeriesId};
-use crate::sources::backoff::Backoff;
 use crate::sources::SourceError;
 use crate::telemetry::SourceMetrics;
 

@@ -1,9 +1,10 @@
-//! rustls client configuration for MQTT over TLS.
+//! `[mqtt.tls]` -> the rustls client configuration of an MQTT connection. It lives with the
+//! config because `validate` builds it too ([`super::files`]), so it refuses exactly what the
+//! source would.
 //!
 //! The crypto provider is chosen explicitly (ring, the one reqwest also uses) instead of the
 //! process default: with two providers linked in, rustls cannot pick one by itself and panics
-//! at the first handshake. PEM files are read bounded (see [`crate::fs_limits`]); `validate`
-//! builds the same config through [`build`], so it refuses exactly what the source would.
+//! at the first handshake. PEM files are read bounded (see [`crate::fs_limits`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,9 +13,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
 
-use crate::config::TlsConfig;
+use super::TlsConfig;
 use crate::fs_limits::{self, MAX_PEM_BYTES};
-use crate::sources::SourceError;
 
 /// Why no client config could be built: the `[mqtt.tls]` key at fault and a message.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,13 +31,15 @@ fn problem(key: &'static str, message: impl Into<String>) -> TlsProblem {
     }
 }
 
-/// Builds the client config: the CA file's roots (or the system store), optional client cert.
-pub fn client_config(cfg: &TlsConfig) -> Result<Arc<ClientConfig>, SourceError> {
-    build(cfg).map_err(|p| SourceError::Tls(p.message))
+impl TlsConfig {
+    /// Builds the client config: the CA file's roots (or the system store), optional client
+    /// cert; an error names the key of the file at fault.
+    pub fn client_config(&self) -> Result<Arc<ClientConfig>, TlsProblem> {
+        build(self)
+    }
 }
 
-/// [`client_config`], with the key of the file at fault.
-pub fn build(cfg: &TlsConfig) -> Result<Arc<ClientConfig>, TlsProblem> {
+fn build(cfg: &TlsConfig) -> Result<Arc<ClientConfig>, TlsProblem> {
     let roots = match &cfg.ca_file {
         Some(path) => file_roots(path)?,
         None => {

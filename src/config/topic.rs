@@ -1,5 +1,6 @@
-//! Topic patterns: `sensors/{site}/{sensor}/{quantity}` -> the MQTT filter `sensors/+/+/+`
-//! and, per received topic, the captured tag values and quantity.
+//! `topic` patterns: `sensors/{site}/{sensor}/{quantity}` -> the MQTT filter `sensors/+/+/+`
+//! and, per received topic, the captured tag values and quantity. The parsed pattern is what
+//! the config check validates and what the MQTT source matches with: one parser for both.
 
 use std::fmt;
 
