@@ -3,7 +3,8 @@
 //! - Raw: the input becomes one or two segment files (and an ack file with a valid checksum
 //!   and an id from the input); the spool is inspected, opened, drained, acked, appended to.
 //! - Damage: batches from the input are appended by the spool itself, then its files are
-//!   damaged (bytes flipped, files cut) as the input says, then it is reopened. Property:
+//!   damaged (bytes flipped, files cut) as the input says, then it is reopened. Payloads are
+//!   UTF-8 like the line protocol the daemon spools. Property:
 //!   every batch returned was appended with that id and payload, ids rise, none is acked;
 //!   without damage every unacked batch comes back.
 #![no_main]
@@ -105,8 +106,12 @@ fn damage(rest: &[u8], cfg: SpoolConfig) {
             break;
         };
         let (payload, tail) = tail.split_at(usize::from(len).min(tail.len()));
-        let id = spool.append(payload, 1, 0, 0).expect("append").id;
-        appended.push((id, payload.to_vec()));
+        // Payloads are line protocol, so UTF-8: the record magic (bytes E5 75 C1 F5) cannot
+        // occur inside one, which is what lets resync trust a magic it finds. Binary
+        // payloads can embed a whole valid record and break the property on purpose.
+        let payload = String::from_utf8_lossy(payload).into_owned().into_bytes();
+        let id = spool.append(&payload, 1, 0, 0).expect("append").id;
+        appended.push((id, payload));
         rest = tail;
     }
     let acked = match rest.split_first() {
