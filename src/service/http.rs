@@ -46,35 +46,34 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: Cance
 }
 
 async fn handle(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
-    let mut buf = [0u8; 2048];
-    let mut len = 0;
-    // Read until the end of the request head (we never need a body).
-    while !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-        if len == buf.len() {
-            return respond(&mut stream, 431, "text/plain", "request header too large\n").await;
+    let mut head = RequestHead::new();
+    let route = loop {
+        match head.state() {
+            HeadState::Complete(route) => break route,
+            HeadState::TooLarge => {
+                return respond(&mut stream, 431, "text/plain", "request header too large\n").await
+            }
+            HeadState::Incomplete => {}
         }
-        let n = stream.read(&mut buf[len..]).await?;
+        let n = stream.read(head.space()).await?;
         if n == 0 {
             return Ok(());
         }
-        len += n;
-    }
-    let head = String::from_utf8_lossy(&buf[..len]);
-    let mut parts = head.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    if method != "GET" && method != "HEAD" {
-        return respond(&mut stream, 405, "text/plain", "method not allowed\n").await;
-    }
-    match path.split('?').next().unwrap_or("") {
-        "/metrics" => {
+        head.filled(n);
+    };
+    match route {
+        Route::MethodNotAllowed => {
+            respond(&mut stream, 405, "text/plain", "method not allowed\n").await
+        }
+        Route::Metrics => {
             let body = metrics.render();
             respond(&mut stream, 200, super::metrics::CONTENT_TYPE, &body).await
         }
-        "/healthz" => {
+        Route::Health => {
             let (status, body) = health(metrics);
             respond(&mut stream, status, "text/plain", &body).await
         }
-        _ => {
+        Route::NotFound => {
             respond(
                 &mut stream,
                 404,
@@ -83,6 +82,87 @@ async fn handle(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()>
             )
             .await
         }
+    }
+}
+
+/// Longest request head read; a longer one is answered 431.
+pub const MAX_HEAD_BYTES: usize = 2048;
+
+/// What a request head asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Metrics,
+    Health,
+    NotFound,
+    MethodNotAllowed,
+}
+
+/// Where reading a request head stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadState {
+    /// Read more (into [`RequestHead::space`]).
+    Incomplete,
+    /// The buffer is full and holds no blank line.
+    TooLarge,
+    Complete(Route),
+}
+
+/// The request head being read: the socket-free half of the endpoint, so it can be tested
+/// and fuzzed over arbitrary bytes and read splits.
+pub struct RequestHead {
+    buf: [u8; MAX_HEAD_BYTES],
+    len: usize,
+}
+
+impl Default for RequestHead {
+    fn default() -> Self {
+        RequestHead::new()
+    }
+}
+
+impl RequestHead {
+    pub fn new() -> RequestHead {
+        RequestHead {
+            buf: [0; MAX_HEAD_BYTES],
+            len: 0,
+        }
+    }
+
+    /// The free part of the buffer, for the next read (empty once full).
+    pub fn space(&mut self) -> &mut [u8] {
+        &mut self.buf[self.len..]
+    }
+
+    /// Records that a read put `n` bytes into [`RequestHead::space`] (clamped to its size).
+    pub fn filled(&mut self, n: usize) {
+        self.len = (self.len + n).min(MAX_HEAD_BYTES);
+    }
+
+    pub fn state(&self) -> HeadState {
+        let read = &self.buf[..self.len];
+        // We never need a body: the head ends at the first blank line.
+        if read.windows(4).any(|w| w == b"\r\n\r\n") {
+            HeadState::Complete(route(read))
+        } else if self.len == MAX_HEAD_BYTES {
+            HeadState::TooLarge
+        } else {
+            HeadState::Incomplete
+        }
+    }
+}
+
+/// Routes a request head by its method and path (query string ignored); any bytes.
+pub fn route(head: &[u8]) -> Route {
+    let head = String::from_utf8_lossy(head);
+    let mut parts = head.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    if method != "GET" && method != "HEAD" {
+        return Route::MethodNotAllowed;
+    }
+    match path.split('?').next().unwrap_or("") {
+        "/metrics" => Route::Metrics,
+        "/healthz" => Route::Health,
+        _ => Route::NotFound,
     }
 }
 
@@ -143,4 +223,39 @@ async fn respond(
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(body.as_bytes()).await?;
     stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(chunks: &[&[u8]]) -> HeadState {
+        let mut head = RequestHead::new();
+        for c in chunks {
+            let space = head.space();
+            let n = c.len().min(space.len());
+            space[..n].copy_from_slice(&c[..n]);
+            head.filled(n);
+        }
+        head.state()
+    }
+
+    #[test]
+    fn routes_split_heads() {
+        let got = read_all(&[b"GET /metr", b"ics?x=1 HTTP/1.1\r\n", b"\r\n"]);
+        assert_eq!(got, HeadState::Complete(Route::Metrics));
+        let got = read_all(&[b"HEAD /healthz HTTP/1.0\r\n\r\n"]);
+        assert_eq!(got, HeadState::Complete(Route::Health));
+        assert_eq!(read_all(&[b"GET / HTTP/1.1\r\n"]), HeadState::Incomplete);
+    }
+
+    #[test]
+    fn odd_heads_get_an_answer() {
+        let got = read_all(&[b"POST /metrics HTTP/1.1\r\n\r\n"]);
+        assert_eq!(got, HeadState::Complete(Route::MethodNotAllowed));
+        let got = read_all(&[b"GET \xff\xfe/\xe2\x82 HTTP/1.1\r\n\r\n"]);
+        assert_eq!(got, HeadState::Complete(Route::NotFound));
+        assert_eq!(read_all(&[&[b'a'; 4096]]), HeadState::TooLarge);
+        assert_eq!(route(b"\r\n\r\n"), Route::MethodNotAllowed);
+    }
 }
