@@ -137,37 +137,12 @@ pub async fn run_with_clock(
     let domain = domain::Domain::build(&cfg)?;
     let tracker = TaskTracker::new();
     let service_stop = CancellationToken::new();
-    if !cfg.metrics.listen.is_empty() {
-        let listener = service::http::bind(&cfg.metrics.listen)
-            .await
-            .map_err(|source| RunError::Metrics {
-                addr: cfg.metrics.listen.clone(),
-                source,
-            })?;
-        tracing::info!(addr = %cfg.metrics.listen, "serving /metrics and /healthz");
-        tracker.spawn(service::http::serve(
-            listener,
-            metrics.clone(),
-            service_stop.clone(),
-        ));
-    }
+    serve_metrics(&cfg, &metrics, &tracker, &service_stop).await?;
 
     let (reading_tx, reading_rx) = mpsc::channel(cfg.aggregation.queue_capacity);
     let (batch_tx, batch_rx) = mpsc::channel(64);
-    let sources_counts: Vec<_> = sources.iter().map(Source::counts).collect();
-    for source in sources {
-        let (tx, token) = (reading_tx.clone(), shutdown.clone());
-        let name = source.name();
-        tracker.spawn(async move {
-            if let Err(e) = source.run(tx, token).await {
-                tracing::error!(source = %name, error = %e, "source stopped with an error");
-            }
-        });
-    }
-    // Only the sources hold senders now: the aggregator ends when they all have.
-    drop(reading_tx);
+    let counts = spawn_sources(sources, reading_tx, &shutdown, &tracker);
     let start: Now = clock.now();
-    let counts = sources_counts.into_iter().flatten().collect();
     let aggregator = Aggregator::with_clock(
         &cfg.aggregation,
         &cfg.clock,
@@ -189,6 +164,65 @@ pub async fn run_with_clock(
     service::systemd::ready();
     tracing::info!(gateway = %cfg.gateway.id, "citysensed running");
     shutdown.cancelled().await;
+    stop(sink_task, &tracker, &service_stop).await;
+    Ok(())
+}
+
+/// Serves `/metrics` and `/healthz` when `[metrics] listen` is set.
+async fn serve_metrics(
+    cfg: &Config,
+    metrics: &Arc<Metrics>,
+    tracker: &TaskTracker,
+    stop: &CancellationToken,
+) -> Result<(), RunError> {
+    if cfg.metrics.listen.is_empty() {
+        return Ok(());
+    }
+    let listener = service::http::bind(&cfg.metrics.listen)
+        .await
+        .map_err(|source| RunError::Metrics {
+            addr: cfg.metrics.listen.clone(),
+            source,
+        })?;
+    tracing::info!(addr = %cfg.metrics.listen, "serving /metrics and /healthz");
+    tracker.spawn(service::http::serve(
+        listener,
+        metrics.clone(),
+        stop.clone(),
+    ));
+    Ok(())
+}
+
+/// Starts every source on its own task and returns the counts handles the aggregator reads
+/// for the per-source `sensor_health` points.
+fn spawn_sources(
+    sources: Vec<Source>,
+    readings: mpsc::Sender<reading::Reading>,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Vec<Arc<telemetry::SourceMetrics>> {
+    let counts = sources.iter().flat_map(Source::counts).collect();
+    for source in sources {
+        let (tx, token) = (readings.clone(), shutdown.clone());
+        let name = source.name();
+        tracker.spawn(async move {
+            if let Err(e) = source.run(tx, token).await {
+                tracing::error!(source = %name, error = %e, "source stopped with an error");
+            }
+        });
+    }
+    // Only the sources hold senders once `readings` drops here: the aggregator ends when they
+    // all have.
+    counts
+}
+
+/// The orderly stop: the sources are already cancelled; wait for the sink to drain the
+/// pipeline (bounded by [`STOP_DEADLINE`]), then stop the service tasks.
+async fn stop(
+    sink_task: tokio::task::JoinHandle<()>,
+    tracker: &TaskTracker,
+    service_stop: &CancellationToken,
+) {
     service::systemd::stopping();
     tracing::info!("shutting down: flushing open windows");
     if tokio::time::timeout(STOP_DEADLINE, sink_task)
@@ -206,7 +240,6 @@ pub async fn run_with_clock(
     {
         tracing::warn!(tasks = tracker.len(), "tasks still running at exit");
     }
-    Ok(())
 }
 
 fn build_sources(

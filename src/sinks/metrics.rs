@@ -89,6 +89,13 @@ impl SinkMetrics {
         for (name, help, v) in counters {
             expose::counter(e, name, help, v)?;
         }
+        self.encode_gauges(e)?;
+        self.spool_dropped.encode(e)?;
+        self.uplink.encode(e)
+    }
+
+    fn encode_gauges(&self, e: &mut expose::Encoder) -> expose::Encoded {
+        let load = |a: &AtomicU64| a.load(Relaxed);
         let oldest = self.spool_oldest_ts.load(Relaxed);
         // How far behind the store is: derived at scrape time from the oldest spooled window.
         let age = match oldest {
@@ -135,7 +142,6 @@ impl SinkMetrics {
         for (name, help, v) in gauges {
             expose::gauge(e, name, help, v)?;
         }
-        self.spool_dropped.encode(e)?;
-        self.uplink.encode(e)
+        Ok(())
     }
 }

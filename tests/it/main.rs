@@ -20,6 +20,7 @@ mod layers;
 mod mqtt_source;
 mod pipeline;
 mod serial;
+mod sizes;
 mod soak;
 mod spool_corruption;
 mod spool_daemon;

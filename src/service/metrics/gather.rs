@@ -98,6 +98,12 @@ impl Gather {
             "Messages (too_large) or payload keys (invalid_key, duplicate_key) a source rejected.",
             rejected,
         )?;
+        self.encode_drops(e, sources)
+    }
+
+    /// `citysense_readings_dropped{reason}`: the aggregator's drops plus the series-limit
+    /// drops the sources counted themselves.
+    fn encode_drops(&self, e: &mut DescriptorEncoder, sources: &[Arc<SourceMetrics>]) -> Encoded {
         // Sources that meet the series limit when they resolve a series count it themselves.
         let series_limit: u64 = sources.iter().map(|s| s.series_limit_count()).sum();
         let drops = DropReason::ALL.map(|r| {
