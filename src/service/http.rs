@@ -1,7 +1,10 @@
 //! A deliberately small HTTP/1.1 endpoint for `/metrics` (OpenMetrics text) and `/healthz`.
 //! It serves a handful of scrapes a minute on loopback; a full HTTP server crate would cost
 //! more binary size on the Pi than this whole file. Requests are read with a size and time
-//! limit so a stuck client cannot hold a task forever.
+//! limit so a stuck client cannot hold a task forever, and at most [`MAX_CONNECTIONS`] are
+//! served at once (a permit is taken before `accept`, as mini-redis does, so a flood of
+//! connections waits in the kernel's backlog instead of spawning tasks). HEAD gets the GET
+//! answer's head without its body.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -10,6 +13,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::metrics::Metrics;
@@ -24,9 +28,22 @@ pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
+/// Connections served at once; more wait to be accepted.
+pub const MAX_CONNECTIONS: usize = 16;
+/// How long one connection may take, from accept to the answer sent.
+const CONNECTION_DEADLINE: Duration = Duration::from_secs(5);
+
 /// Serves until `shutdown`.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return, // never closed
+            },
+        };
         let (stream, _) = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = listener.accept() => match r {
@@ -40,7 +57,8 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: Cance
         };
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(5), handle(stream, &metrics)).await;
+            let _ = tokio::time::timeout(CONNECTION_DEADLINE, handle(stream, &metrics)).await;
+            drop(permit);
         });
     }
 }
@@ -51,7 +69,8 @@ async fn handle(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()>
         match head.state() {
             HeadState::Complete(route) => break route,
             HeadState::TooLarge => {
-                return respond(&mut stream, 431, "text/plain", "request header too large\n").await
+                let a = Answer::text(431, "request header too large\n");
+                return a.send(&mut stream, true).await;
             }
             HeadState::Incomplete => {}
         }
@@ -61,28 +80,24 @@ async fn handle(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()>
         }
         head.filled(n);
     };
-    match route {
-        Route::MethodNotAllowed => {
-            respond(&mut stream, 405, "text/plain", "method not allowed\n").await
-        }
-        Route::Metrics => {
-            let body = metrics.render();
-            respond(&mut stream, 200, super::metrics::CONTENT_TYPE, &body).await
-        }
+    let answer = match route {
+        Route::MethodNotAllowed => Answer::text(405, "method not allowed\n"),
+        Route::Metrics => Answer {
+            status: 200,
+            ctype: super::metrics::CONTENT_TYPE,
+            body: metrics.render(),
+        },
         Route::Health => {
             let (status, body) = health(metrics);
-            respond(&mut stream, status, "text/plain", &body).await
+            Answer {
+                status,
+                ctype: "text/plain",
+                body,
+            }
         }
-        Route::NotFound => {
-            respond(
-                &mut stream,
-                404,
-                "text/plain",
-                "not found: try /metrics or /healthz\n",
-            )
-            .await
-        }
-    }
+        Route::NotFound => Answer::text(404, "not found: try /metrics or /healthz\n"),
+    };
+    answer.send(&mut stream, !head.is_head()).await
 }
 
 /// Longest request head read; a longer one is answered 431.
@@ -136,6 +151,11 @@ impl RequestHead {
     /// Records that a read put `n` bytes into [`RequestHead::space`] (clamped to its size).
     pub fn filled(&mut self, n: usize) {
         self.len = (self.len + n).min(MAX_HEAD_BYTES);
+    }
+
+    /// Whether the request is a HEAD (its answer carries no body).
+    pub fn is_head(&self) -> bool {
+        self.buf[..self.len].starts_with(b"HEAD ")
     }
 
     pub fn state(&self) -> HeadState {
@@ -203,26 +223,48 @@ fn clock_line(c: &crate::clock::ClockMetrics) -> String {
     }
 }
 
-async fn respond(
-    stream: &mut TcpStream,
+/// A response to send.
+struct Answer {
     status: u16,
-    ctype: &str,
-    body: &str,
-) -> std::io::Result<()> {
-    let reason = match status {
-        200 => "OK",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        431 => "Request Header Fields Too Large",
-        _ => "Service Unavailable",
-    };
-    let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
+    ctype: &'static str,
+    body: String,
+}
+
+impl Answer {
+    fn text(status: u16, body: &str) -> Answer {
+        Answer {
+            status,
+            ctype: "text/plain",
+            body: body.to_string(),
+        }
+    }
+
+    /// Writes the answer; `with_body` is false for HEAD, which still gets the body's length.
+    async fn send(&self, stream: &mut TcpStream, with_body: bool) -> std::io::Result<()> {
+        let reason = match self.status {
+            200 => "OK",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            431 => "Request Header Fields Too Large",
+            _ => "Service Unavailable",
+        };
+        let allow = if self.status == 405 {
+            "Allow: GET, HEAD\r\n"
+        } else {
+            ""
+        };
+        let head = format!(
+            "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
+            self.status,
+            self.ctype,
+            self.body.len()
+        );
+        stream.write_all(head.as_bytes()).await?;
+        if with_body {
+            stream.write_all(self.body.as_bytes()).await?;
+        }
+        stream.shutdown().await
+    }
 }
 
 #[cfg(test)]
@@ -257,5 +299,87 @@ mod tests {
         assert_eq!(got, HeadState::Complete(Route::NotFound));
         assert_eq!(read_all(&[&[b'a'; 4096]]), HeadState::TooLarge);
         assert_eq!(route(b"\r\n\r\n"), Route::MethodNotAllowed);
+    }
+
+    /// The endpoint on a loopback port, served until the returned token is cancelled.
+    async fn endpoint() -> (SocketAddr, CancellationToken) {
+        let listener = bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stop = CancellationToken::new();
+        tokio::spawn(serve(listener, Metrics::new(), stop.clone()));
+        (addr, stop)
+    }
+
+    /// Sends `request` and reads the whole answer (the server closes after one).
+    async fn ask(addr: SocketAddr, request: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(request).await.expect("send");
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.expect("read");
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    fn content_length(answer: &str) -> usize {
+        answer
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("Content-Length")
+    }
+
+    #[tokio::test]
+    async fn head_gets_the_length_but_no_body() {
+        let (addr, stop) = endpoint().await;
+        let get = ask(addr, b"GET /metrics HTTP/1.1\r\n\r\n").await;
+        let head = ask(addr, b"HEAD /metrics HTTP/1.1\r\n\r\n").await;
+        assert!(get.starts_with("HTTP/1.1 200"), "{get}");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(content_length(&head) > 100);
+        assert!(
+            head.ends_with("\r\n\r\n"),
+            "HEAD answer has a body: {head:?}"
+        );
+        let (_, body) = get.split_once("\r\n\r\n").expect("head end");
+        assert_eq!(body.len(), content_length(&get));
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn other_methods_get_405_with_allow_and_big_heads_431() {
+        let (addr, stop) = endpoint().await;
+        let post = ask(addr, b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n").await;
+        assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+        assert!(post.contains("\r\nAllow: GET, HEAD\r\n"), "{post}");
+        let mut big = b"GET /metrics HTTP/1.1\r\nX-Pad: ".to_vec();
+        big.extend(vec![b'a'; MAX_HEAD_BYTES]);
+        let answer = ask(addr, &big).await;
+        assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+        let missing = ask(addr, b"GET /nope HTTP/1.1\r\n\r\n").await;
+        assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_cap_wait_for_a_free_one() {
+        let (addr, stop) = endpoint().await;
+        let mut idle = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            idle.push(TcpStream::connect(addr).await.expect("connect"));
+        }
+        // Let the server accept them all: each now holds a permit, sending nothing.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let waiting = tokio::spawn(ask(addr, b"GET /metrics HTTP/1.1\r\n\r\n"));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            !waiting.is_finished(),
+            "served beyond {MAX_CONNECTIONS} connections"
+        );
+        drop(idle.pop());
+        let answer = tokio::time::timeout(Duration::from_secs(3), waiting)
+            .await
+            .expect("served once a connection closed")
+            .expect("task");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        stop.cancel();
     }
 }
