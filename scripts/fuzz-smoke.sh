@@ -30,7 +30,9 @@ for t in $targets; do
     # New corpus entries go to a scratch directory: the committed seeds stay as they are.
     mkdir -p "$scratch/$t"
     echo "== fuzz smoke: $t (${secs}s)"
-    if ! cargo fuzz run -O "$t" "$scratch/$t" "fuzz/seeds/$t" -- \
+    dict=()
+    [ -f "fuzz/dicts/$t.dict" ] && dict=(-dict="fuzz/dicts/$t.dict")
+    if ! cargo fuzz run -O "$t" "$scratch/$t" "fuzz/seeds/$t" -- "${dict[@]}" \
         -max_total_time="$secs" -timeout=10 -print_final_stats=1 2>"$scratch/$t.log"; then
         tail -n 40 "$scratch/$t.log" >&2
         failed+=("$t")

@@ -11,6 +11,8 @@ command -v influxd >/dev/null 2>&1 || need+=(influxdb)
 command -v victoria-metrics >/dev/null 2>&1 || need+=(victoria-metrics)
 command -v socat >/dev/null 2>&1 || need+=(socat)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# cargo fuzz builds libFuzzer from C++ source (scripts/fuzz-smoke.sh).
+command -v g++ >/dev/null 2>&1 || need+=(g++)
 # systemd-analyze (tests/it/.rs) checks the unit offline; no running systemd needed.
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
@@ -36,3 +38,5 @@ echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --all-targets --locked
+echo "== fuzz smoke (every fuzz target for a few seconds over its seeds)"
+bash scripts/fuzz-smoke.sh

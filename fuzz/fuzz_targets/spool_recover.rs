@@ -12,7 +12,7 @@
 use std::fs;
 use std::path::Path;
 
-use citysense::spool::{Spool, SpoolConfig};
+use citysense::spool::{Spool, SpoolOptions};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(dir) = tempfile::tempdir_in(base) else {
         return;
     };
-    let cfg = SpoolConfig {
+    let cfg = SpoolOptions {
         dir: dir.path().to_path_buf(),
         max_bytes: 1 << 20,
         segment_bytes: [256, 4096, 1 << 18][usize::from(mode >> 6) % 3],
@@ -48,7 +48,7 @@ fn segment_name(dir: &Path, id: u64) -> std::path::PathBuf {
     dir.join(format!("{id:020}.seg"))
 }
 
-fn raw(mode: u8, rest: &[u8], cfg: SpoolConfig) {
+fn raw(mode: u8, rest: &[u8], cfg: SpoolOptions) {
     let dir = cfg.dir.clone();
     let mut rest = rest;
     if mode & 2 != 0 {
@@ -94,7 +94,7 @@ fn drain(spool: &mut Spool) {
     }
 }
 
-fn damage(rest: &[u8], cfg: SpoolConfig) {
+fn damage(rest: &[u8], cfg: SpoolOptions) {
     let dir = cfg.dir.clone();
     let (Some((&n, mut rest)), Ok((mut spool, _))) = (rest.split_first(), Spool::open(cfg.clone()))
     else {
