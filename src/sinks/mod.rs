@@ -6,6 +6,7 @@
 //! only after the store answered 2xx.
 
 mod bisect;
+mod events;
 pub mod influx;
 mod metrics;
 mod pending;
@@ -14,7 +15,6 @@ mod uplink;
 mod uplink_metrics;
 
 use std::io::Write as _;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,9 +24,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, OutputApi};
 use crate::pipeline::aggregate::WindowBatch;
 use crate::spool::{Spool, SpoolError, SpoolOptions};
-use crate::telemetry::RateLimit;
-use spool_drops::SpoolDrop;
 
+pub use events::SinkEvents;
 pub use influx::{classify, Outcome, SinkError, Writer};
 pub use metrics::SinkMetrics;
 use pending::{Pending, PENDING_MAX_BYTES};
@@ -66,21 +65,13 @@ impl Sink {
             fsync: cfg.spool.fsync,
         })
         .map_err(|e| SinkError::Config(format!("spool {}: {e}", dir.display())))?;
-        tracing::info!(
-            dir = %dir.display(),
-            batches = recovery.records,
-            points = recovery.points,
-            bytes = recovery.bytes,
-            torn_tail_bytes = recovery.torn_tail_bytes,
-            corrupt_records = recovery.corrupt_records,
-            "spool opened"
-        );
-        report_recovery(&metrics, &recovery);
+        let events = Arc::new(SinkEvents::new(metrics));
+        events.spool_opened(&dir, &recovery);
         let spool = Arc::new(Mutex::new(spool));
         let uplink = Uplink::new(
             writer,
             spool.clone(),
-            metrics,
+            events,
             Duration::from_secs(cfg.output.max_backoff_secs.max(1)),
             cfg.output.max_request_bytes,
             dir,
@@ -117,7 +108,7 @@ impl Sink {
                         batch = input.recv() => match batch {
                             Some(batch) => {
                                 let (b, p) = pending.push(batch);
-                                report_memory_drop(&uplink, b, p);
+                                uplink.events().held_overflow(b, p);
                             }
                             None => break,
                         },
@@ -126,8 +117,7 @@ impl Sink {
                     if append_pending(&spool, &mut pending, &uplink).await {
                         wake.notify_one();
                     }
-                    let held = &uplink.metrics().spool_held_points;
-                    held.store(pending.points(), Relaxed);
+                    uplink.events().held_points(pending.points());
                 }
                 // Input closed: shutdown.
                 flush_held(&spool, &mut pending, &uplink, &wake).await;
@@ -137,7 +127,7 @@ impl Sink {
                     .await
                     .is_err()
                 {
-                    tracing::warn!("uplink did not finish within the drain deadline");
+                    uplink.events().uplink_stop_timed_out();
                 }
             }
         }
@@ -158,7 +148,7 @@ async fn flush_held(spool: &SharedSpool, pending: &mut Pending, uplink: &Uplink,
             wake.notify_one();
         }
         if pending.is_empty() {
-            uplink.metrics().spool_held_points.store(0, Relaxed);
+            uplink.events().held_points(0);
             return;
         }
         if tokio::time::Instant::now() >= deadline {
@@ -167,47 +157,8 @@ async fn flush_held(spool: &SharedSpool, pending: &mut Pending, uplink: &Uplink,
         wake.notify_one();
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let points = pending.points();
-    let m = uplink.metrics();
-    m.spool_dropped.add(SpoolDrop::UnwrittenAtStop, points);
-    m.spool_held_points.store(0, Relaxed);
-    tracing::error!(
-        batches = pending.len(),
-        points,
-        waited = ?HELD_STOP_DEADLINE,
-        "spool still refuses writes at stop: batches held in memory are lost"
-    );
-}
-
-/// Logs what `open` repaired or dropped (the bound may have shrunk since). Corruption is
-/// counted from the spool's own total by `Uplink::publish_stats`.
-fn report_recovery(metrics: &SinkMetrics, recovery: &crate::spool::Recovery) {
-    if recovery.corrupt_records > 0 {
-        tracing::error!(
-            records = recovery.corrupt_records,
-            points = recovery.corrupt_points,
-            "corrupt spool records skipped (data lost)"
-        );
-    }
-    if recovery.torn_tail_bytes > 0 {
-        tracing::info!(
-            bytes = recovery.torn_tail_bytes,
-            "torn spool tail truncated: one record cut short by a crash, never reported durable"
-        );
-    }
-    if recovery.dropped_points > 0 || recovery.dropped_batches > 0 {
-        tracing::error!(
-            batches = recovery.dropped_batches,
-            points = recovery.dropped_points,
-            "spool over max_bytes at open: oldest batches dropped (data lost)"
-        );
-    }
-    metrics
-        .spool_dropped
-        .add(SpoolDrop::Full, recovery.dropped_points);
-    if recovery.ack_reset {
-        tracing::warn!("spool ack file unreadable: every batch on disk will be sent again (harmless: same timestamps overwrite)");
-    }
+    let ev = uplink.events();
+    ev.unwritten_at_stop(pending.len(), pending.points(), HELD_STOP_DEADLINE);
 }
 
 /// How often batches held in memory after a spool write error are tried again.
@@ -254,59 +205,27 @@ async fn append(
         (batch, r)
     })
     .await;
-    let metrics = uplink.metrics();
-    metrics.spool_append.record(started.elapsed());
+    let ev = uplink.events();
+    ev.spool_append_took(started.elapsed());
     match res {
         Ok((batch, Ok(appended))) => {
-            tracing::debug!(id = appended.id, points = batch.points, "batch spooled");
+            ev.batch_spooled(appended.id, batch.points);
             if appended.dropped_points > 0 {
-                metrics
-                    .spool_dropped
-                    .add(SpoolDrop::Full, appended.dropped_points);
-                uplink.log_spool_full(appended.dropped_batches, appended.dropped_points);
+                ev.spool_full(appended.dropped_batches, appended.dropped_points);
             }
             Ok(())
         }
         Ok((batch, Err(e @ SpoolError::TooLarge { .. }))) => {
-            spool_error(metrics, batch.points, &e);
+            ev.batch_too_large(&e, batch.points);
             Err(None)
         }
         Ok((batch, Err(e))) => {
-            metrics.spool_errors.fetch_add(1, Relaxed);
-            uplink.log_spool_write_error(&e, batch.points);
+            ev.spool_write_error(&e, batch.points);
             Err(Some(batch))
         }
         Err(e) => {
-            metrics.spool_errors.fetch_add(1, Relaxed);
-            let points = u64::from(points);
-            metrics.spool_dropped.add(SpoolDrop::WriterFailed, points);
-            tracing::error!(error = %e, points, "spool writer task failed: batch lost");
+            ev.spool_writer_failed(&e, points);
             Err(None)
         }
     }
-}
-
-/// Batches the in-memory queue dropped to stay bounded while the disk refuses writes.
-fn report_memory_drop(uplink: &Uplink, batches: u64, points: u64) {
-    static LOG: RateLimit = RateLimit::new(Duration::from_secs(60));
-    if batches > 0 {
-        let m = uplink.metrics();
-        m.spool_dropped.add(SpoolDrop::HeldOverflow, points);
-        if let Some(suppressed) = LOG.check() {
-            tracing::error!(
-                batches,
-                points,
-                suppressed,
-                "spool refuses writes and the in-memory queue is full: oldest held batches dropped (data lost)"
-            );
-        }
-    }
-}
-
-fn spool_error(metrics: &SinkMetrics, points: u32, e: &SpoolError) {
-    metrics.spool_errors.fetch_add(1, Relaxed);
-    metrics
-        .spool_dropped
-        .add(SpoolDrop::TooLarge, u64::from(points));
-    tracing::error!(error = %e, points, "cannot write to spool: batch lost");
 }

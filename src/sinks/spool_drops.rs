@@ -1,6 +1,6 @@
 //! Points that closed windows produced but that will never reach the store because of the
 //! spool, by reason: `citysense_spool_dropped_points_total{reason}`. Every path that gives
-//! up on a batch counts here (its log line is written where it happens).
+//! up on a batch counts here, through `events.rs` (which also writes its log line).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 

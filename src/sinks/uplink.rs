@@ -13,11 +13,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::bisect::Plan;
+use super::events::{Progress, SinkEvents};
 use super::influx::{Outcome, Writer};
-use super::SinkMetrics;
 use super::{lock, DeadReason, SharedSpool, DRAIN_DEADLINE};
 use crate::spool::{dead_letter, Batch};
-use crate::telemetry::RateLimit;
 
 /// Sends spooled batches; cheap to clone (shared state behind `Arc`).
 #[derive(Clone)]
@@ -28,17 +27,11 @@ pub struct Uplink {
 struct Inner {
     writer: Writer,
     spool: SharedSpool,
-    metrics: Arc<SinkMetrics>,
+    events: Arc<SinkEvents>,
     max_backoff: Duration,
     /// Starts at the configured size; halved by a 413 (see [`Uplink::shrink`]).
     max_request_bytes: AtomicUsize,
     dir: PathBuf,
-    operator_log: RateLimit,
-    redirect_log: RateLimit,
-    dead_log: RateLimit,
-    retry_log: RateLimit,
-    full_log: RateLimit,
-    write_err_log: RateLimit,
 }
 
 /// Shortest wait after a failed attempt; doubles up to `max_backoff`.
@@ -50,66 +43,34 @@ impl Uplink {
     pub fn new(
         writer: Writer,
         spool: SharedSpool,
-        metrics: Arc<SinkMetrics>,
+        events: Arc<SinkEvents>,
         max_backoff: Duration,
         max_request_bytes: usize,
         dir: PathBuf,
     ) -> Uplink {
         let max_request_bytes = max_request_bytes.max(MIN_REQUEST_BYTES);
-        (metrics.uplink.max_request_bytes).store(max_request_bytes as u64, Relaxed);
+        events.request_limit(max_request_bytes);
         Uplink {
             inner: Arc::new(Inner {
                 writer,
                 spool,
-                metrics,
+                events,
                 max_backoff,
                 max_request_bytes: AtomicUsize::new(max_request_bytes),
                 dir,
-                operator_log: RateLimit::new(Duration::from_secs(60)),
-                redirect_log: RateLimit::new(Duration::from_secs(60)),
-                dead_log: RateLimit::new(Duration::from_secs(10)),
-                retry_log: RateLimit::new(Duration::from_secs(30)),
-                full_log: RateLimit::new(Duration::from_secs(60)),
-                write_err_log: RateLimit::new(Duration::from_secs(60)),
             }),
         }
     }
 
-    pub fn metrics(&self) -> &SinkMetrics {
-        &self.inner.metrics
+    /// Where the sink's events are counted and logged.
+    pub fn events(&self) -> &SinkEvents {
+        &self.inner.events
     }
 
     /// Copies the spool's size into the metrics.
     pub fn publish_stats(&self) {
         let s = lock(&self.inner.spool).stats();
-        let m = &self.inner.metrics;
-        m.spool_bytes.store(s.bytes, Relaxed);
-        m.spool_batches.store(s.batches, Relaxed);
-        m.spool_points.store(s.points, Relaxed);
-        m.spool_oldest_ts.store(s.oldest_ts.unwrap_or(0), Relaxed);
-        // Corruption is counted by the spool (at open and when a read meets it).
-        m.spool_corrupt_records
-            .fetch_max(s.corrupt_records, Relaxed);
-        let corrupt = super::spool_drops::SpoolDrop::Corrupt;
-        m.spool_dropped.raise_to(corrupt, s.corrupt_points);
-    }
-
-    pub fn log_spool_full(&self, batches: u64, points: u64) {
-        if let Some(suppressed) = self.inner.full_log.check() {
-            tracing::error!(
-                batches,
-                points,
-                suppressed,
-                "spool full: oldest batches dropped (data lost)"
-            );
-        }
-    }
-
-    /// A batch the spool could not write; it is kept in memory and retried.
-    pub fn log_spool_write_error(&self, e: &crate::spool::SpoolError, points: u32) {
-        if let Some(suppressed) = self.inner.write_err_log.check() {
-            tracing::error!(error = %e, points, suppressed, "cannot write to spool; batch held in memory and retried");
-        }
+        self.inner.events.spool_stats(&s);
     }
 
     /// Runs until `stop`, then keeps sending for at most [`DRAIN_DEADLINE`] while there is
@@ -118,13 +79,14 @@ impl Uplink {
         let mut failures: u32 = 0;
         let mut deadline: Option<Instant> = None;
         let mut plan: Option<Plan> = None;
-        let mut progress = Progress::new(&self.inner.metrics);
+        let ev = &*self.inner.events;
+        let mut progress = Progress::new(ev);
         loop {
             if deadline.is_none() && stop.is_cancelled() {
                 deadline = Some(Instant::now() + DRAIN_DEADLINE);
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                tracing::info!("drain deadline reached; the rest stays in the spool");
+                ev.drain_deadline_reached();
                 return;
             }
             let p = match plan.as_mut() {
@@ -154,7 +116,7 @@ impl Uplink {
             if p.is_done() || (wait.is_some() && p.untouched()) {
                 plan = None;
             }
-            progress.tick(&self.inner.metrics);
+            progress.tick(ev);
             if let Some(wait) = wait {
                 let wait = match deadline {
                     Some(d) => wait.min(d.saturating_duration_since(Instant::now())),
@@ -180,8 +142,7 @@ impl Uplink {
         match res {
             Ok(Ok(b)) => Some(b),
             Ok(Err(e)) => {
-                self.inner.metrics.spool_errors.fetch_add(1, Relaxed);
-                tracing::error!(error = %e, "cannot read spool");
+                self.inner.events.spool_read_failed(&e);
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 None
             }
@@ -193,30 +154,19 @@ impl Uplink {
     /// the next attempt, if at all.
     async fn send(&self, plan: &mut Plan, failures: &mut u32) -> Option<Duration> {
         let inner = &self.inner;
-        let m = &inner.metrics;
+        let ev = &inner.events;
         let started = std::time::Instant::now();
         let (outcome, points, bytes) = match plan.next() {
             Some(c) => (inner.writer.write(&c.parts).await, c.points, c.bytes),
             None => return None,
         };
-        m.uplink_request.record(started.elapsed());
-        if outcome != Outcome::Written {
-            m.uplink_requests_failed.fetch_add(1, Relaxed);
-            m.uplink_up.store(0, Relaxed);
+        if outcome == Outcome::Written {
+            ev.request_ok(started.elapsed(), points, bytes, *failures);
+        } else {
+            ev.request_failed(started.elapsed());
         }
         match outcome {
             Outcome::Written => {
-                m.uplink_requests_ok.fetch_add(1, Relaxed);
-                m.uplink_points_sent.fetch_add(points, Relaxed);
-                m.uplink_bytes_sent.fetch_add(bytes as u64, Relaxed);
-                m.uplink_up.store(1, Relaxed);
-                m.store_accepted(crate::reading::now_ns());
-                if *failures > 0 {
-                    tracing::info!(
-                        after_failures = *failures,
-                        "store reachable again; replaying spool"
-                    );
-                }
                 *failures = 0;
                 plan.resolved();
                 None
@@ -240,7 +190,7 @@ impl Uplink {
                 if plan.single().is_none() {
                     self.shrink(bytes);
                     if plan.fit(self.max_bytes()) {
-                        m.uplink.splits.fetch_add(1, Relaxed);
+                        ev.split();
                         return None;
                     }
                 }
@@ -269,22 +219,15 @@ impl Uplink {
                 let wait = backoff
                     .max(after.unwrap_or_default())
                     .min(inner.max_backoff);
-                if let Some(suppressed) = inner.retry_log.check() {
-                    tracing::warn!(url, %reason, retry_in = ?wait, suppressed, "store write failed; data kept in spool");
-                }
+                inner.events.retry(url, &reason, wait);
                 wait
             }
             Outcome::Redirect { status, location } => {
-                inner.metrics.uplink.redirects.fetch_add(1, Relaxed);
-                if let Some(suppressed) = inner.redirect_log.check() {
-                    tracing::error!(url, status, %location, suppressed, "store answered with a redirect that is not followed (only 307/308 are): check output.url, or a captive portal is in the way; data kept in spool");
-                }
+                inner.events.redirect_ignored(url, status, &location);
                 inner.max_backoff
             }
             Outcome::Operator { status, body } => {
-                if let Some(suppressed) = inner.operator_log.check() {
-                    tracing::error!(url, status, %body, suppressed, "store refuses writes: check token/credentials, org, bucket or database; data kept in spool");
-                }
+                inner.events.operator_error(url, status, &body);
                 inner.max_backoff
             }
             Outcome::Written | Outcome::BadData { .. } | Outcome::TooLarge => BASE_BACKOFF,
@@ -294,7 +237,7 @@ impl Uplink {
     /// The store refused the plan's next request: split it, or dead-letter its one point.
     async fn refused(&self, plan: &mut Plan, reason: DeadReason, why: &str) {
         if plan.split() {
-            self.inner.metrics.uplink.splits.fetch_add(1, Relaxed);
+            self.inner.events.split();
             return;
         }
         if let Some((id, line)) = plan.single() {
@@ -333,9 +276,8 @@ impl Uplink {
         let new = (bytes / 2).max(MIN_REQUEST_BYTES);
         if new < cur {
             self.inner.max_request_bytes.store(new, Relaxed);
-            let m = &self.inner.metrics.uplink;
-            m.max_request_bytes.store(new as u64, Relaxed);
-            tracing::warn!(url = self.inner.writer.url(), refused_bytes = bytes, max_request_bytes = new, "store refused a request as too large (HTTP 413); requests are now at most this size until restart (set output.max_request_bytes to match the store's limit)");
+            let url = self.inner.writer.url();
+            self.inner.events.request_limit_shrunk(url, bytes, new);
         }
     }
 
@@ -343,84 +285,22 @@ impl Uplink {
         let spool = self.inner.spool.clone();
         match tokio::task::spawn_blocking(move || lock(&spool).ack(last)).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                self.inner.metrics.spool_errors.fetch_add(1, Relaxed);
-                tracing::error!(error = %e, "cannot record delivery in spool; batches may be re-sent (harmless: same timestamps)");
-            }
-            Err(e) => tracing::error!(error = %e, "spool ack task failed"),
+            Ok(Err(e)) => self.inner.events.ack_failed(&e),
+            Err(e) => self.inner.events.ack_task_failed(&e),
         }
         self.publish_stats();
     }
 
-    /// Moves points the store refused to the dead-letter file; counted by reason, logged
-    /// rate-limited (a schema conflict can refuse thousands of points in a row).
+    /// Moves points the store refused to the dead-letter file (counted and logged by reason).
     async fn dead_letter(&self, batch: Batch, reason: DeadReason, why: &str) {
         let inner = &self.inner;
-        inner
-            .metrics
-            .uplink
-            .dead_lettered(reason, u64::from(batch.points));
-        if let Some(suppressed) = inner.dead_log.check() {
-            tracing::error!(reason = reason.label(), points = batch.points, store_says = %why, suppressed, "store refused points; moved to dead-letter file (data lost for the store)");
-        }
+        inner.events.dead_lettered(reason, batch.points, why);
         let dir = inner.dir.clone();
         let why = why.to_string();
         match tokio::task::spawn_blocking(move || dead_letter(&dir, &batch, &why)).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot write dead-letter file"),
-            Err(e) => tracing::error!(error = %e, "dead-letter task failed"),
+            Ok(Err(e)) => inner.events.dead_letter_write_failed(&e),
+            Err(e) => inner.events.dead_letter_task_failed(&e),
         }
-    }
-}
-
-/// Replay progress in the log: while a backlog of at least [`PROGRESS_MIN_POINTS`] drains,
-/// one INFO line every [`PROGRESS_EVERY`] with points left and the send rate, and one when
-/// it is gone.
-struct Progress {
-    since: Instant,
-    sent: u64,
-    reported: bool,
-}
-
-const PROGRESS_EVERY: Duration = Duration::from_secs(10);
-const PROGRESS_MIN_POINTS: u64 = 10_000;
-
-impl Progress {
-    fn new(m: &SinkMetrics) -> Progress {
-        Progress {
-            since: Instant::now(),
-            sent: m.uplink_points_sent.load(Relaxed),
-            reported: false,
-        }
-    }
-
-    fn tick(&mut self, m: &SinkMetrics) {
-        let left = m.spool_points.load(Relaxed);
-        if left == 0 && self.reported {
-            tracing::info!("spool replay done");
-            self.reported = false;
-        }
-        let elapsed = self.since.elapsed();
-        if elapsed < PROGRESS_EVERY {
-            return;
-        }
-        let sent = m.uplink_points_sent.load(Relaxed);
-        if left >= PROGRESS_MIN_POINTS {
-            let rate = (sent - self.sent) as f64 / elapsed.as_secs_f64();
-            let eta_s = if rate > 0.0 {
-                (left as f64 / rate).round()
-            } else {
-                f64::INFINITY
-            };
-            tracing::info!(
-                points_left = left,
-                rate_points_per_s = rate.round(),
-                eta_s,
-                "replaying spool"
-            );
-            self.reported = true;
-        }
-        self.since = Instant::now();
-        self.sent = sent;
     }
 }
