@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use citysense::clock::{Clock, ManualClock};
 use citysense::config::Config;
+use support::config::Config as TestConfig;
 use support::{now_ms, publish, Daemon, Mosquitto, Victoria};
 
 const WINDOW_MS: i64 = 2000;
@@ -26,41 +27,15 @@ async fn into_next_window() -> i64 {
 }
 
 fn config(port: u16, vm: &Victoria) -> String {
-    format!(
-        r#"
-[gateway]
-id = "gw-rtcless"
-
-[aggregation]
-window_secs = 2
-grace_secs = 1
-stats = ["count", "sum"]
-
-[[mqtt]]
-port = {port}
-client_id = "cs-clock"
-
-[[mqtt.subscription]]
-topic = "serialish/{{sensor}}/{{quantity}}"
-format = "plain"
-
-[output]
-api = "v2"
-url = "{}"
-bucket = "b"
-
-[spool]
-dir = "{{spool}}"
-fsync = false
-
-[metrics]
-listen = ""
-
-[health]
-enabled = false
-"#,
-        vm.write_url()
-    )
+    TestConfig::new("gw-rtcless")
+        .window(2)
+        .grace(1)
+        .stats(&["count", "sum"])
+        .mqtt(port, "cs-clock")
+        .subscription("serialish/{sensor}/{quantity}", "plain")
+        .output_v2(&vm.write_url())
+        .no_health()
+        .to_toml()
 }
 
 /// Publishes `n` plain readings (1, 2, ..., n) for `sensor`, no timestamps.
@@ -168,39 +143,17 @@ async fn serial_readings_before_sync_land_in_their_true_window() {
     let pty = support::PtyPair::start();
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
-    let text = format!(
-        r#"
-[gateway]
-id = "gw-rtcless"
-
-[aggregation]
-window_secs = 2
-grace_secs = 1
-
-[[serial]]
-name = "door"
-port = "{}"
-profile = "counter-kv"
-
-[output]
-api = "v2"
-url = "{}"
-bucket = "b"
-
-[spool]
-dir = "{}"
-fsync = false
-
-[metrics]
-listen = ""
-
-[health]
-enabled = false
-"#,
-        pty.b.display(),
-        vm.write_url(),
-        spool.display()
-    );
+    let text = TestConfig::new("gw-rtcless")
+        .window(2)
+        .grace(1)
+        .section(&format!(
+            "[[serial]]\nname = \"door\"\nport = \"{}\"\nprofile = \"counter-kv\"",
+            pty.b.display()
+        ))
+        .output_v2(&vm.write_url())
+        .spool_dir(&spool)
+        .no_health()
+        .to_toml();
     let cfg = Config::parse(&text, Path::new("clock.toml")).unwrap();
     let clock = ManualClock::new(-2 * 86_400 * S_NS, false);
     let mut d = Daemon::start_with_clock(cfg, &spool, Clock::Manual(clock.clone()));

@@ -14,6 +14,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use check::{check_dashboard, Emitted};
+use support::config::Config;
 use support::{free_port, http, publish, wait_until, Daemon, Mosquitto, Victoria};
 
 const DASHBOARDS: [(&str, &str); 3] = [
@@ -32,59 +33,24 @@ const DASHBOARDS: [(&str, &str); 3] = [
 ];
 
 fn config(mqtt: u16, metrics: u16, vm: &str) -> String {
-    format!(
-        r#"
-[gateway]
-id = "gw-dash"
-site = "centrum"
-
-[aggregation]
-window_secs = 1
-grace_secs = 1
-
-[simulator]
-air_sensors = 1
-counters = 1
-interval_ms = 100
-
-[privacy]
-k_min = 2
-
-[[mqtt]]
-port = {mqtt}
-client_id = "cs-dashboards"
-
-[[mqtt.subscription]]
-topic = "city/{{site}}/{{sensor}}/air"
-format = "json"
-
-[[mqtt.subscription]]
-topic = "count/{{zone}}/{{sensor}}"
-format = "json"
-measurement = "footfall"
-fields = {{ in = "in", out = "out" }}
-counters = {{ in = "counter_total", out = "counter_total" }}
-
-[[mqtt.subscription]]
-topic = "scan/{{sensor}}/batch"
-identifier_path = "devices"
-
-[[humidity_correction]]
-match = {{ sensor = "sds-1" }}
-
-[output]
-api = "v2"
-url = "{vm}"
-bucket = "b"
-
-[spool]
-dir = "{{spool}}"
-fsync = false
-
-[metrics]
-listen = "127.0.0.1:{metrics}"
-"#
-    )
+    Config::new("gw-dash")
+        .site("centrum")
+        .window(1)
+        .grace(1)
+        .simulator(1, 1, 100)
+        .section("[privacy]\nk_min = 2")
+        .mqtt(mqtt, "cs-dashboards")
+        .subscription("city/{site}/{sensor}/air", "json")
+        .subscription("count/{zone}/{sensor}", "json")
+        .subscription_line("measurement = \"footfall\"")
+        .subscription_line("fields = { in = \"in\", out = \"out\" }")
+        .subscription_line("counters = { in = \"counter_total\", out = \"counter_total\" }")
+        .subscription("scan/{sensor}/batch", "")
+        .subscription_line("identifier_path = \"devices\"")
+        .section("[[humidity_correction]]\nmatch = { sensor = \"sds-1\" }")
+        .output_v2(vm)
+        .metrics(&format!("127.0.0.1:{metrics}"))
+        .to_toml()
 }
 
 /// One round: PM at sds-1 with humidity at the same site (corrected), a climate sensor, a

@@ -8,71 +8,35 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use support::config::Config;
 use support::{now_ms, publish, Daemon, Mosquitto, Victoria};
 
 const WINDOW_MS: i64 = 2000;
 
 fn config(mqtt_port: u16, write_url: &str) -> String {
-    format!(
-        r#"
-[gateway]
-id = "gw-aq"
-
-[aggregation]
-window_secs = 2
-grace_secs = 1
-stats = ["mean", "count"]
-
-[[mqtt]]
-port = {mqtt_port}
-client_id = "cs-domain-aq"
-
-[[mqtt.subscription]]
-topic = "city/{{site}}/{{sensor}}/air"
-format = "json"
-timestamp_path = "ts"
-timestamp_format = "unix_ms"
-
-[[mqtt.subscription]]
-topic = "count/{{zone}}/{{sensor}}"
-format = "json"
-measurement = "footfall"
-timestamp_path = "ts"
-timestamp_format = "unix_ms"
-fields = {{ in = "in", out = "out" }}
-counters = {{ in = "counter_total", out = "counter_total" }}
-
-[aqi]
-eaqi = "2024"
-lki = true
-
-[[humidity_correction]]
-match = {{ sensor = "sds-1" }}
-kappa = 0.36
-rh_cap = 95
-rh_from = "site"
-
-# No daily re-base here: a run at 04:00 Amsterdam time would reset occupancy mid-test
-# (the re-base itself is unit-tested in domain::footfall).
-[footfall]
-rebase_at = ""
-
-[output]
-api = "v2"
-url = "{write_url}"
-bucket = "b"
-
-[spool]
-dir = "{{spool}}"
-fsync = false
-
-[metrics]
-listen = ""
-
-[health]
-enabled = false
-"#
-    )
+    Config::new("gw-aq")
+        .window(2)
+        .grace(1)
+        .stats(&["mean", "count"])
+        .mqtt(mqtt_port, "cs-domain-aq")
+        .subscription("city/{site}/{sensor}/air", "json")
+        .timestamp("ts", "unix_ms")
+        .subscription("count/{zone}/{sensor}", "json")
+        .subscription_line("measurement = \"footfall\"")
+        .timestamp("ts", "unix_ms")
+        .subscription_line("fields = { in = \"in\", out = \"out\" }")
+        .subscription_line("counters = { in = \"counter_total\", out = \"counter_total\" }")
+        .section("[aqi]\neaqi = \"2024\"\nlki = true")
+        .section(
+            "[[humidity_correction]]\nmatch = { sensor = \"sds-1\" }\nkappa = 0.36\nrh_cap = 95\n\
+             rh_from = \"site\"",
+        )
+        // No daily re-base here: a run at 04:00 Amsterdam time would reset occupancy mid-test
+        // (the re-base itself is unit-tested in domain::footfall).
+        .section("[footfall]\nrebase_at = \"\"")
+        .output_v2(write_url)
+        .no_health()
+        .to_toml()
 }
 
 fn msg(topic: &str, json: String) -> (String, Vec<u8>, u8) {

@@ -14,45 +14,21 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use citysense::service::metrics::{DropReason, Reject};
+use support::config::Config;
 use support::{publish, wait_until, Daemon, Mosquitto, Victoria};
 
 /// A UTC offset whose second byte starts a three-byte character (`€`): the old parser cut the
 /// offset at fixed byte positions and panicked here.
 const BAD_OFFSET_TIME: &str = "2026-11-22T10:00:00+€:0";
 
-fn config(port: u16, vm: &Victoria, aggregation: &str, subscriptions: &str) -> String {
-    format!(
-        r#"
-[gateway]
-id = "gw"
-
-[aggregation]
-window_secs = 60
-stats = ["mean", "count"]
-{aggregation}
-
-[[mqtt]]
-port = {port}
-client_id = "cs-hostile"
-{subscriptions}
-
-[output]
-api = "v2"
-url = "{}"
-bucket = "b"
-
-[spool]
-dir = "{{spool}}"
-fsync = false
-
-[metrics]
-listen = ""
-
-[health]
-enabled = false
-"#,
-        vm.write_url()
-    )
+/// The config every test here shares; each adds its subscriptions.
+fn config(port: u16, vm: &Victoria) -> Config {
+    Config::new("gw")
+        .window(60)
+        .stats(&["mean", "count"])
+        .mqtt(port, "cs-hostile")
+        .output_v2(&vm.write_url())
+        .no_health()
 }
 
 async fn wait_aggregated(d: &Daemon, n: u64) {
@@ -86,23 +62,14 @@ fn now_rfc3339() -> String {
 async fn a_non_ascii_utc_offset_is_bad_input_and_later_messages_arrive() {
     let broker = Mosquitto::start().await;
     let vm = Victoria::start().await;
-    let subs = r#"
-[[mqtt.subscription]]
-topic = "j/{sensor}"
-format = "json"
-timestamp_path = "ts"
-
-[[mqtt.subscription]]
-topic = "v3/{_}/devices/{sensor}/up"
-format = "ttn"
-qos = 0
-
-[[mqtt.subscription]]
-topic = "tele/{sensor}/SENSOR"
-format = "tasmota"
-time_zone = "UTC"
-"#;
-    let mut d = Daemon::start(&config(broker.port, &vm, "", subs));
+    let cfg = config(broker.port, &vm)
+        .subscription("j/{sensor}", "json")
+        .subscription_line("timestamp_path = \"ts\"")
+        .subscription("v3/{_}/devices/{sensor}/up", "ttn")
+        .subscription_line("qos = 0")
+        .subscription("tele/{sensor}/SENSOR", "tasmota")
+        .subscription_line("time_zone = \"UTC\"");
+    let mut d = Daemon::start(&cfg.to_toml());
     d.wait_connected(1).await;
     let json = |t: &str, v: u32| format!(r#"{{"ts":"{t}","pm10":{v}}}"#);
     let ttn = |t: &str, v: u32| {
@@ -143,9 +110,10 @@ time_zone = "UTC"
 async fn an_oversized_qos1_message_is_acknowledged_and_counted_once() {
     let broker = Mosquitto::start().await;
     let vm = Victoria::start().await;
-    let subs =
-        "[[mqtt.subscription]]\ntopic = \"n/{sensor}/{quantity}\"\nformat = \"plain\"\nqos = 1";
-    let mut d = Daemon::start(&config(broker.port, &vm, "", subs));
+    let cfg = config(broker.port, &vm)
+        .subscription("n/{sensor}/{quantity}", "plain")
+        .subscription_line("qos = 1");
+    let mut d = Daemon::start(&cfg.to_toml());
     d.wait_connected(1).await;
     // Over the 256 KiB payload limit: a number padded with spaces, so it would even map.
     let mut big = b"7".to_vec();
@@ -187,9 +155,11 @@ async fn an_oversized_qos1_message_is_acknowledged_and_counted_once() {
 async fn keys_never_merge_and_series_limit_drops_have_their_reason() {
     let broker = Mosquitto::start().await;
     let vm = Victoria::start().await;
-    let subs =
-        "[[mqtt.subscription]]\ntopic = \"j/{sensor}\"\nformat = \"json\"\nmeasurement = \"m\"";
-    let mut d = Daemon::start(&config(broker.port, &vm, "max_series = 4", subs));
+    let cfg = config(broker.port, &vm)
+        .aggregation_line("max_series = 4")
+        .subscription("j/{sensor}", "json")
+        .subscription_line("measurement = \"m\"");
+    let mut d = Daemon::start(&cfg.to_toml());
     d.wait_connected(1).await;
     let msg = |topic: &str, payload: &str| (topic.to_string(), payload.as_bytes().to_vec(), 1);
     publish(

@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_serial::{SerialPortBuilderExt, SerialStream};
 
+use support::config::Config;
 use support::{wait_until, Daemon, ExportedSeries, PtyPair, Victoria};
 
 /// MH-Z19B "read CO2" command as printed in its manual.
@@ -20,34 +21,16 @@ const MHZ19_READ: [u8; 9] = [0xFF, 0x01, 0x86, 0x00, 0x00, 0x00, 0x00, 0x00, 0x7
 /// MH-Z19B "set range 5000 ppm" (0x99, range in bytes 6-7), sent by the built-in profile.
 const MHZ19_RANGE_5000: [u8; 9] = [0xFF, 0x01, 0x99, 0x00, 0x00, 0x00, 0x13, 0x88, 0xCB];
 
+/// The daemon config around `serial`, one or more raw `[[serial]]` tables.
 fn config(vm: &Victoria, serial: &str) -> String {
-    format!(
-        r#"
-[gateway]
-id = "gw-test"
-site = "lab"
-
-[aggregation]
-window_secs = 2
-grace_secs = 1
-stats = ["mean", "min", "max", "count"]
-
-{serial}
-
-[output]
-api = "v2"
-url = "{}"
-bucket = "b"
-
-[spool]
-dir = "{{spool}}"
-fsync = false
-
-[metrics]
-listen = ""
-"#,
-        vm.write_url()
-    )
+    Config::new("gw-test")
+        .site("lab")
+        .window(2)
+        .grace(1)
+        .stats(&["mean", "min", "max", "count"])
+        .section(serial)
+        .output_v2(&vm.write_url())
+        .to_toml()
 }
 
 fn sds011_active(name: &str, port: &Path) -> String {

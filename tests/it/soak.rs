@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use support::citysensed::scrape;
+use support::config::Config;
 use support::fault_proxy::{Fault, FaultProxy};
 use support::{free_port, publish, wait_until, Citysensed, Mosquitto, PtyPair, Victoria};
 use tokio::io::AsyncWriteExt as _;
@@ -29,71 +30,30 @@ const MAX_BODY: usize = 48 * 1024;
 type Expected = BTreeMap<String, u64>;
 
 fn config(mqtt: u16, store: &str, tty: &Path, metrics: u16, spool: &Path) -> String {
-    format!(
-        r#"
-[gateway]
-id = "gw-soak"
-
-[aggregation]
-window_secs = 1
-grace_secs = 2
-stats = ["count", "mean"]
-
-[health]
-enabled = false
-
-# Test hosts often report an unsynchronised kernel clock; this soak is not about the clock.
-[clock]
-sync = "assume"
-
-[[mqtt]]
-port = {mqtt}
-client_id = "cs-soak"
-
-[[mqtt.subscription]]
-topic = "soak/{{sensor}}/json"
-format = "json"
-
-[[mqtt.subscription]]
-topic = "soak/{{sensor}}/ts"
-format = "json"
-timestamp_path = "t"
-timestamp_format = "rfc3339"
-
-[[mqtt.subscription]]
-topic = "tele/{{sensor}}/SENSOR"
-format = "tasmota"
-time_zone = "Europe/Amsterdam"
-
-[[mqtt.subscription]]
-topic = "v3/{{_}}/devices/{{_}}/up"
-format = "ttn"
-
-[[serial]]
-name = "sds-soak"
-port = "{tty}"
-[serial.profile]
-base = "sds011"
-warmup_secs = 0
-protocol = {{ type = "sds011", mode = "active" }}
-
-[output]
-api = "v2"
-url = "{store}"
-bucket = "b"
-max_backoff_secs = 1
-max_request_bytes = 65536
-
-[spool]
-dir = "{spool}"
-fsync = false
-
-[metrics]
-listen = "127.0.0.1:{metrics}"
-"#,
-        tty = tty.display(),
-        spool = spool.display(),
-    )
+    Config::new("gw-soak")
+        .window(1)
+        .grace(2)
+        .stats(&["count", "mean"])
+        .no_health()
+        .assume_clock_synced()
+        .mqtt(mqtt, "cs-soak")
+        .subscription("soak/{sensor}/json", "json")
+        .subscription("soak/{sensor}/ts", "json")
+        .timestamp("t", "rfc3339")
+        .subscription("tele/{sensor}/SENSOR", "tasmota")
+        .subscription_line("time_zone = \"Europe/Amsterdam\"")
+        .subscription("v3/{_}/devices/{_}/up", "ttn")
+        .section(&format!(
+            "[[serial]]\nname = \"sds-soak\"\nport = \"{}\"\n[serial.profile]\nbase = \"sds011\"\n\
+             warmup_secs = 0\nprotocol = {{ type = \"sds011\", mode = \"active\" }}",
+            tty.display()
+        ))
+        .output_v2(store)
+        .output_line("max_backoff_secs = 1")
+        .output_line("max_request_bytes = 65536")
+        .spool_dir(spool)
+        .metrics(&format!("127.0.0.1:{metrics}"))
+        .to_toml()
 }
 
 /// What the proxy answers to write request `i` with (gunzipped) `body`.

@@ -14,42 +14,21 @@ use std::time::Duration;
 use citysense::line_protocol::{parse_lines, FieldValue};
 use citysense::service::spool_drops::SpoolDrop;
 use citysense::spool::{Spool, SpoolOptions};
+use support::config::Config;
 use support::{free_port, wait_until, Citysensed, Daemon, Victoria};
 
 /// 200 simulated air sensors (600 series) read every 50 ms, 1 s windows: ~100 kB per window.
 fn heavy_config(store_url: &str, spool: &Path) -> String {
-    format!(
-        r#"
-[gateway]
-id = "gw-kill"
-
-[aggregation]
-window_secs = 1
-grace_secs = 0
-
-[simulator]
-air_sensors = 200
-counters = 0
-interval_ms = 50
-
-[output]
-api = "v2"
-url = "{store_url}"
-bucket = "b"
-max_backoff_secs = 1
-
-[spool]
-dir = "{}"
-
-[metrics]
-listen = ""
-
-# This test machine's kernel clock may be unsynchronised; the clock logic is tested elsewhere.
-[clock]
-sync = "assume"
-"#,
-        spool.display()
-    )
+    Config::new("gw-kill")
+        .window(1)
+        .grace(0)
+        .simulator(200, 0, 50)
+        .output_v2(store_url)
+        .output_line("max_backoff_secs = 1")
+        .spool_dir(spool)
+        .fsync(true)
+        .assume_clock_synced()
+        .to_toml()
 }
 
 /// The batches a spool directory holds, read from a copy (the original is left exactly as
@@ -218,33 +197,14 @@ async fn sigkill_loop_loses_no_committed_window() {
 
 /// 600 simulated sensors every 500 ms: ~300 kB per 1 s window, so 1 MiB fills in seconds.
 fn bound_config(store_url: &str) -> String {
-    format!(
-        r#"
-[gateway]
-id = "gw-bound"
-
-[aggregation]
-window_secs = 1
-grace_secs = 0
-
-[simulator]
-air_sensors = 600
-counters = 0
-interval_ms = 500
-
-[output]
-api = "v2"
-url = "{store_url}"
-bucket = "b"
-
-[spool]
-dir = "{{spool}}"
-max_bytes = 1048576
-
-[metrics]
-listen = ""
-"#
-    )
+    Config::new("gw-bound")
+        .window(1)
+        .grace(0)
+        .simulator(600, 0, 500)
+        .output_v2(store_url)
+        .fsync(true)
+        .spool_line("max_bytes = 1048576")
+        .to_toml()
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
@@ -422,13 +382,16 @@ async fn measure_replay_to_victoria() {
     let (batches, bytes) = build_backlog(&spool, points, fields);
     let vm = Victoria::start().await;
     let metrics_port = free_port();
-    let cfg = format!(
-        "[gateway]\nid = \"gw-bench\"\n[simulator]\nair_sensors = 1\ncounters = 0\ninterval_ms = 1000\n\
-         [output]\napi = \"v2\"\nurl = \"{}\"\nbucket = \"b\"\ngzip = {gzip}\nmax_request_bytes = {request}\n\
-         [spool]\ndir = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n[clock]\nsync = \"assume\"\n",
-        vm.write_url(),
-        spool.display()
-    );
+    let cfg = Config::new("gw-bench")
+        .simulator(1, 0, 1000)
+        .output_v2(&vm.write_url())
+        .output_line(&format!("gzip = {gzip}"))
+        .output_line(&format!("max_request_bytes = {request}"))
+        .spool_dir(&spool)
+        .fsync(true)
+        .metrics(&format!("127.0.0.1:{metrics_port}"))
+        .assume_clock_synced()
+        .to_toml();
     let started = std::time::Instant::now();
     let mut d = Citysensed::spawn(&cfg, tmp.path(), "info");
     wait_until(Duration::from_secs(600), "backlog sent", || async move {

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use support::config::Config;
 use support::{free_port, http, logs, now_ms, publish, wait_until, Daemon, Mosquitto, Victoria};
 
 const WINDOW_MS: i64 = 2000;
@@ -30,48 +31,21 @@ fn macs() -> Vec<String> {
 }
 
 fn config(mqtt: u16, metrics: u16, vm: &str) -> String {
-    format!(
-        r#"
-[gateway]
-id = "gw-priv"
-
-[aggregation]
-window_secs = 2
-grace_secs = 1
-stats = ["mean", "count"]
-
-[privacy]
-k_min = 5
-
-[[mqtt]]
-port = {mqtt}
-client_id = "cs-privacy"
-
-[[mqtt.subscription]]
-topic = "scan/{{sensor}}/probe"
-identifier_path = "mac"
-timestamp_path = "ts"
-timestamp_format = "unix_ms"
-
-[[mqtt.subscription]]
-topic = "scan/{{sensor}}/batch"
-identifier_path = "devices"
-timestamp_path = "ts"
-timestamp_format = "unix_ms"
-
-[output]
-api = "v2"
-url = "{vm}"
-bucket = "b"
-
-[spool]
-dir = "{{spool}}"
-fsync = false
-
-[metrics]
-listen = "127.0.0.1:{metrics}"
-"#
-    )
+    Config::new("gw-priv")
+        .window(2)
+        .grace(1)
+        .stats(&["mean", "count"])
+        .section("[privacy]\nk_min = 5")
+        .mqtt(mqtt, "cs-privacy")
+        .subscription("scan/{sensor}/probe", "")
+        .subscription_line("identifier_path = \"mac\"")
+        .timestamp("ts", "unix_ms")
+        .subscription("scan/{sensor}/batch", "")
+        .subscription_line("identifier_path = \"devices\"")
+        .timestamp("ts", "unix_ms")
+        .output_v2(vm)
+        .metrics(&format!("127.0.0.1:{metrics}"))
+        .to_toml()
 }
 
 /// Window A: all 50 devices, each probed twice, 10 of them again in a list message.

@@ -19,6 +19,7 @@ use citysense::pipeline::aggregate::WindowBatch;
 use citysense::service::metrics::Metrics;
 use citysense::sinks::{DeadReason, Sink};
 use citysense::spool::DEAD_LETTER_FILE;
+use support::config::Config as TestConfig;
 use support::fake_store::Request;
 use support::{logs, wait_until, FakeStore, Influxd, Reply};
 use tokio::sync::mpsc;
@@ -40,12 +41,15 @@ impl Rig {
         let tmp = tempfile::tempdir().expect("temp dir");
         let spool = tmp.path().join("spool");
         // The simulator only satisfies the config check; the sink alone runs here.
-        let text = format!(
-            "[gateway]\nid = \"gw-split\"\n[simulator]\nair_sensors = 1\n\
-             [output]\napi = \"v1\"\nurl = \"{url}\"\ndb = \"city\"\nmax_backoff_secs = 1\n{extra}\n\
-             [spool]\ndir = \"{}\"\nfsync = false\n[metrics]\nlisten = \"\"\n",
-            spool.display()
-        );
+        let mut text = TestConfig::new("gw-split")
+            .section("[simulator]\nair_sensors = 1")
+            .output_v1(url)
+            .output_line("max_backoff_secs = 1")
+            .spool_dir(&spool);
+        if !extra.is_empty() {
+            text = text.output_line(extra);
+        }
+        let text = text.to_toml();
         let cfg = Config::parse(&text, Path::new("split.toml"))
             .unwrap_or_else(|e| panic!("config:\n{e}\n{text}"));
         let metrics = Metrics::new();

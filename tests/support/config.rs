@@ -187,7 +187,22 @@ impl Config {
         self
     }
 
-    /// Any other table(s), as raw TOML (e.g. `[simulator]`, `[[serial]]`, `[clock]`).
+    /// `[simulator]` with `air_sensors` air-quality sensors and `counters` people counters,
+    /// each read every `interval_ms`.
+    pub fn simulator(self, air_sensors: u32, counters: u32, interval_ms: u64) -> Config {
+        self.section(&format!(
+            "[simulator]\nair_sensors = {air_sensors}\ncounters = {counters}\n\
+             interval_ms = {interval_ms}"
+        ))
+    }
+
+    /// `[clock] sync = "assume"`: test hosts often report an unsynchronised kernel clock, and
+    /// only the clock tests are about that.
+    pub fn assume_clock_synced(self) -> Config {
+        self.section("[clock]\nsync = \"assume\"")
+    }
+
+    /// Any other table(s), as raw TOML (e.g. `[[serial]]`, `[privacy]`, `[aqi]`).
     pub fn section(mut self, toml: &str) -> Config {
         self.sections.push(toml.trim().into());
         self
