@@ -311,9 +311,14 @@ pub(super) fn scan(
             None => match find_next(file, offset + 1, len, *last_id)? {
                 Some((at, h)) => {
                     let mut points = damage::records(file, offset, at, seen.avg())?;
-                    // Ids inside one segment are consecutive: the gap is the exact count.
-                    if seen.records > 0 {
-                        damage::fit(&mut points, h.id - *last_id - 1, seen.avg());
+                    // Ids inside one segment are consecutive: the gap is the exact count,
+                    // unless it claims more records than the damaged bytes could hold (a
+                    // record takes at least HEADER_LEN + 1 bytes): then the ids themselves
+                    // are damaged and the records found stand.
+                    let gap = h.id - *last_id - 1;
+                    let room = (at - offset) / (HEADER_LEN + 1);
+                    if seen.records > 0 && gap <= room {
+                        damage::fit(&mut points, gap, seen.avg());
                     }
                     out.lost.add(damage::unacked(&points, h.id - 1, acked));
                     out.corrupt.push((offset, at));

@@ -258,6 +258,37 @@ fn corrupt_middle_record_is_skipped_and_counted() {
     }
 }
 
+/// A damaged record followed by a valid one whose id claims a gap far larger than the damaged
+/// bytes could hold (found by the spool_recover fuzz target: the gap once sized a Vec, and
+/// opening the spool aborted with "capacity overflow"). The ids are then not a count: the
+/// spool opens, counts the one damaged record, and serves the rest.
+#[test]
+fn an_id_gap_larger_than_the_damage_is_not_taken_as_a_count() {
+    let src = tempfile::tempdir().unwrap();
+    let (mut spool, _) = Spool::open(config(src.path(), 1 << 20, 1 << 16)).unwrap();
+    append_n(&mut spool, 2, 120);
+    drop(spool);
+    let seg = seg_files(src.path()).pop().unwrap();
+    let mut bytes = fs::read(&seg).unwrap();
+    // Damage the second record's header, then add a valid record with a huge id.
+    let second = (HEADER_LEN + 120) as usize;
+    bytes[second + 5] ^= 0x5A;
+    let body = b"m f=1i 1\n".to_vec();
+    let h = segment::RecordHeader {
+        id: u64::MAX / 2,
+        len: body.len() as u32,
+        points: 1,
+        min_ts: 1,
+        max_ts: 1,
+    };
+    bytes.extend(segment::encode_header(&h, &body));
+    bytes.extend(&body);
+    fs::write(&seg, bytes).unwrap();
+    let (mut spool, rec) = Spool::open(config(src.path(), 1 << 20, 1 << 16)).unwrap();
+    assert_eq!(rec.corrupt_records, 1);
+    assert_eq!(ids(&all(&mut spool)), [1, u64::MAX / 2]);
+}
+
 #[test]
 fn corruption_after_open_is_skipped_at_the_head() {
     let tmp = tempfile::tempdir().unwrap();
