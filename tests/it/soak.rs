@@ -302,13 +302,25 @@ async fn hostile_input_soak_keeps_every_valid_reading() {
         m.get("citysense_spool_batches").copied() == Some(0.0)
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let got = store_counts(&vm).await;
-    let counted: Expected = got
-        .iter()
-        .filter(|(k, _)| expected.contains_key(*k))
-        .map(|(k, v)| (k.clone(), *v))
-        .collect();
+    // The last windows close a second or two after the traffic stops: wait (bounded) until
+    // the store holds what was sent, then compare exactly.
+    let counted_now = || async {
+        let got = store_counts(&vm).await;
+        let counted: Expected = got
+            .iter()
+            .filter(|(k, _)| expected.contains_key(*k))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        (got, counted)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (got, counted) = loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (got, counted) = counted_now().await;
+        if counted == expected || Instant::now() > deadline {
+            break (got, counted);
+        }
+    };
     let m = scrape(metrics).await;
     let rss = peak_rss_kib(pid);
     assert!(daemon.alive(), "daemon died:\n{}", daemon.log());
