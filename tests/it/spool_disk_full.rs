@@ -193,11 +193,20 @@ async fn full_disk_is_survived_and_every_reading_reaches_the_store() {
     assert_eq!(m.sink.spool_dropped.total(), 0, "{}", m.render());
     let left = Spool::inspect(&disk.path).unwrap();
     assert_eq!(left.batches, 0, "drained at stop: {left:?}");
+    // The daemon's own books first: a point emitted but never accepted by the store is a
+    // loss inside the daemon, and fails here with its own message.
+    assert_eq!(
+        m.sink.uplink_points_sent.load(Relaxed),
+        m.pipeline.points_emitted.load(Relaxed),
+        "points the store accepted vs points emitted"
+    );
     let readings = m.pipeline.readings_aggregated.load(Relaxed);
     assert_eq!(
         readings_in_store(&vm).await,
         readings,
-        "every reading in the store"
+        "every reading in the store (the daemon delivered every point it emitted; \
+         rows the store inserted since its restart: {})",
+        vm.rows_inserted().await
     );
 }
 
