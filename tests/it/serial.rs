@@ -48,7 +48,7 @@ protocol = {{ type = "sds011", mode = "active" }}"#,
 
 /// SDS011 data frame `AA C0 PM25L PM25H PM10L PM10H ID1 ID2 CS AB`, values in tenths of
 /// ug/m3; CS is the low byte of the sum of the six data bytes.
-fn sds011_frame(pm2_5: u16, pm10: u16) -> Vec<u8> {
+pub(crate) fn sds011_frame(pm2_5: u16, pm10: u16) -> Vec<u8> {
     let [a, b] = pm2_5.to_le_bytes();
     let [c, d] = pm10.to_le_bytes();
     let data = [a, b, c, d, 0x0B, 0x70];

@@ -3,22 +3,13 @@
 //! `*tests.rs`, are exempt). Functions are found by their `fn` line and measured to the brace
 //! that closes them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use crate::layers::rust_files;
 
 const SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
 const MAX_FILE_LINES: usize = 500;
 const MAX_FN_LINES: usize = 80;
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("read src") {
-        let path = entry.expect("dir entry").path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
 
 /// Whether `line` starts a function definition (`pub(crate) async fn x(`...).
 fn starts_fn(line: &str) -> Option<&str> {

@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+use crate::serial::sds011_frame;
 use support::citysensed::scrape;
 use support::config::Config;
 use support::fault_proxy::{Fault, FaultProxy};
@@ -170,18 +171,6 @@ fn round(n: u64, expected: &mut Expected) -> Vec<(String, Vec<u8>, u8)> {
         ));
     }
     msgs
-}
-
-/// SDS011 data frame with checksum; pm in tenths of ug/m3.
-fn sds011_frame(pm2_5: u16, pm10: u16) -> Vec<u8> {
-    let [a, b] = pm2_5.to_le_bytes();
-    let [c, d] = pm10.to_le_bytes();
-    let data = [a, b, c, d, 0x0B, 0x70];
-    let cs = data.iter().fold(0u8, |s, x| s.wrapping_add(*x));
-    let mut f = vec![0xAA, 0xC0];
-    f.extend(data);
-    f.extend([cs, 0xAB]);
-    f
 }
 
 /// Random bytes without the SDS011 header byte, so no garbage can complete a frame.
