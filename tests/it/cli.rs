@@ -1,22 +1,32 @@
-//! The `citysensed` binary's commands: validate, gen-config, demo.
+//! The `citysensed` binary's commands: validate, gen-config, demo. They run the binary under
+//! test (`support::citysensed::command`), and `arch` calls them again for a cross-built one.
 
-use std::process::Command;
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use citysense::line_protocol::FieldValue;
+
+use crate::support::citysensed::{command, output_within};
+
+/// Far beyond the native run times (milliseconds, 2 s for the demo): qemu-user is 5-20x slower.
+const DEADLINE: Duration = Duration::from_secs(60);
 
 fn citysensed() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_citysensed"))
+    command()
+}
+
+fn run(cmd: &mut Command) -> Output {
+    output_within(cmd, DEADLINE)
 }
 
 #[test]
-fn validate_reports_a_typo_and_a_wrong_type_with_lines() {
+pub(crate) fn validate_reports_a_typo_and_a_wrong_type_with_lines() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
     let text = "[gateway]\nid = \"gw\"\n\n[aggregation]\nwindow_sec = 60\n\n[[mqtt]]\nport = \"1883\"\n[[mqtt.subscription]]\ntopic = \"a/{quantity}\"\nformat = \"plain\"\n\n[output]\napi = \"stdout\"\n";
     std::fs::write(&path, text).unwrap();
-    let out = citysensed()
-        .args(["validate", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = run(citysensed().args(["validate", "-c"]).arg(&path));
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     let file = path.display().to_string();
@@ -34,8 +44,8 @@ fn validate_reports_a_typo_and_a_wrong_type_with_lines() {
 }
 
 #[test]
-fn gen_config_output_validates() {
-    let out = citysensed().arg("gen-config").output().unwrap();
+pub(crate) fn gen_config_output_validates() {
+    let out = run(citysensed().arg("gen-config"));
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
@@ -47,22 +57,17 @@ fn gen_config_output_validates() {
     // validate opens what the config names: the token (a systemd credential) and the spool
     // directory under $STATE_DIRECTORY.
     std::fs::write(dir.path().join("influx-token"), "t\n").unwrap();
-    let v = citysensed()
+    let v = run(citysensed()
         .args(["validate", "-c"])
         .arg(&path)
         .env("CREDENTIALS_DIRECTORY", dir.path())
-        .env("STATE_DIRECTORY", dir.path())
-        .output()
-        .unwrap();
+        .env("STATE_DIRECTORY", dir.path()));
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
 }
 
 #[test]
-fn missing_config_file_is_a_clear_error() {
-    let out = citysensed()
-        .args(["validate", "-c", "/nonexistent/citysense.toml"])
-        .output()
-        .unwrap();
+pub(crate) fn missing_config_file_is_a_clear_error() {
+    let out = run(citysensed().args(["validate", "-c", "/nonexistent/citysense.toml"]));
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -72,12 +77,9 @@ fn missing_config_file_is_a_clear_error() {
 }
 
 #[test]
-fn demo_prints_windows_as_line_protocol() {
+pub(crate) fn demo_prints_windows_as_line_protocol() {
     // Stopping after 2 s flushes the open (partial) windows: output without waiting 5 s.
-    let out = citysensed()
-        .args(["demo", "--seconds", "2"])
-        .output()
-        .unwrap();
+    let out = run(citysensed().args(["demo", "--seconds", "2"]));
     assert!(
         out.status.success(),
         "{}",
@@ -87,14 +89,48 @@ fn demo_prints_windows_as_line_protocol() {
     let points: Vec<_> = citysense::line_protocol::parse_lines(&text)
         .map(|p| p.expect("demo output is valid line protocol"))
         .collect();
-    assert!(
-        points.iter().any(|p| p.measurement == "air_quality"),
-        "{text}"
-    );
-    assert!(points.iter().any(|p| p.measurement == "footfall"), "{text}");
+    // Every simulated sensor of the embedded demo config, under its measurement.
+    let mut seen: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for p in &points {
         let ts = p.ts.expect("timestamped");
         assert_eq!(ts % 5_000_000_000, 0, "window-aligned timestamp");
-        assert!(p.tags.iter().any(|(k, v)| k == "gateway" && v == "demo"));
+        let tag = |k: &str| p.tags.iter().find(|(t, _)| t == k).map(|(_, v)| v.as_str());
+        assert_eq!(tag("gateway"), Some("demo"), "{text}");
+        assert_eq!(tag("site"), Some("demo-square"), "{text}");
+        let sensor = tag("sensor").expect("sensor tag");
+        seen.entry(p.measurement.as_str())
+            .or_default()
+            .insert(sensor);
+        if p.measurement == "air_quality" {
+            check_air_window(&p.fields, &text);
+        }
+    }
+    let want = BTreeMap::from([
+        ("air_quality", BTreeSet::from(["sim-air-0", "sim-air-1"])),
+        ("footfall", BTreeSet::from(["sim-door-0"])),
+        (
+            "sensor_health",
+            BTreeSet::from(["sim-air-0", "sim-air-1", "sim-door-0"]),
+        ),
+    ]);
+    assert_eq!(seen, want, "{text}");
+}
+
+/// An air-quality window of the demo: each quantity has a count of at least one reading and
+/// min <= mean <= max.
+fn check_air_window(fields: &[(String, FieldValue)], text: &str) {
+    let num = |name: String| match fields.iter().find(|(k, _)| *k == name) {
+        Some((_, FieldValue::Float(v))) => *v,
+        Some((_, FieldValue::Int(v))) => *v as f64,
+        other => panic!("{name}: {other:?} in\n{text}"),
+    };
+    for q in ["pm2_5", "pm10", "co2"] {
+        assert!(num(format!("{q}_count")) >= 1.0, "{q} count in\n{text}");
+        let (min, mean, max) = (
+            num(format!("{q}_min")),
+            num(format!("{q}_mean")),
+            num(format!("{q}_max")),
+        );
+        assert!(min <= mean && mean <= max, "{q} {min} {mean} {max}");
     }
 }

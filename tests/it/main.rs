@@ -7,6 +7,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod arch;
 mod cli;
 mod clock;
 mod dashboards;

@@ -16,33 +16,40 @@ const SENSORS: usize = 10;
 const PER_SENSOR: usize = 100;
 
 /// Expected (count, sum, min, max) per (sensor, window start in ms).
-type Expected = BTreeMap<(String, i64), (u64, f64, f64, f64)>;
+pub(crate) type Expected = BTreeMap<(String, i64), (u64, f64, f64, f64)>;
 
-fn config(mqtt_port: u16, client: &str, output: &str) -> String {
+/// JSON readings on `city/{sensor}/air` stamped by their `ts` (unix ms), in windows of
+/// `window_s` closed `grace_s` after their end; the caller adds the output.
+pub(crate) fn config(window_s: i64, grace_s: i64, mqtt_port: u16, client: &str) -> Config {
     Config::new("gw-test")
-        .window(WINDOW_S)
-        .grace(1)
+        .window(window_s)
+        .grace(grace_s)
         .stats(&["mean", "min", "max", "count"])
         // Exact point counts below: no sensor_health points.
         .no_health()
         .mqtt(mqtt_port, client)
         .subscription("city/{sensor}/air", "json")
         .timestamp("ts", "unix_ms")
-        .output_line(output)
-        .to_toml()
 }
 
-/// 1,000 messages over 10 sensors, spread over the two windows after the current one (so
-/// none is late), half QoS0 and half QoS1. Values are integers/2, exact in f32 and f64.
-fn workload(bad_every: Option<usize>) -> (Vec<(String, Vec<u8>, u8)>, Expected) {
-    let window_ms = WINDOW_S * 1000;
+/// `per_sensor` messages for each of `sensors` sensors, spread over the two windows of
+/// `window_s` after the current one (so none is late), half QoS0 and half QoS1. Values are
+/// integers/2, exact in f32 and f64. With `bad_every`, a malformed message follows every
+/// n-th good one.
+pub(crate) fn workload(
+    window_s: i64,
+    sensors: usize,
+    per_sensor: usize,
+    bad_every: Option<usize>,
+) -> (Vec<(String, Vec<u8>, u8)>, Expected) {
+    let window_ms = window_s * 1000;
     let first = (now_ms() / window_ms + 1) * window_ms;
     let mut msgs = Vec::new();
     let mut expected = Expected::new();
-    for i in 0..PER_SENSOR {
-        for s in 0..SENSORS {
+    for i in 0..per_sensor {
+        for s in 0..sensors {
             let sensor = format!("s{s:02}");
-            let ts = first + (i as i64 * 2 * window_ms) / PER_SENSOR as i64;
+            let ts = first + (i as i64 * 2 * window_ms) / per_sensor as i64;
             let value = ((i * 7 + s * 13) % 97) as f64 / 2.0;
             let payload = format!(r#"{{"pm2_5": {value}, "ts": {ts}}}"#);
             let qos = (i % 2) as u8;
@@ -56,7 +63,7 @@ fn workload(bad_every: Option<usize>) -> (Vec<(String, Vec<u8>, u8)>, Expected) 
             e.2 = e.2.min(value);
             e.3 = e.3.max(value);
             if let Some(n) = bad_every {
-                if (i * SENSORS + s) % n == 0 {
+                if (i * sensors + s) % n == 0 {
                     let bad: &[u8] = match i % 4 {
                         0 => b"{\"pm2_5\": ",
                         1 => b"not json",
@@ -81,7 +88,9 @@ async fn wait_windows_closed(expected: &Expected) {
     }
 }
 
-fn check_victoria(series: &[support::ExportedSeries], expected: &Expected) {
+/// The store holds exactly the `expected` windows of gateway `gw-test`, each once, with its
+/// exact count, mean, min and max.
+pub(crate) fn check_victoria(series: &[support::ExportedSeries], expected: &Expected) {
     let mut got: BTreeMap<(String, i64), BTreeMap<String, f64>> = BTreeMap::new();
     for s in series {
         let name = s.metric["__name__"].clone();
@@ -140,13 +149,18 @@ async fn thousand_messages_land_exactly_in_victoria_and_influxd() {
         vm.write_url()
     );
     let v1 = format!("api = \"v1\"\nurl = \"{}\"\ndb = \"city\"", influx.url());
-    let mut d2 = Daemon::start(&config(broker.port, "cs-v2", &v2));
-    let mut d1 = Daemon::start(&config(broker.port, "cs-v1", &v1));
+    let config = |client, output| {
+        config(WINDOW_S, 1, broker.port, client)
+            .output_line(output)
+            .to_toml()
+    };
+    let mut d2 = Daemon::start(&config("cs-v2", &v2));
+    let mut d1 = Daemon::start(&config("cs-v1", &v1));
     for d in [&d2, &d1] {
         d.wait_connected(1).await;
     }
 
-    let (msgs, expected) = workload(None);
+    let (msgs, expected) = workload(WINDOW_S, SENSORS, PER_SENSOR, None);
     assert_eq!(msgs.len(), SENSORS * PER_SENSOR);
     publish(broker.port, &msgs).await;
     wait_windows_closed(&expected).await;
@@ -180,11 +194,15 @@ async fn malformed_flood_loses_no_good_reading() {
     let broker = Mosquitto::start().await;
     let vm = Victoria::start().await;
     let v2 = format!("api = \"v2\"\nurl = \"{}\"\nbucket = \"b\"", vm.write_url());
-    let mut d = Daemon::start(&config(broker.port, "cs-flood", &v2));
+    let mut d = Daemon::start(
+        &config(WINDOW_S, 1, broker.port, "cs-flood")
+            .output_line(&v2)
+            .to_toml(),
+    );
     d.wait_connected(1).await;
 
     // One bad message after every good one: 1,000 bad among 1,000 good.
-    let (msgs, expected) = workload(Some(1));
+    let (msgs, expected) = workload(WINDOW_S, SENSORS, PER_SENSOR, Some(1));
     let bad = msgs.len() - SENSORS * PER_SENSOR;
     assert_eq!(bad, 1000);
     publish(broker.port, &msgs).await;

@@ -22,7 +22,7 @@ const MHZ19_READ: [u8; 9] = [0xFF, 0x01, 0x86, 0x00, 0x00, 0x00, 0x00, 0x00, 0x7
 const MHZ19_RANGE_5000: [u8; 9] = [0xFF, 0x01, 0x99, 0x00, 0x00, 0x00, 0x13, 0x88, 0xCB];
 
 /// The daemon config around `serial`, one or more raw `[[serial]]` tables.
-fn config(vm: &Victoria, serial: &str) -> String {
+pub(crate) fn config(vm: &Victoria, serial: &str) -> Config {
     Config::new("gw-test")
         .site("lab")
         .window(2)
@@ -30,10 +30,9 @@ fn config(vm: &Victoria, serial: &str) -> String {
         .stats(&["mean", "min", "max", "count"])
         .section(serial)
         .output_v2(&vm.write_url())
-        .to_toml()
 }
 
-fn sds011_active(name: &str, port: &Path) -> String {
+pub(crate) fn sds011_active(name: &str, port: &Path) -> String {
     format!(
         r#"[[serial]]
 name = "{name}"
@@ -68,7 +67,7 @@ fn mhz19_answer(co2: u16, temp_c: u8) -> Vec<u8> {
     f
 }
 
-fn open_sensor_end(path: &Path) -> SerialStream {
+pub(crate) fn open_sensor_end(path: &Path) -> SerialStream {
     tokio_serial::new(path.to_string_lossy(), 9600)
         .open_native_async()
         .unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
@@ -76,7 +75,7 @@ fn open_sensor_end(path: &Path) -> SerialStream {
 
 /// (count, sum, min, max) of one quantity over every window in the store, per check of the
 /// series' tags.
-fn summary(
+pub(crate) fn summary(
     series: &[ExportedSeries],
     metric: &str,
     sensor: &str,
@@ -111,7 +110,7 @@ fn summary(
     (count, sum, min, max)
 }
 
-fn assert_summary(got: (f64, f64, f64, f64), values: &[f64]) {
+pub(crate) fn assert_summary(got: (f64, f64, f64, f64), values: &[f64]) {
     let sum: f64 = values.iter().sum();
     let min = values.iter().cloned().fold(f64::MAX, f64::min);
     let max = values.iter().cloned().fold(f64::MIN, f64::max);
@@ -156,14 +155,11 @@ fn metric_line(d: &Daemon, prefix: &str) -> String {
         .to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sds011_frames_among_garbage_land_exactly() {
-    let pair = PtyPair::start();
-    let vm = Victoria::start().await;
-    let mut d = Daemon::start(&config(&vm, &sds011_active("pm-a", &pair.b)));
-    wait_connected(&d, true).await;
-    let mut sensor = open_sensor_end(&pair.a);
-
+/// What an SDS011 sends among line noise: 30 frames with garbage between them, one with a
+/// wrong checksum and one cut short (2 bad inputs), one whose PM10 of 1500.0 is past the
+/// profile's 999.9 (1 reading out of range). Returns the bytes and the PM2.5 and PM10 values
+/// that must land.
+pub(crate) fn sds011_session() -> (Vec<u8>, Vec<f64>, Vec<f64>) {
     let mut wire = vec![0x00, 0x13, 0xAA, 0x01, 0xFF, 0x0D, 0x0A];
     let (mut pm2_5, mut pm10) = (Vec::new(), Vec::new());
     for i in 0..30u16 {
@@ -188,6 +184,18 @@ async fn sds011_frames_among_garbage_land_exactly() {
             _ => wire.extend([0x42, 0x00, 0x7E]),
         }
     }
+    (wire, pm2_5, pm10)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sds011_frames_among_garbage_land_exactly() {
+    let pair = PtyPair::start();
+    let vm = Victoria::start().await;
+    let mut d = Daemon::start(&config(&vm, &sds011_active("pm-a", &pair.b)).to_toml());
+    wait_connected(&d, true).await;
+    let mut sensor = open_sensor_end(&pair.a);
+
+    let (wire, pm2_5, pm10) = sds011_session();
     sensor.write_all(&wire).await.unwrap();
     wait_aggregated(&d, (pm2_5.len() + pm10.len()) as u64).await;
     d.stop().await;
@@ -217,7 +225,7 @@ async fn polled_mhz19b_answers_land() {
         "[[serial]]\nname = \"co2-a\"\nport = \"{}\"\npoll_interval_secs = 1\n[serial.profile]\nbase = \"mhz19b\"\nwarmup_secs = 0",
         pair.b.display()
     );
-    let mut d = Daemon::start(&config(&vm, &serial));
+    let mut d = Daemon::start(&config(&vm, &serial).to_toml());
     let mut sensor = open_sensor_end(&pair.a);
     let answers: [(u16, u8); 3] = [(412, 21), (1234, 22), (655, 24)];
     let mut seen = Vec::new();
@@ -259,7 +267,7 @@ async fn absent_port_and_replug_are_retried_and_readings_flow_again() {
     let mut pair = PtyPair::start();
     tokio::task::block_in_place(|| pair.unplug());
     let vm = Victoria::start().await;
-    let mut d = Daemon::start(&config(&vm, &sds011_active("pm-b", &pair.b)));
+    let mut d = Daemon::start(&config(&vm, &sds011_active("pm-b", &pair.b)).to_toml());
     // The port does not exist yet: the source keeps retrying, reported down.
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(d.metrics.sources_connected(), 0);
@@ -377,7 +385,7 @@ profile = "counter-kv""#,
         sps.b.display(),
         door.b.display()
     );
-    let mut d = Daemon::start(&config(&vm, &serial));
+    let mut d = Daemon::start(&config(&vm, &serial).to_toml());
     let m = d.metrics.clone();
     wait_until(Duration::from_secs(15), "three ports open", || {
         let m = m.clone();
@@ -477,7 +485,7 @@ async fn sds011_duty_cycle_sleeps_and_wakes_the_laser() {
         "{}\nduty_cycle = {{ work_secs = 2, sleep_secs = 1 }}",
         sds011_active("dusty", &pty.b)
     );
-    let mut d = Daemon::start(&config(&vm, &serial));
+    let mut d = Daemon::start(&config(&vm, &serial).to_toml());
     let cmds = read_commands(&mut sensor, Duration::from_millis(4500)).await;
     d.stop().await;
     const WAKE: (u8, u8, u8) = (0x06, 0x01, 0x01);

@@ -269,7 +269,7 @@ async fn bound_holds_and_drops_are_counted_exactly() {
 
 /// Runs `citysensed spool inspect --dir` and returns its output as key -> value.
 fn inspect_cli(dir: &Path) -> BTreeMap<String, String> {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_citysensed"))
+    let out = support::citysensed::command()
         .args(["spool", "inspect", "--dir"])
         .arg(dir)
         .output()

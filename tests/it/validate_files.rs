@@ -14,7 +14,7 @@ const DEADLINE: Duration = Duration::from_secs(10);
 /// Runs `citysensed <args>` bounded in memory and time; panics past the deadline.
 fn citysensed(args: &[&str], cfg: &Path, env: &[(&str, &Path)]) -> Output {
     use std::os::unix::process::CommandExt;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_citysensed"));
+    let mut cmd = crate::support::citysensed::command();
     cmd.args(args)
         .arg(cfg)
         .env_remove("CREDENTIALS_DIRECTORY")
