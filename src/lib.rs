@@ -202,6 +202,17 @@ fn spawn_sources(
     tracker: &TaskTracker,
 ) -> Vec<Arc<telemetry::SourceMetrics>> {
     let counts = sources.iter().flat_map(Source::counts).collect();
+    if sources.is_empty() {
+        // Without a sender the aggregator would end at once, its heartbeat would stop and
+        // the watchdog would kill an otherwise valid daemon: hold one until shutdown, idle.
+        tracing::warn!("{}", config::NO_SOURCE);
+        let token = shutdown.clone();
+        tracker.spawn(async move {
+            token.cancelled().await;
+            drop(readings);
+        });
+        return counts;
+    }
     for source in sources {
         let (tx, token) = (readings.clone(), shutdown.clone());
         let name = source.name();

@@ -93,7 +93,10 @@ fn main() -> ExitCode {
 
 fn validate(path: &Path) -> ExitCode {
     match Config::load(path) {
-        Ok(_) => {
+        Ok(cfg) => {
+            for w in cfg.warnings() {
+                eprintln!("{}: warning: {w}", path.display());
+            }
             println!("{}: ok", path.display());
             ExitCode::SUCCESS
         }

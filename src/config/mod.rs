@@ -44,6 +44,10 @@ pub const EXAMPLE: &str = include_str!("example.toml");
 /// The embedded configuration `citysensed demo` runs: simulated sensors, stdout output.
 pub const DEMO: &str = include_str!("demo.toml");
 
+/// What `validate` and `run` say about a configuration without sources.
+pub const NO_SOURCE: &str = "no source configured: citysensed starts and stays idle (no readings, \
+     no windows); add an [[mqtt]] or [[serial]] section";
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -308,14 +312,30 @@ impl Config {
                 "must be an address like 127.0.0.1:9273".into(),
             ));
         }
-        if self.mqtt.is_empty() && self.serial.is_empty() && self.simulator.is_none() {
-            errs.push((
-                "mqtt".into(),
-                "no source configured: add an [[mqtt]] or [[serial]] section (or [simulator])"
-                    .into(),
-            ));
-        }
         errs
+    }
+
+    /// True when no source is configured: the daemon then runs idle (see [`NO_SOURCE`]).
+    pub fn has_no_source(&self) -> bool {
+        self.mqtt.is_empty() && self.serial.is_empty() && self.simulator.is_none()
+    }
+
+    /// Things that are valid but probably not what the operator wants, for `validate` to
+    /// print. Not errors: the packaged default config has no source and prints windows, so
+    /// that it passes `validate` before the operator has edited it.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.has_no_source() {
+            warnings.push(NO_SOURCE.to_string());
+        }
+        if self.output.api == OutputApi::Stdout {
+            warnings.push(
+                "output.api = \"stdout\": windows are printed on standard output (the journal \
+                 under systemd), not sent to a store"
+                    .to_string(),
+            );
+        }
+        warnings
     }
 
     /// Tags put on every point: `gateway`, `site` (if set) and the configured extras.

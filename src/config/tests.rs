@@ -165,9 +165,22 @@ fn plain_without_quantity_is_rejected() {
 }
 
 #[test]
-fn no_source_is_an_error() {
-    let errs = parse("[gateway]\nid = \"x\"\n[output]\napi = \"stdout\"\n").unwrap_err();
-    assert!(errs.to_string().contains("no source configured"), "{errs}");
+fn no_source_is_a_warning_not_an_error() {
+    // The packaged default config has no source and must pass `validate`.
+    let cfg = parse("[gateway]\nid = \"x\"\n[output]\napi = \"stdout\"\n").unwrap();
+    assert!(cfg.has_no_source());
+    let warnings = cfg.warnings();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("no source configured")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings.iter().any(|w| w.contains("stdout")),
+        "{warnings:?}"
+    );
+    assert_eq!(parse(EXAMPLE).unwrap().warnings(), Vec::<String>::new());
 }
 
 #[test]

@@ -8,6 +8,9 @@
 //! - `tasmota/*.txt`: console commands; `Topic`/`FullTopic`/`Prefix3` must give a topic the
 //!   example's Tasmota subscription matches.
 //! - `raspberry-pi/config.txt`: turns the UART on and moves Bluetooth off it.
+//! - `raspberry-pi/*.rules`: udev rules that parse and link known USB-serial adapters under
+//!   `/dev/citysense/`; every serial `port = "..."` in the example configs and the READMEs must
+//!   be a device these files set up (`/dev/serial0`, such a link, or `/dev/serial/by-id/usb-*`).
 //! - `*.md`: documentation. Any other file fails the test until it is covered here.
 
 use std::collections::BTreeMap;
@@ -98,12 +101,16 @@ fn every_file_in_firmware_config_is_valid() {
                 check_pi_config(&text);
                 "raspberry-pi"
             }
+            (Some("raspberry-pi"), Some("rules")) => {
+                udev_links(&rel, &text);
+                "udev"
+            }
             _ => panic!("{rel}: no check covers this file; add one to tests/it/firmware_config.rs"),
         };
         *checked.entry(kind).or_default() += 1;
     }
     assert_eq!(checked.get("profile"), Some(&8), "{checked:?}");
-    for kind in ["esphome", "tasmota", "raspberry-pi", "doc"] {
+    for kind in ["esphome", "tasmota", "raspberry-pi", "udev", "doc"] {
         assert!(checked.contains_key(kind), "no {kind} file: {checked:?}");
     }
 }
@@ -240,6 +247,17 @@ fn check_pi_config(text: &str) {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .collect();
     assert!(lines.contains(&"enable_uart=1"), "{lines:?}");
+    // The Pi 5's GPIO UART, /dev/ttyAMA0 (its serial0 is the debug connector).
+    let pi5 = lines
+        .iter()
+        .position(|l| *l == "[pi5]")
+        .expect("a [pi5] section");
+    assert_eq!(lines.get(pi5 + 1), Some(&"dtparam=uart0=on"), "{lines:?}");
+    assert_eq!(
+        lines.last(),
+        Some(&"[all]"),
+        "later lines apply to every model"
+    );
     assert!(
         lines.contains(&"dtoverlay=disable-bt") || lines.contains(&"dtoverlay=miniuart-bt"),
         "{lines:?}"
@@ -251,4 +269,181 @@ fn object_ids_follow_esphome() {
     assert_eq!(object_id("PM2.5"), "pm2_5");
     assert_eq!(object_id("PM10"), "pm10");
     assert_eq!(object_id("Temperature"), "temperature");
+}
+
+/// The udev rule file for USB-serial adapters.
+const UDEV_RULES: &str = "raspberry-pi/99-citysense-serial.rules";
+/// The adapters the rule file must name: CH340 (the SDS011's), CP2102, FTDI FT232R.
+const ADAPTERS: [(&str, &str); 3] = [("1a86", "7523"), ("10c4", "ea60"), ("0403", "6001")];
+
+/// One udev rule line as (key, operator, value) triples: `KEY=="value", KEY+="value", ...`.
+fn udev_rule(line: &str) -> Result<Vec<(String, String, String)>, String> {
+    let mut rest = line.trim();
+    let mut pairs = Vec::new();
+    while !rest.is_empty() {
+        let at = rest
+            .find(['=', '!', '+', '-', ':'])
+            .ok_or_else(|| format!("no operator after {rest:?}"))?;
+        let (key, after) = rest.split_at(at);
+        let op = ["==", "!=", "+=", "-=", ":=", "="]
+            .into_iter()
+            .find(|op| after.starts_with(op))
+            .ok_or_else(|| format!("bad operator at {after:?}"))?;
+        let value = after[op.len()..]
+            .strip_prefix('"')
+            .ok_or_else(|| format!("{key}: value not quoted"))?;
+        let end = value
+            .find('"')
+            .ok_or_else(|| format!("{key}: unterminated value"))?;
+        pairs.push((
+            key.trim().to_string(),
+            op.to_string(),
+            value[..end].to_string(),
+        ));
+        rest = value[end + 1..].trim_start();
+        if let Some(r) = rest.strip_prefix(',') {
+            rest = r.trim_start();
+        } else if !rest.is_empty() {
+            return Err(format!("expected `,` before {rest:?}"));
+        }
+    }
+    Ok(pairs)
+}
+
+/// Checks the rule file and returns the device paths its active rules create. Commented-out
+/// example rules (`# SUBSYSTEM==...`) are checked the same way, so they cannot rot.
+fn udev_links(rel: &str, text: &str) -> Vec<String> {
+    let mut links = Vec::new();
+    let mut adapters = Vec::new();
+    let mut examples = 0;
+    for line in text.lines().map(str::trim) {
+        let (rule, active) = match line.strip_prefix("# ") {
+            Some(r) if r.starts_with("SUBSYSTEM") => (r, false),
+            Some(_) => continue,
+            None if line.is_empty() || line.starts_with('#') => continue,
+            None => (line, true),
+        };
+        let pairs = udev_rule(rule).unwrap_or_else(|e| panic!("{rel}: {e}: {line}"));
+        let get = |key: &str, op: &str| {
+            pairs
+                .iter()
+                .find(|(k, o, _)| k == key && o == op)
+                .map(|(_, _, v)| v.as_str())
+                .unwrap_or_else(|| panic!("{rel}: no {key}{op} in {line}"))
+        };
+        assert_eq!(get("SUBSYSTEM", "=="), "tty", "{rel}: {line}");
+        let id = (get("ATTRS{idVendor}", "=="), get("ATTRS{idProduct}", "=="));
+        for hex in [id.0, id.1] {
+            assert!(
+                hex.len() == 4 && hex.chars().all(|c| c.is_ascii_hexdigit()),
+                "{rel}: {hex:?} is not a USB id: {line}"
+            );
+        }
+        let link = get("SYMLINK", "+=");
+        assert!(link.starts_with("citysense/"), "{rel}: {link}: {line}");
+        if active {
+            let path = format!("/dev/{link}");
+            assert!(!links.contains(&path), "{rel}: {path} twice");
+            links.push(path);
+            adapters.push(format!("{}:{}", id.0, id.1));
+        } else {
+            examples += 1;
+        }
+    }
+    for (vendor, product) in ADAPTERS {
+        let want = format!("{vendor}:{product}");
+        assert!(adapters.contains(&want), "{rel}: no rule for {want}");
+    }
+    assert!(examples > 0, "{rel}: no per-socket example");
+    links
+}
+
+/// True when `port` is a device the Raspberry Pi set-up in this repository makes: the Pi's
+/// UART alias (or, on a Pi 5, UART0 itself), a link of the udev rule, or a by-id link of
+/// systemd's 60-serial.rules.
+fn port_is_set_up(port: &str, links: &[String]) -> bool {
+    port == "/dev/serial0"
+        || port == "/dev/ttyAMA0"
+        || links.iter().any(|l| l == port)
+        || port.starts_with("/dev/serial/by-id/usb-")
+}
+
+/// Every quoted `port = "..."` value in `text` (commented lines and prose too).
+fn quoted_ports(text: &str) -> Vec<String> {
+    let needle = "port = \"";
+    let mut ports = Vec::new();
+    for line in text.lines() {
+        let mut rest = line;
+        while let Some(at) = rest.find(needle) {
+            let value = &rest[at + needle.len()..];
+            let end = value.find('"').unwrap_or(value.len());
+            ports.push(value[..end].to_string());
+            rest = &value[end..];
+        }
+    }
+    ports
+}
+
+#[test]
+fn every_serial_port_named_is_one_the_pi_setup_makes() {
+    let read = |rel: &str| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    };
+    // /dev/serial0 (and the Pi 5's /dev/ttyAMA0) exist only with the UART turned on.
+    check_pi_config(&read("firmware-config/raspberry-pi/config.txt"));
+    let links = udev_links(UDEV_RULES, &read(&format!("firmware-config/{UDEV_RULES}")));
+    let gen = std::process::Command::new(env!("CARGO_BIN_EXE_citysensed"))
+        .arg("gen-config")
+        .output()
+        .unwrap();
+    assert!(gen.status.success());
+    let mut named = vec![(
+        "citysensed gen-config".to_string(),
+        String::from_utf8_lossy(&gen.stdout).to_string(),
+    )];
+    for rel in [
+        "src/config/example.toml",
+        "packaging/deb/citysense.toml",
+        "README.md",
+        "firmware-config/raspberry-pi/README.md",
+    ] {
+        named.push((rel.to_string(), read(rel)));
+    }
+    let mut bad = Vec::new();
+    for (file, text) in &named {
+        let ports = quoted_ports(text);
+        assert!(!ports.is_empty(), "{file}: names no serial port");
+        bad.extend(
+            ports
+                .into_iter()
+                .filter(|p| !port_is_set_up(p, &links))
+                .map(|p| format!("{file}: port {p:?}")),
+        );
+    }
+    assert!(
+        bad.is_empty(),
+        "ports that neither firmware-config/raspberry-pi/config.txt (/dev/serial0, /dev/ttyAMA0), \
+         firmware-config/{UDEV_RULES} \
+         nor /dev/serial/by-id/usb-* set up:\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn port_check_refuses_plug_order_names() {
+    let links = vec!["/dev/citysense/ch340".to_string()];
+    assert!(port_is_set_up("/dev/citysense/ch340", &links));
+    assert!(port_is_set_up(
+        "/dev/serial/by-id/usb-FTDI_FT232R_USB_UART_A50285BI-if00-port0",
+        &links
+    ));
+    assert!(!port_is_set_up("/dev/ttyUSB0", &links));
+    assert!(!port_is_set_up("/dev/citysense/cp2102", &links));
+    assert_eq!(
+        quoted_ports("port = 1883\n# port = \"/dev/a\" and `port = \"/dev/b\"`"),
+        ["/dev/a", "/dev/b"]
+    );
+    assert!(udev_rule(r#"SUBSYSTEM=="tty" SYMLINK+="x""#).is_err());
+    assert!(udev_rule(r#"SUBSYSTEM=="tty", SYMLINK+="x"#).is_err());
 }

@@ -19,6 +19,7 @@ mod hostile_mqtt;
 mod late_data;
 mod layers;
 mod mqtt_source;
+mod packaging;
 mod pipeline;
 mod serial;
 mod sizes;
