@@ -4,8 +4,12 @@
 # BENCHMARKS.md ("Size and cost on ARM") has the figures and what they mean.
 #
 # usage: bash scripts/bench-instructions.sh [case ...]
+#        bash scripts/bench-instructions.sh --daemon
 #   cases: json plain tasmota ttn sds011 (default: all)
-#   NO_BUILD=1 uses the ingest_cost example already built in target/release/examples/.
+#   --daemon: the whole citysensed under callgrind, fed JSON over a local mosquitto by
+#     citysense-loadgen: (Ir(2M msgs) - Ir(M msgs)) / M (scripts/bench-instructions-daemon.sh);
+#     DAEMON_MESSAGES (M, default 10000) and DAEMON_RATE (msg/s, default 1000) tune it.
+#   NO_BUILD=1 uses the binaries already built in target/release/.
 #
 # Each case is five runs of `examples/ingest_cost.rs` (the daemon's own mapping or decoding,
 # series lookup and aggregator, fed in process on a simulated clock; no broker or port), each
@@ -22,9 +26,6 @@ command -v valgrind >/dev/null || {
     echo "bench-instructions: needs valgrind (apt-get install valgrind)" >&2
     exit 1
 }
-if [ -z "${NO_BUILD:-}" ]; then
-    nice -n 5 cargo build --release --locked --example ingest_cost >&2
-fi
 bin=${CARGO_TARGET_DIR:-target}/release/examples/ingest_cost
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -52,8 +53,16 @@ params() {
     esac
 }
 
+if [ "${1:-}" = --daemon ]; then
+    # shellcheck source=scripts/bench-instructions-daemon.sh
+    . scripts/bench-instructions-daemon.sh
+    daemon
+    exit 0
+fi
+
 cases=("$@")
 [ ${#cases[@]} -gt 0 ] || cases=(json plain tasmota ttn sds011)
+[ -n "${NO_BUILD:-}" ] || nice -n 5 cargo build --release --locked --example ingest_cost >&2
 
 printf '%-8s %7s %9s %14s %10s %10s %12s %10s\n' \
     case sensors "N msgs" "total Ir (B)" "Ir/msg" "ingest" "Ir/close" "per sensor"
