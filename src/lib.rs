@@ -142,17 +142,13 @@ pub async fn run_with_clock(
     let (reading_tx, reading_rx) = mpsc::channel(cfg.aggregation.queue_capacity);
     let (batch_tx, batch_rx) = mpsc::channel(64);
     let counts = spawn_sources(sources, reading_tx, &shutdown, &tracker);
-    let start: Now = clock.now();
-    let aggregator = Aggregator::with_clock(
-        &cfg.aggregation,
-        &cfg.clock,
-        registry.clone(),
-        metrics.pipeline.clone(),
-        start,
-    )
-    .with_sources(counts)
-    .with_hooks(Some(privacy), &cfg.health, cfg.gateway_tags())
-    .with_derive(domain);
+    let parts = AggregatorParts {
+        registry: registry.clone(),
+        privacy,
+        sources: counts,
+        domain,
+    };
+    let aggregator = build_aggregator(&cfg, &metrics, parts, clock.now());
     tracker.spawn(aggregator.run(clock, reading_rx, batch_tx));
     let sink_task = tracker.spawn(sink.run(batch_rx));
     tracker.spawn(service::systemd::supervise(
@@ -166,6 +162,36 @@ pub async fn run_with_clock(
     shutdown.cancelled().await;
     stop(sink_task, &tracker, &service_stop).await;
     Ok(())
+}
+
+/// What the aggregator is built from besides the config and metrics.
+pub(crate) struct AggregatorParts {
+    pub(crate) registry: Registry,
+    pub(crate) privacy: Arc<privacy::Privacy>,
+    /// The sources' counters, for the per-source `sensor_health` points.
+    pub(crate) sources: Vec<Arc<telemetry::SourceMetrics>>,
+    pub(crate) domain: domain::Domain,
+}
+
+/// The daemon's aggregator with its hooks (privacy, health) and derived fields, starting
+/// at clock reading `start`; one place, so the in-process feed (`loadgen::feed`) measures
+/// the aggregator the daemon runs.
+pub(crate) fn build_aggregator(
+    cfg: &Config,
+    metrics: &Metrics,
+    parts: AggregatorParts,
+    start: Now,
+) -> Aggregator {
+    Aggregator::with_clock(
+        &cfg.aggregation,
+        &cfg.clock,
+        parts.registry,
+        metrics.pipeline.clone(),
+        start,
+    )
+    .with_sources(parts.sources)
+    .with_hooks(Some(parts.privacy), &cfg.health, cfg.gateway_tags())
+    .with_derive(parts.domain)
 }
 
 /// Serves `/metrics` and `/healthz` when `[metrics] listen` is set.

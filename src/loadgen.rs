@@ -6,6 +6,11 @@
 //! store are known exactly: [`Totals`] adds them up as the generator sends.
 //! Every format carries `pm2_5` (and all but `plain` also `pm10`), so a benchmark checks
 //! completeness with the sum of `pm2_5_count` fields over all windows.
+//!
+//! [`feed`] drives the same messages (and SDS011 frames) through the daemon's code in
+//! process, for instruction counts.
+
+pub mod feed;
 
 use std::fmt::Write as _;
 
@@ -151,6 +156,16 @@ pub fn message(
             payload.push_str("}}}");
         }
     }
+}
+
+/// A valid SDS011 data frame (`AA C0 PM25L PM25H PM10L PM10H ID1 ID2 CS AB`) for values in
+/// tenths of ug/m3; CS is the low byte of the sum of the six data bytes.
+pub fn sds011_frame(pm2_5: u16, pm10: u16) -> [u8; 10] {
+    let [a, b] = pm2_5.to_le_bytes();
+    let [c, d] = pm10.to_le_bytes();
+    let data = [a, b, c, d, 0x12, 0x34];
+    let cs = data.iter().fold(0u8, |s, x| s.wrapping_add(*x));
+    [0xAA, 0xC0, a, b, c, d, 0x12, 0x34, cs, 0xAB]
 }
 
 /// Writes `ms` (Unix ms, UTC) as `YYYY-MM-DDTHH:MM:SS.mmmZ`.

@@ -44,6 +44,7 @@ mod ingest;
 mod task;
 
 pub use encode::WindowBatch;
+pub(crate) use task::TICK;
 
 /// One series' state.
 struct Slot {

@@ -13,7 +13,7 @@ use crate::clock::Clock;
 use crate::reading::{now_ns, Reading, NANOS_PER_SEC};
 
 /// How often the aggregator checks for windows to close.
-const TICK: Duration = Duration::from_millis(200);
+pub(crate) const TICK: Duration = Duration::from_millis(200);
 /// Most readings taken from the input channel per wake-up.
 const RECV_BATCH: usize = 256;
 

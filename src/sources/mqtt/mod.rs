@@ -287,7 +287,7 @@ impl MqttSource {
 
     /// Pure part of a publish: payload -> readings with resolved series, appended to `out`.
     /// `received` (boot time) stamps readings whose payload carries no timestamp.
-    fn map(
+    pub(crate) fn map(
         &mut self,
         topic: &str,
         payload: &[u8],

@@ -88,9 +88,9 @@ impl SerialSource {
                     // Time of receipt, on the boot clock: serial sensors carry no clock, and
                     // the aggregator places boot times once the wall clock is trustworthy.
                     let ts = crate::clock::boot_ns();
-                    self.buf.extend_from_slice(chunk.get(..n).unwrap_or(&[]));
                     let warming = duty.awake_since.elapsed() < self.warmup;
-                    had_frames |= self.drain(ts, warming, &mut readings);
+                    let bytes = chunk.get(..n).unwrap_or(&[]);
+                    had_frames |= self.ingest(bytes, ts, warming, &mut readings);
                     for r in readings.drain(..) {
                         if out.send(r).await.is_err() {
                             return End::Stop;
@@ -99,6 +99,20 @@ impl SerialSource {
                 }
             }
         }
+    }
+
+    /// Buffers `bytes` read at `ts` and decodes every whole frame into `readings`; true if
+    /// any frame was valid. The port loop's whole per-read work, also driven by the
+    /// in-process feed of `crate::loadgen::feed`.
+    pub(crate) fn ingest(
+        &mut self,
+        bytes: &[u8],
+        ts: TimestampNs,
+        warming: bool,
+        readings: &mut Vec<Reading>,
+    ) -> bool {
+        self.buf.extend_from_slice(bytes);
+        self.drain(ts, warming, readings)
     }
 
     /// Decodes every whole frame in the buffer into `readings`; true if any frame was valid.

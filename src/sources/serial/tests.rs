@@ -7,14 +7,8 @@ use super::*;
 use crate::config::Config;
 use crate::service::metrics::Metrics;
 
-/// A valid SDS011 data frame for PM values given in tenths of ug/m3.
-pub(crate) fn sds011_frame(pm2_5: u16, pm10: u16) -> [u8; 10] {
-    let [a, b] = pm2_5.to_le_bytes();
-    let [c, d] = pm10.to_le_bytes();
-    let data = [a, b, c, d, 0x12, 0x34];
-    let cs = data.iter().fold(0u8, |s, x| s.wrapping_add(*x));
-    [0xAA, 0xC0, a, b, c, d, 0x12, 0x34, cs, 0xAB]
-}
+/// The frame builder the in-process feed uses too.
+pub(crate) use crate::loadgen::sds011_frame;
 
 fn source(serial: &str) -> (SerialSource, Registry, Arc<Metrics>) {
     let text = format!(
