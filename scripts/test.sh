@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test of citysense on a fresh Debian machine.
 # Installs the real servers the integration tests start (mosquitto, influxd 1.x,
-# VictoriaMetrics, socat, systemd-analyze) when they are missing; needs root for that (apt-get).
+# VictoriaMetrics, socat, systemd-analyze) when they are missing; needs root for that (apt-get),
+# and for the Raspberry Pi build chroot (scripts/packages.sh: debootstrap, chroot, mount).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,8 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 # systemd-analyze (tests/it/.rs) checks the unit offline; no running systemd needed.
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# The Raspberry Pi build chroot (scripts/cross/chroot.sh).
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 if [ ${#need[@]} -gt 0 ]; then
     echo "== installing test servers: ${need[*]}"
     if [ "$(id -u)" -ne 0 ]; then
@@ -38,5 +41,7 @@ echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --all-targets --locked
+echo "== Raspberry Pi builds: amd64, arm64, armhf built, tested and packaged (scripts/packages.sh)"
+bash scripts/packages.sh
 echo "== fuzz smoke (every fuzz target for a few seconds over its seeds)"
 bash scripts/fuzz-smoke.sh
