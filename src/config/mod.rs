@@ -7,6 +7,7 @@
 
 mod aggregation;
 mod clock;
+mod diff;
 mod domain;
 mod files;
 mod health;
@@ -26,6 +27,7 @@ use serde::Deserialize;
 
 pub use aggregation::{AggregationConfig, Stat, MAX_QUANTILES};
 pub use clock::{ClockConfig, SyncMode};
+pub use diff::{config_hash, restart_keys};
 pub use domain::{
     AqiConfig, EaqiSetting, FootfallConfig, HumidityCorrectionConfig, HumidityMethod,
     LkiTopEdgeConfig, Rebase, RhFromSetting,
@@ -220,6 +222,12 @@ impl Config {
     /// directory) the way the daemon opens them. Every error found is returned, each with
     /// file, line and key.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        Config::load_with_text(path).map(|(cfg, _)| cfg)
+    }
+
+    /// [`Config::load`], also returning the text the config was read from (its
+    /// [`config_hash`] names the running config in `/metrics`).
+    pub fn load_with_text(path: &Path) -> Result<(Config, String), ConfigErrors> {
         let text = read(path)?;
         let (cfg, mut errors) = Config::parse_with_errors(&text, path)?;
         errors.extend(
@@ -228,7 +236,7 @@ impl Config {
                 .map(|(key, msg)| locate::semantic(&text, path, &key, msg)),
         );
         if errors.is_empty() {
-            Ok(cfg)
+            Ok((cfg, text))
         } else {
             Err(ConfigErrors(errors))
         }
