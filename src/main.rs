@@ -68,8 +68,8 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { config } => Ok(validate(&config)),
-        Command::Run { config } => match Config::load(&config) {
-            Ok(cfg) => daemon(cfg, None),
+        Command::Run { config } => match Config::load_with_text(&config) {
+            Ok((cfg, text)) => daemon(cfg, None, Some((config, text))),
             Err(errors) => {
                 eprintln!("{errors}");
                 Ok(ExitCode::from(2))
@@ -77,7 +77,7 @@ fn main() -> ExitCode {
         },
         Command::Demo { seconds } => Config::parse(DEMO, Path::new("<embedded demo>"))
             .map_err(|e| anyhow::anyhow!("embedded demo config: {e}"))
-            .and_then(|cfg| daemon(cfg, seconds.map(Duration::from_secs))),
+            .and_then(|cfg| daemon(cfg, seconds.map(Duration::from_secs), None)),
         Command::Spool {
             command: SpoolCommand::Inspect { config, dir },
         } => inspect(&config, dir),
@@ -127,7 +127,12 @@ fn init_logging() {
     }
 }
 
-fn daemon(cfg: Config, limit: Option<Duration>) -> anyhow::Result<ExitCode> {
+/// Runs the daemon; `file` (path and text of the config) makes SIGHUP reload it.
+fn daemon(
+    cfg: Config,
+    limit: Option<Duration>,
+    file: Option<(PathBuf, String)>,
+) -> anyhow::Result<ExitCode> {
     init_logging();
     tune_malloc();
     // reqwest and our MQTT TLS config both pin ring; installing it as the process default
@@ -140,12 +145,27 @@ fn daemon(cfg: Config, limit: Option<Duration>) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
+        // Installed first: SIGHUP's default action would end the process.
+        let reloads = reload_requests();
         let signals = shutdown.clone();
         tokio::spawn(async move {
             wait_for_signal(limit).await;
             signals.cancel();
         });
-        citysense::run(cfg, shutdown).await
+        match file {
+            Some((path, text)) => {
+                let reloader = citysense::reload::Reloader {
+                    path,
+                    hash: citysense::config::config_hash(&text),
+                    requests: reloads,
+                };
+                citysense::run_reloadable(cfg, shutdown, reloader).await
+            }
+            None => {
+                drop(reloads);
+                citysense::run(cfg, shutdown).await
+            }
+        }
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -167,6 +187,28 @@ fn tune_malloc() {
             tracing::debug!("mallopt(M_MMAP_THRESHOLD) refused; default allocator tuning");
         }
     }
+}
+
+/// One request per SIGHUP; requests arriving during a reload are merged into one more.
+/// Without a config file (the demo) they are logged and ignored.
+fn reload_requests() -> tokio::sync::mpsc::Receiver<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    match signal(SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP received");
+                    if tx.is_closed() {
+                        tracing::warn!("reload needs a config file; SIGHUP ignored");
+                    }
+                    let _ = tx.try_send(());
+                }
+            });
+        }
+        Err(e) => tracing::error!(error = %e, "cannot install the SIGHUP handler; no reload"),
+    }
+    rx
 }
 
 async fn wait_for_signal(limit: Option<Duration>) {

@@ -121,6 +121,11 @@ impl Occupancy {
         }
     }
 
+    /// Takes the re-base rule of `other` (a reload); the zones' running values stay.
+    pub fn rebase_as(&mut self, other: Occupancy) {
+        self.rebase = other.rebase;
+    }
+
     /// Adds `net` (in - out) of the window starting at `window_start` to `zone`; returns the
     /// occupancy after it, never below 0.
     pub fn update(&mut self, zone: &str, window_start: TimestampNs, net: f64) -> f64 {

@@ -66,11 +66,16 @@ impl Metrics {
     /// Registers a source and returns its counters.
     pub fn source(&self, kind: &'static str, name: &str) -> Arc<SourceMetrics> {
         let m = Arc::new(SourceMetrics::new(kind, name));
-        self.sources
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(m.clone());
+        self.add_source(m.clone());
         m
+    }
+
+    /// Registers a source's counters (once: a reload hands a replacement its predecessor's).
+    pub fn add_source(&self, source: Arc<SourceMetrics>) {
+        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        if !sources.iter().any(|s| Arc::ptr_eq(s, &source)) {
+            sources.push(source);
+        }
     }
 
     pub fn dropped_count(&self, reason: DropReason) -> u64 {

@@ -80,6 +80,14 @@ impl Sink {
         Ok(Sink::Store { spool, uplink })
     }
 
+    /// The uplink, for a reload to hand new output settings; `None` for stdout.
+    pub fn uplink(&self) -> Option<Uplink> {
+        match self {
+            Sink::Stdout => None,
+            Sink::Store { uplink, .. } => Some(uplink.clone()),
+        }
+    }
+
     /// Consumes window batches until the channel closes, then lets the uplink drain.
     pub async fn run(self, mut input: mpsc::Receiver<WindowBatch>) {
         match self {

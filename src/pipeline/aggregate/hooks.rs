@@ -23,7 +23,7 @@ pub(super) struct Hooks {
     health: Option<Tracker>,
     gateway_tags: Vec<(String, String)>,
     /// The sources' own counters, for the per-source `sensor_health` points.
-    sources: Vec<Arc<SourceMetrics>>,
+    pub(super) sources: Vec<Arc<SourceMetrics>>,
     /// Windows below this were closed for privacy and health; `i64::MIN` until the first.
     pub(super) closed_before: i64,
 }
