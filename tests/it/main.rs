@@ -21,6 +21,7 @@ mod layers;
 mod mqtt_source;
 mod packaging;
 mod pipeline;
+mod reload;
 mod serial;
 mod sizes;
 mod soak;
