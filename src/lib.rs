@@ -23,9 +23,7 @@
 //! - [`line_protocol`]: the encoder (and parser) of InfluxDB line protocol.
 //! - [`spool`]: the crash-safe bounded disk buffer.
 //! - [`sinks`]: stdout, and the uplink to InfluxDB v1/v2-compatible stores.
-//! - [`service`]: metrics, health endpoint, systemd.
-//! - [`reload`]: SIGHUP: the config re-read, checked and applied to the running sources,
-//!   aggregator and uplink.
+//! - [`service`]: metrics, health endpoint, systemd, config reload (SIGHUP).
 //!
 //! ## Layers
 //!
@@ -34,8 +32,8 @@
 //!
 //! | layer | modules | what they are |
 //! |---|---|---|
-//! | 8 run | `lib.rs`, `main.rs`, `bin`, `loadgen`, `reload` | wiring, the CLI, the load generator, config reload |
-//! | 7 service | `service` | metrics endpoint, health, systemd |
+//! | 8 run | `lib.rs`, `main.rs`, `bin`, `loadgen` | wiring, the CLI, the load generator |
+//! | 7 service | `service` | metrics endpoint, health, systemd, config reload |
 //! | 6 edges | `sources`, `sinks` | tasks that talk to sensors, brokers and stores |
 //! | 5 pipeline | `pipeline` | the aggregator: windows, close, encode |
 //! | 4 components | `clock`, `privacy`, `health`, `domain` | what a window means, when it is |
@@ -61,7 +59,6 @@ pub mod loadgen;
 pub mod pipeline;
 pub mod privacy;
 pub mod reading;
-pub mod reload;
 pub mod service;
 pub mod sinks;
 pub mod sources;
@@ -80,8 +77,8 @@ use crate::clock::{Clock, Now};
 use crate::config::Config;
 use crate::pipeline::aggregate::Aggregator;
 use crate::reading::Registry;
-use crate::reload::{Control, Downstream, Reloader};
 use crate::service::metrics::Metrics;
+use crate::service::reload::{Control, Downstream, Reloader};
 use crate::sinks::Sink;
 use crate::sources::SourceError;
 
@@ -132,7 +129,7 @@ pub async fn run_with_clock(
     run_inner(cfg, shutdown, metrics, clock, None).await
 }
 
-/// [`run`], re-reading the config at each request of `reloader` (SIGHUP): see [`reload`].
+/// [`run`], re-reading the config at each request of `reloader` (SIGHUP): see [`service::reload`].
 pub async fn run_reloadable(
     cfg: Config,
     shutdown: CancellationToken,

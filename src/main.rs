@@ -154,7 +154,7 @@ fn daemon(
         });
         match file {
             Some((path, text)) => {
-                let reloader = citysense::reload::Reloader {
+                let reloader = citysense::service::reload::Reloader {
                     path,
                     hash: citysense::config::config_hash(&text),
                     requests: reloads,

@@ -26,12 +26,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::metrics::Metrics;
+use super::systemd;
 use crate::config::{self, Config, MqttConfig, SerialConfig, SimulatorConfig};
 use crate::pipeline::aggregate::Reconfigure;
 use crate::privacy::Privacy;
 use crate::reading::{Reading, Registry};
-use crate::service::metrics::Metrics;
-use crate::service::systemd;
 use crate::sinks::{Uplink, Writer};
 use crate::sources::{mqtt::MqttSource, serial::SerialSource, simulator::Simulator};
 use crate::sources::{Source, SourceError};
