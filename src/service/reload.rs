@@ -3,7 +3,7 @@
 //! A reload reads and validates the file the daemon started from, like `validate` does.
 //! - Invalid: every error is logged (file:line: key), `result="invalid"` is counted and the
 //!   running config stays.
-//! - Valid but changing a setting that needs a restart ([`restart_keys`]): the keys are
+//! - Valid but changing a setting that needs a restart ([`config::restart_keys`]): the keys are
 //!   logged, `result="refused"` is counted and the running config stays.
 //! - Otherwise it is applied, `result="ok"`: the new sources are built first (a failure there
 //!   counts as invalid and changes nothing), then sources whose section changed or went are
