@@ -22,6 +22,7 @@
 //! - [`health`]: `sensor_health` points (stale, stuck, out of range) per sensor and window.
 //! - [`line_protocol`]: the encoder (and parser) of InfluxDB line protocol.
 //! - [`spool`]: the crash-safe bounded disk buffer.
+//! - [`state`]: the state file (counter totals, occupancy, intervals) kept across restarts.
 //! - [`sinks`]: stdout, and the uplink to InfluxDB v1/v2-compatible stores.
 //! - [`service`]: metrics, health endpoint, systemd.
 //!
@@ -38,7 +39,7 @@
 //! | 5 pipeline | `pipeline` | the aggregator: windows, close, encode |
 //! | 4 components | `clock`, `privacy`, `health`, `domain` | what a window means, when it is |
 //! | 3 config | `config` | the TOML file and its checks |
-//! | 2 formats | `line_protocol`, `decode`, `spool` | pure codecs and the disk buffer |
+//! | 2 formats | `line_protocol`, `decode`, `spool`, `state` | pure codecs, the disk buffer and the state file |
 //! | 1 primitives | `time`, `telemetry`, `fs_limits`, `backoff` | time parsing, counters and rate limits, bounded file reads, reconnect delays |
 //! | 0 data | `reading` | the shared data type |
 //!
@@ -63,6 +64,7 @@ pub mod service;
 pub mod sinks;
 pub mod sources;
 pub mod spool;
+pub mod state;
 pub mod telemetry;
 pub mod time;
 
@@ -142,14 +144,17 @@ pub async fn run_with_clock(
     let (reading_tx, reading_rx) = mpsc::channel(cfg.aggregation.queue_capacity);
     let (batch_tx, batch_rx) = mpsc::channel(64);
     let counts = spawn_sources(sources, reading_tx, &shutdown, &tracker);
+    let (state, state_writer) = pipeline::persist::open(&cfg, &metrics.pipeline).unzip();
     let parts = AggregatorParts {
         registry: registry.clone(),
         privacy,
         sources: counts,
         domain,
+        state,
     };
     let aggregator = build_aggregator(&cfg, &metrics, parts, clock.now());
     tracker.spawn(aggregator.run(clock, reading_rx, batch_tx));
+    let state_task = state_writer.map(|w| tracker.spawn(w.run()));
     let sink_task = tracker.spawn(sink.run(batch_rx));
     tracker.spawn(service::systemd::supervise(
         metrics.clone(),
@@ -161,6 +166,10 @@ pub async fn run_with_clock(
     tracing::info!(gateway = %cfg.gateway.id, "citysensed running");
     shutdown.cancelled().await;
     stop(sink_task, &tracker, &service_stop).await;
+    if let Some(task) = state_task {
+        // Ends right after the aggregator's final snapshot; bounded by the same deadline.
+        let _ = tokio::time::timeout(STOP_DEADLINE, task).await;
+    }
     Ok(())
 }
 
@@ -171,6 +180,8 @@ pub(crate) struct AggregatorParts {
     /// The sources' counters, for the per-source `sensor_health` points.
     pub(crate) sources: Vec<Arc<telemetry::SourceMetrics>>,
     pub(crate) domain: domain::Domain,
+    /// The state file, `None` when off.
+    pub(crate) state: Option<pipeline::persist::StateFile>,
 }
 
 /// The daemon's aggregator with its hooks (privacy, health) and derived fields, starting
@@ -192,6 +203,7 @@ pub(crate) fn build_aggregator(
     .with_sources(parts.sources)
     .with_hooks(Some(parts.privacy), &cfg.health, cfg.gateway_tags())
     .with_derive(parts.domain)
+    .with_state(parts.state, start)
 }
 
 /// Serves `/metrics` and `/healthz` when `[metrics] listen` is set.

@@ -23,6 +23,7 @@
 //!   [`Aggregator::flush`]) and their re-emission when late readings correct them;
 //! - `encode.rs`: closed windows to points, one [`WindowBatch`] per close;
 //! - `hooks.rs`: the privacy path's and sensor health's share of readings and closes;
+//! - `state.rs`: what survives a restart (counter totals, occupancy, sensor intervals);
 //! - `task.rs`: the task loop ([`Aggregator::run`]): input, tick, flush at the end.
 
 use std::sync::Arc;
@@ -41,6 +42,7 @@ mod close;
 mod encode;
 mod hooks;
 mod ingest;
+mod state;
 mod task;
 
 pub use encode::WindowBatch;
@@ -81,6 +83,8 @@ pub struct Aggregator {
     hooks: hooks::Hooks,
     /// Derived fields: indices, humidity correction, footfall (`crate::domain`).
     derive: Domain,
+    /// The state file: restore at start, snapshots after closes (`state.rs`).
+    persist: state::Persist,
 }
 
 impl Aggregator {
@@ -136,6 +140,7 @@ impl Aggregator {
             metrics,
             hooks: hooks::Hooks::default(),
             derive: Domain::default(),
+            persist: state::Persist::default(),
         };
         agg.observe(now);
         agg
