@@ -1,8 +1,9 @@
 //! The aggregator's state across restarts (see [`crate::pipeline::persist`] for when and
 //! where it is written, [`crate::state`] for the format). Sections:
 //! - `counters`: per counter series (key, kind), the last total of a `counter_total` and the
-//!   sums of its retained windows, so that the chain continues and a window a restart cuts in
-//!   two is re-emitted whole (its point overwritten with the full sum, not the second part);
+//!   sums of its windows not closed yet (open, or flushed as partial at stop), so that the
+//!   chain continues and a window a restart cuts in two is re-emitted whole (its point
+//!   overwritten with the full sum, not the second part);
 //! - `occupancy`: per zone, the running value, its re-base date and recent nets
 //!   ([`crate::domain::footfall::ZoneSnapshot`]);
 //! - `sensor_intervals`: learned reporting intervals ([`crate::health::tracker`]).
@@ -45,7 +46,7 @@ struct CounterEntry {
     /// Last total (`counter_total` only).
     #[serde(default)]
     total: Option<f64>,
-    /// (window start ns, sum) of the retained windows with a non-zero sum.
+    /// (window start ns, sum) of the windows not closed yet, with a non-zero sum.
     #[serde(default)]
     windows: Vec<(TimestampNs, f64)>,
     /// When it was last live (the save's time).
@@ -139,8 +140,11 @@ impl Aggregator {
             .as_ref()
             .map_or("", |f| f.gateway.as_str());
         let mut doc = StateDoc::new(gateway, now);
-        let mut counters = self.counter_entries(now);
-        let since = self.timeline.start_of(self.timeline.retain_before());
+        // Windows emitted by a close are whole; those not emitted yet (open, or flushed as
+        // partial at stop) are what a restart cuts in two.
+        let from = self.timeline.emit_before();
+        let since = self.timeline.start_of(from);
+        let mut counters = self.counter_entries(now, from);
         let mut zones = self.derive.occupancy.snapshot(since);
         let intervals = match &self.hooks.health {
             Some(h) => h.intervals(MAX_ENTRIES),
@@ -162,15 +166,16 @@ impl Aggregator {
         doc
     }
 
-    /// The live counter series, then the restored ones not seen again yet.
-    fn counter_entries(&self, now: TimestampNs) -> Vec<CounterEntry> {
+    /// The live counter series with their windows from `from` on, then the restored ones not
+    /// seen again yet.
+    fn counter_entries(&self, now: TimestampNs, from: i64) -> Vec<CounterEntry> {
         let mut out = Vec::new();
         for slot in self.slots.iter().flatten() {
             if slot.info.kind.kind == QuantityKind::Gauge {
                 continue;
             }
             let windows: Vec<(TimestampNs, f64)> = (slot.state.window_sums())
-                .filter(|(_, sum)| sum.is_finite() && *sum != 0.0)
+                .filter(|(w, sum)| *w >= from && sum.is_finite() && *sum != 0.0)
                 .map(|(w, sum)| (self.timeline.start_of(w), sum))
                 .collect();
             let total = slot.total.last();
