@@ -22,6 +22,7 @@
 //! - [`health`]: `sensor_health` points (stale, stuck, out of range) per sensor and window.
 //! - [`line_protocol`]: the encoder (and parser) of InfluxDB line protocol.
 //! - [`spool`]: the crash-safe bounded disk buffer.
+//! - [`state`]: the state file (counter totals, occupancy, intervals) kept across restarts.
 //! - [`sinks`]: stdout, and the uplink to InfluxDB v1/v2-compatible stores.
 //! - [`service`]: metrics, health endpoint, systemd, config reload (SIGHUP).
 //!
@@ -38,7 +39,7 @@
 //! | 5 pipeline | `pipeline` | the aggregator: windows, close, encode |
 //! | 4 components | `clock`, `privacy`, `health`, `domain` | what a window means, when it is |
 //! | 3 config | `config` | the TOML file and its checks |
-//! | 2 formats | `line_protocol`, `decode`, `spool` | pure codecs and the disk buffer |
+//! | 2 formats | `line_protocol`, `decode`, `spool`, `state` | pure codecs, the disk buffer and the state file |
 //! | 1 primitives | `time`, `telemetry`, `fs_limits`, `backoff` | time parsing, counters and rate limits, bounded file reads, reconnect delays |
 //! | 0 data | `reading` | the shared data type |
 //!
@@ -63,6 +64,7 @@ pub mod service;
 pub mod sinks;
 pub mod sources;
 pub mod spool;
+pub mod state;
 pub mod telemetry;
 pub mod time;
 
@@ -165,11 +167,13 @@ async fn run_inner(
 
     let (batch_tx, batch_rx) = mpsc::channel(64);
     control.start(sources);
+    let (state, state_writer) = pipeline::persist::open(&cfg, &metrics.pipeline).unzip();
     let parts = AggregatorParts {
         registry: registry.clone(),
         privacy,
         sources: control.counts(),
         domain,
+        state,
     };
     let (update_tx, update_rx) = mpsc::channel(1);
     let aggregator = build_aggregator(&cfg, &metrics, parts, clock.now()).with_updates(update_rx);
@@ -178,6 +182,7 @@ async fn run_inner(
         aggregator: update_tx,
         uplink: sink.uplink(),
     };
+    let state_task = state_writer.map(|w| tracker.spawn(w.run()));
     let sink_task = tracker.spawn(sink.run(batch_rx));
     let gateway = cfg.gateway.id.clone();
     tracker.spawn(control.run(cfg, reloader, down));
@@ -191,6 +196,10 @@ async fn run_inner(
     tracing::info!(%gateway, "citysensed running");
     shutdown.cancelled().await;
     stop(sink_task, &tracker, &service_stop).await;
+    if let Some(task) = state_task {
+        // Ends right after the aggregator's final snapshot; bounded by the same deadline.
+        let _ = tokio::time::timeout(STOP_DEADLINE, task).await;
+    }
     Ok(())
 }
 
@@ -201,6 +210,8 @@ pub(crate) struct AggregatorParts {
     /// The sources' counters, for the per-source `sensor_health` points.
     pub(crate) sources: Vec<Arc<telemetry::SourceMetrics>>,
     pub(crate) domain: domain::Domain,
+    /// The state file, `None` when off.
+    pub(crate) state: Option<pipeline::persist::StateFile>,
 }
 
 /// The daemon's aggregator with its hooks (privacy, health) and derived fields, starting
@@ -222,6 +233,7 @@ pub(crate) fn build_aggregator(
     .with_sources(parts.sources)
     .with_hooks(Some(parts.privacy), &cfg.health, cfg.gateway_tags())
     .with_derive(parts.domain)
+    .with_state(parts.state, start)
 }
 
 /// Serves `/metrics` and `/healthz` when `[metrics] listen` is set.

@@ -69,6 +69,8 @@ pub fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
     check(differs(&old.privacy, &new.privacy), "[privacy]");
     check(differs(&old.health, &new.health), "[health]");
     check(differs(&old.clock, &new.clock), "[clock]");
+    // The state file is read once at start and written by a task opened then.
+    check(differs(&old.state, &new.state), "[state]");
     keys
 }
 

@@ -17,6 +17,7 @@ mod output;
 mod privacy;
 mod serial;
 mod spans;
+mod state;
 mod tls;
 mod topic;
 
@@ -38,6 +39,7 @@ pub use mqtt::{MqttConfig, PayloadFormat, SubscriptionConfig, TimestampFormat, T
 pub use output::{OutputApi, OutputConfig};
 pub use privacy::PrivacyConfig;
 pub use serial::{ProfileProblem, ProfileSpec, ProfileTable, SerialConfig};
+pub use state::StateConfig;
 pub use tls::TlsProblem;
 pub use topic::{Captures, TopicError, TopicPattern};
 
@@ -94,6 +96,9 @@ pub struct Config {
     /// Footfall occupancy settings. Default: re-base at 04:00 Europe/Amsterdam.
     #[serde(default)]
     pub footfall: FootfallConfig,
+    /// The state file kept across restarts. Default: see [`StateConfig`].
+    #[serde(default)]
+    pub state: StateConfig,
 }
 
 /// `[gateway]`
@@ -306,6 +311,7 @@ impl Config {
             h.check(&format!("humidity_correction[{i}]"), &mut errs);
         }
         self.footfall.check(&mut errs);
+        self.state.check(&mut errs);
         if self.spool.max_bytes < MIN_SPOOL_BYTES {
             errs.push((
                 "spool.max_bytes".into(),

@@ -24,6 +24,7 @@
 //! - `encode.rs`: closed windows to points, one [`WindowBatch`] per close;
 //! - `hooks.rs`: the privacy path's and sensor health's share of readings and closes;
 //! - `reconfigure.rs`: a reload's new settings, taken between closes;
+//! - `state.rs`: what survives a restart (counter totals, occupancy, sensor intervals);
 //! - `task.rs`: the task loop ([`Aggregator::run`]): input, tick, flush at the end.
 
 use std::sync::Arc;
@@ -43,6 +44,7 @@ mod encode;
 mod hooks;
 mod ingest;
 mod reconfigure;
+mod state;
 mod task;
 
 pub use encode::WindowBatch;
@@ -86,6 +88,8 @@ pub struct Aggregator {
     derive: Domain,
     /// Settings a reload sends (`reconfigure.rs`); none unless `with_updates` is called.
     updates: Option<tokio::sync::mpsc::Receiver<Reconfigure>>,
+    /// The state file: restore at start, snapshots after closes (`state.rs`).
+    persist: state::Persist,
 }
 
 impl Aggregator {
@@ -135,6 +139,7 @@ impl Aggregator {
             hooks: hooks::Hooks::default(),
             derive: Domain::default(),
             updates: None,
+            persist: state::Persist::default(),
         };
         agg.observe(now);
         agg

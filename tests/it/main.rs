@@ -29,6 +29,7 @@ mod spool_corruption;
 mod spool_daemon;
 mod spool_disk_full;
 mod spool_recovery;
+mod state;
 mod store_outage;
 mod systemd_unit;
 mod ttn;

@@ -20,7 +20,7 @@ use crate::telemetry::SourceMetrics;
 /// Optional state; both parts are off by default (unit tests of the window code).
 pub(super) struct Hooks {
     privacy: Option<WindowSketches>,
-    health: Option<Tracker>,
+    pub(super) health: Option<Tracker>,
     gateway_tags: Vec<(String, String)>,
     /// The sources' own counters, for the per-source `sensor_health` points.
     pub(super) sources: Vec<Arc<SourceMetrics>>,
