@@ -230,6 +230,10 @@ impl Uplink {
                 inner.events.operator_error(url, status, &body);
                 inner.max_backoff
             }
+            Outcome::Tls { failure, detail } => {
+                inner.events.tls_refused(url, failure, &detail);
+                inner.max_backoff
+            }
             Outcome::Written | Outcome::BadData { .. } | Outcome::TooLarge => BASE_BACKOFF,
         }
     }
