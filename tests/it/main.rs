@@ -29,6 +29,7 @@ mod spool_daemon;
 mod spool_disk_full;
 mod spool_recovery;
 mod store_outage;
+mod store_tls;
 mod systemd_unit;
 mod ttn;
 mod uplink_faults;
