@@ -36,7 +36,7 @@ pub use domain::{
 pub use health::{HealthConfig, DEFAULT_RANGES};
 pub use locate::{ConfigError, ConfigErrors};
 pub use mqtt::{MqttConfig, PayloadFormat, SubscriptionConfig, TimestampFormat, TlsConfig};
-pub use output::{OutputApi, OutputConfig};
+pub use output::{OutputApi, OutputConfig, PROXY_NONE};
 pub use privacy::PrivacyConfig;
 pub use serial::{ProfileProblem, ProfileSpec, ProfileTable, SerialConfig};
 pub use state::StateConfig;

@@ -6,6 +6,7 @@
 //! only after the store answered 2xx.
 
 mod bisect;
+pub mod connect;
 mod events;
 pub mod influx;
 mod metrics;

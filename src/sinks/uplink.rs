@@ -263,6 +263,10 @@ impl Uplink {
                 inner.events.operator_error(url, status, &body);
                 max_backoff
             }
+            Outcome::Tls { failure, detail } => {
+                inner.events.tls_refused(url, failure, &detail);
+                max_backoff
+            }
             Outcome::Written | Outcome::BadData { .. } | Outcome::TooLarge => BASE_BACKOFF,
         }
     }

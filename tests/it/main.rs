@@ -31,6 +31,7 @@ mod spool_disk_full;
 mod spool_recovery;
 mod state;
 mod store_outage;
+mod store_tls;
 mod systemd_unit;
 mod ttn;
 mod uplink_faults;
