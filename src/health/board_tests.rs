@@ -186,3 +186,15 @@ fn this_host_has_the_basic_fields() {
     assert!(s.mem_available_bytes.is_some() && s.rss_bytes.is_some_and(|r| r > 0));
     assert!(s.disk_free_bytes.is_some() && s.spool_bytes == Some(0));
 }
+
+#[test]
+fn the_config_switch() {
+    let on = crate::config::GatewayHealthConfig::default();
+    assert!(on.enabled && on.root == Path::new("/"));
+    assert!(BoardReader::build(&on, Path::new("/tmp")).is_some());
+    let text = "[gateway]\nid = \"g\"\n[output]\napi = \"stdout\"\n\
+                [gateway_health]\nenabled = false\nroot = \"/host\"\n";
+    let cfg = crate::config::Config::parse(text, Path::new("t.toml")).expect("parses");
+    assert_eq!(cfg.gateway_health.root, Path::new("/host"));
+    assert!(BoardReader::build(&cfg.gateway_health, Path::new("/tmp")).is_none());
+}
