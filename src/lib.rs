@@ -19,7 +19,8 @@
 //! - [`pipeline`]: windows and the aggregator task.
 //! - [`domain`]: what closed windows mean: air-quality indices, humidity correction, footfall.
 //! - [`privacy`]: device identifiers -> per-window keyed hashes -> HyperLogLog counts only.
-//! - [`health`]: `sensor_health` points (stale, stuck, out of range) per sensor and window.
+//! - [`health`]: `sensor_health` points (stale, stuck, out of range) per sensor and window,
+//!   and the gateway's own `gateway_health` point (board temperature, throttling, disk, ...).
 //! - [`line_protocol`]: the encoder (and parser) of InfluxDB line protocol.
 //! - [`spool`]: the crash-safe bounded disk buffer.
 //! - [`state`]: the state file (counter totals, occupancy, intervals) kept across restarts.
@@ -232,6 +233,10 @@ pub(crate) fn build_aggregator(
     )
     .with_sources(parts.sources)
     .with_hooks(Some(parts.privacy), &cfg.health, cfg.gateway_tags())
+    .with_board(health::board::BoardReader::build(
+        &cfg.gateway_health,
+        &cfg.spool.dir(),
+    ))
     .with_derive(parts.domain)
     .with_state(parts.state, start)
 }

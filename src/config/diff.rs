@@ -71,6 +71,11 @@ pub fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
     check(differs(&old.clock, &new.clock), "[clock]");
     // The state file is read once at start and written by a task opened then.
     check(differs(&old.state, &new.state), "[state]");
+    // The board reader finds its sysfs paths once, when the aggregator is built.
+    check(
+        differs(&old.gateway_health, &new.gateway_health),
+        "[gateway_health]",
+    );
     keys
 }
 

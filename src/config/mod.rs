@@ -33,7 +33,7 @@ pub use domain::{
     AqiConfig, EaqiSetting, FootfallConfig, HumidityCorrectionConfig, HumidityMethod,
     LkiTopEdgeConfig, Rebase, RhFromSetting,
 };
-pub use health::{HealthConfig, DEFAULT_RANGES};
+pub use health::{GatewayHealthConfig, HealthConfig, DEFAULT_RANGES};
 pub use locate::{ConfigError, ConfigErrors};
 pub use mqtt::{MqttConfig, PayloadFormat, SubscriptionConfig, TimestampFormat, TlsConfig};
 pub use output::{OutputApi, OutputConfig, PROXY_NONE};
@@ -84,6 +84,9 @@ pub struct Config {
     /// `sensor_health` points. Default: see [`HealthConfig`].
     #[serde(default)]
     pub health: HealthConfig,
+    /// The gateway's own `gateway_health` points. Default: on.
+    #[serde(default)]
+    pub gateway_health: GatewayHealthConfig,
     /// Clock sync detection and step handling. Default: see [`ClockConfig`].
     #[serde(default)]
     pub clock: ClockConfig,

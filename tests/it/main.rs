@@ -13,6 +13,7 @@ mod clock;
 mod dashboards;
 mod domain_aq;
 mod firmware_config;
+mod gateway_health;
 mod harness_smoke;
 mod health;
 mod hostile_mqtt;
