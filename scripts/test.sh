@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test of citysense on a fresh Debian machine.
 # Installs the real servers the integration tests start (mosquitto, influxd 1.x,
-# VictoriaMetrics, socat, systemd-analyze) when they are missing; needs root for that (apt-get),
+# VictoriaMetrics, nginx, socat, systemd-analyze) when they are missing; needs root for that (apt-get),
 # and for the Raspberry Pi build chroot (scripts/packages.sh: debootstrap, chroot, mount).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,9 +12,11 @@ command -v influxd >/dev/null 2>&1 || need+=(influxdb)
 command -v victoria-metrics >/dev/null 2>&1 || need+=(victoria-metrics)
 command -v socat >/dev/null 2>&1 || need+=(socat)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# nginx terminates mutual TLS in front of VictoriaMetrics (tests/it/store_tls.rs).
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 # cargo fuzz builds libFuzzer from C++ source (scripts/fuzz-smoke.sh).
 command -v g++ >/dev/null 2>&1 || need+=(g++)
-# systemd-analyze (tests/it/.rs) checks the unit offline; no running systemd needed.
+# systemd-analyze (tests/it/systemd_unit.rs) checks the unit offline; no running systemd needed.
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 # The Raspberry Pi build chroot (scripts/cross/chroot.sh).
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
@@ -29,7 +31,7 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 # The packages enable system services; tests start their own servers on free ports.
-for svc in mosquitto influxdb victoria-metrics; do
+for svc in mosquitto influxdb victoria-metrics nginx; do
     if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
         systemctl stop "$svc" || true
     fi

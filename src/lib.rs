@@ -19,26 +19,28 @@
 //! - [`pipeline`]: windows and the aggregator task.
 //! - [`domain`]: what closed windows mean: air-quality indices, humidity correction, footfall.
 //! - [`privacy`]: device identifiers -> per-window keyed hashes -> HyperLogLog counts only.
-//! - [`health`]: `sensor_health` points (stale, stuck, out of range) per sensor and window.
+//! - [`health`]: `sensor_health` points (stale, stuck, out of range) per sensor and window,
+//!   and the gateway's own `gateway_health` point (board temperature, throttling, disk, ...).
 //! - [`line_protocol`]: the encoder (and parser) of InfluxDB line protocol.
 //! - [`spool`]: the crash-safe bounded disk buffer.
+//! - [`state`]: the state file (counter totals, occupancy, intervals) kept across restarts.
 //! - [`sinks`]: stdout, and the uplink to InfluxDB v1/v2-compatible stores.
-//! - [`service`]: metrics, health endpoint, systemd.
+//! - [`service`]: metrics, health endpoint, systemd, config reload (SIGHUP).
 //!
 //! ## Layers
 //!
 //! Read the crate bottom-up: each module imports only from layers strictly below its own
-//! (`tests/it/.rs` checks it against this table), so the code flows the way the data does.
+//! (`tests/it/layers.rs` checks it against this table), so the code flows the way the data does.
 //!
 //! | layer | modules | what they are |
 //! |---|---|---|
 //! | 8 run | `lib.rs`, `main.rs`, `bin`, `loadgen` | wiring, the CLI, the load generator |
-//! | 7 service | `service` | metrics endpoint, health, systemd |
+//! | 7 service | `service` | metrics endpoint, health, systemd, config reload |
 //! | 6 edges | `sources`, `sinks` | tasks that talk to sensors, brokers and stores |
 //! | 5 pipeline | `pipeline` | the aggregator: windows, close, encode |
 //! | 4 components | `clock`, `privacy`, `health`, `domain` | what a window means, when it is |
 //! | 3 config | `config` | the TOML file and its checks |
-//! | 2 formats | `line_protocol`, `decode`, `spool` | pure codecs and the disk buffer |
+//! | 2 formats | `line_protocol`, `decode`, `spool`, `state` | pure codecs, the disk buffer and the state file |
 //! | 1 primitives | `time`, `telemetry`, `fs_limits`, `backoff` | time parsing, counters and rate limits, bounded file reads, reconnect delays |
 //! | 0 data | `reading` | the shared data type |
 //!
@@ -63,6 +65,7 @@ pub mod service;
 pub mod sinks;
 pub mod sources;
 pub mod spool;
+pub mod state;
 pub mod telemetry;
 pub mod time;
 
@@ -78,9 +81,9 @@ use crate::config::Config;
 use crate::pipeline::aggregate::Aggregator;
 use crate::reading::Registry;
 use crate::service::metrics::Metrics;
+use crate::service::reload::{Control, Downstream, Reloader};
 use crate::sinks::Sink;
-use crate::sources::serial::SerialSource;
-use crate::sources::{mqtt::MqttSource, simulator::Simulator, Source, SourceError};
+use crate::sources::SourceError;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -126,31 +129,64 @@ pub async fn run_with_clock(
     metrics: std::sync::Arc<Metrics>,
     clock: Clock,
 ) -> Result<(), RunError> {
+    run_inner(cfg, shutdown, metrics, clock, None).await
+}
+
+/// [`run`], re-reading the config at each request of `reloader` (SIGHUP): see [`service::reload`].
+pub async fn run_reloadable(
+    cfg: Config,
+    shutdown: CancellationToken,
+    reloader: Reloader,
+) -> Result<(), RunError> {
+    let clock = Clock::System(cfg.clock.sync);
+    run_inner(cfg, shutdown, Metrics::new(), clock, Some(reloader)).await
+}
+
+async fn run_inner(
+    cfg: Config,
+    shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
+    clock: Clock,
+    reloader: Option<Reloader>,
+) -> Result<(), RunError> {
     let registry = Registry::with_limit(cfg.aggregation.max_series);
     let privacy = Arc::new(privacy::Privacy::new(
         &cfg.privacy,
         &cfg.aggregation,
         metrics.privacy.clone(),
     ));
-    let sources = build_sources(&cfg, &registry, &metrics, &privacy)?;
+    let tracker = TaskTracker::new();
+    let (reading_tx, reading_rx) = mpsc::channel(cfg.aggregation.queue_capacity);
+    let mut control = Control::new(
+        reading_tx, &shutdown, &tracker, &registry, &metrics, &privacy,
+    );
+    let sources = control.build_all(&cfg)?;
     let sink = Sink::build(&cfg, metrics.sink.clone())?;
     let domain = domain::Domain::build(&cfg)?;
-    let tracker = TaskTracker::new();
     let service_stop = CancellationToken::new();
     serve_metrics(&cfg, &metrics, &tracker, &service_stop).await?;
 
-    let (reading_tx, reading_rx) = mpsc::channel(cfg.aggregation.queue_capacity);
     let (batch_tx, batch_rx) = mpsc::channel(64);
-    let counts = spawn_sources(sources, reading_tx, &shutdown, &tracker);
+    control.start(sources);
+    let (state, state_writer) = pipeline::persist::open(&cfg, &metrics.pipeline).unzip();
     let parts = AggregatorParts {
         registry: registry.clone(),
         privacy,
-        sources: counts,
+        sources: control.counts(),
         domain,
+        state,
     };
-    let aggregator = build_aggregator(&cfg, &metrics, parts, clock.now());
+    let (update_tx, update_rx) = mpsc::channel(1);
+    let aggregator = build_aggregator(&cfg, &metrics, parts, clock.now()).with_updates(update_rx);
     tracker.spawn(aggregator.run(clock, reading_rx, batch_tx));
+    let down = Downstream {
+        aggregator: update_tx,
+        uplink: sink.uplink(),
+    };
+    let state_task = state_writer.map(|w| tracker.spawn(w.run()));
     let sink_task = tracker.spawn(sink.run(batch_rx));
+    let gateway = cfg.gateway.id.clone();
+    tracker.spawn(control.run(cfg, reloader, down));
     tracker.spawn(service::systemd::supervise(
         metrics.clone(),
         service_stop.clone(),
@@ -158,9 +194,13 @@ pub async fn run_with_clock(
     tracker.close();
 
     service::systemd::ready();
-    tracing::info!(gateway = %cfg.gateway.id, "citysensed running");
+    tracing::info!(%gateway, "citysensed running");
     shutdown.cancelled().await;
     stop(sink_task, &tracker, &service_stop).await;
+    if let Some(task) = state_task {
+        // Ends right after the aggregator's final snapshot; bounded by the same deadline.
+        let _ = tokio::time::timeout(STOP_DEADLINE, task).await;
+    }
     Ok(())
 }
 
@@ -171,6 +211,8 @@ pub(crate) struct AggregatorParts {
     /// The sources' counters, for the per-source `sensor_health` points.
     pub(crate) sources: Vec<Arc<telemetry::SourceMetrics>>,
     pub(crate) domain: domain::Domain,
+    /// The state file, `None` when off.
+    pub(crate) state: Option<pipeline::persist::StateFile>,
 }
 
 /// The daemon's aggregator with its hooks (privacy, health) and derived fields, starting
@@ -191,7 +233,12 @@ pub(crate) fn build_aggregator(
     )
     .with_sources(parts.sources)
     .with_hooks(Some(parts.privacy), &cfg.health, cfg.gateway_tags())
+    .with_board(health::board::BoardReader::build(
+        &cfg.gateway_health,
+        &cfg.spool.dir(),
+    ))
     .with_derive(parts.domain)
+    .with_state(parts.state, start)
 }
 
 /// Serves `/metrics` and `/healthz` when `[metrics] listen` is set.
@@ -219,40 +266,6 @@ async fn serve_metrics(
     Ok(())
 }
 
-/// Starts every source on its own task and returns the counts handles the aggregator reads
-/// for the per-source `sensor_health` points.
-fn spawn_sources(
-    sources: Vec<Source>,
-    readings: mpsc::Sender<reading::Reading>,
-    shutdown: &CancellationToken,
-    tracker: &TaskTracker,
-) -> Vec<Arc<telemetry::SourceMetrics>> {
-    let counts = sources.iter().flat_map(Source::counts).collect();
-    if sources.is_empty() {
-        // Without a sender the aggregator would end at once, its heartbeat would stop and
-        // the watchdog would kill an otherwise valid daemon: hold one until shutdown, idle.
-        tracing::warn!("{}", config::NO_SOURCE);
-        let token = shutdown.clone();
-        tracker.spawn(async move {
-            token.cancelled().await;
-            drop(readings);
-        });
-        return counts;
-    }
-    for source in sources {
-        let (tx, token) = (readings.clone(), shutdown.clone());
-        let name = source.name();
-        tracker.spawn(async move {
-            if let Err(e) = source.run(tx, token).await {
-                tracing::error!(source = %name, error = %e, "source stopped with an error");
-            }
-        });
-    }
-    // Only the sources hold senders once `readings` drops here: the aggregator ends when they
-    // all have.
-    counts
-}
-
 /// The orderly stop: the sources are already cancelled; wait for the sink to drain the
 /// pipeline (bounded by [`STOP_DEADLINE`]), then stop the service tasks.
 async fn stop(
@@ -277,29 +290,4 @@ async fn stop(
     {
         tracing::warn!(tasks = tracker.len(), "tasks still running at exit");
     }
-}
-
-fn build_sources(
-    cfg: &Config,
-    registry: &Registry,
-    metrics: &Metrics,
-    privacy: &Arc<privacy::Privacy>,
-) -> Result<Vec<Source>, SourceError> {
-    let tags = cfg.gateway_tags();
-    let mut sources = Vec::new();
-    for m in &cfg.mqtt {
-        let sm = metrics.source("mqtt", &m.display_name());
-        let src = MqttSource::build(m, &cfg.gateway.id, tags.clone(), registry.clone(), sm)?
-            .with_privacy(privacy.clone());
-        sources.push(Source::Mqtt(Box::new(src)));
-    }
-    for s in &cfg.serial {
-        let sm = metrics.source("serial", &s.name);
-        let src = SerialSource::build(s, &tags, registry, sm)?;
-        sources.push(Source::Serial(Box::new(src)));
-    }
-    if let Some(sim) = &cfg.simulator {
-        sources.push(Source::Simulator(Simulator::build(sim, &tags, registry)?));
-    }
-    Ok(sources)
 }

@@ -16,8 +16,41 @@ use tokio_util::sync::CancellationToken;
     about = "Smart-city sensor gateway daemon"
 )]
 struct Cli {
+    /// Log line format on stderr: `text` (key=value; without timestamps under the journal)
+    /// or `json` (one object per line, for log shippers). Also `CITYSENSE_LOG_FORMAT`.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The environment variable that sets the log format when `--log-format` is not given.
+const LOG_FORMAT_ENV: &str = "CITYSENSE_LOG_FORMAT";
+
+impl LogFormat {
+    /// The flag, else `CITYSENSE_LOG_FORMAT`, else text. An unknown value in the environment
+    /// is an error rather than a silent fallback: the shipper would get lines it cannot parse.
+    fn choose(flag: Option<LogFormat>) -> anyhow::Result<LogFormat> {
+        use clap::ValueEnum as _;
+        if let Some(f) = flag {
+            return Ok(f);
+        }
+        match std::env::var(LOG_FORMAT_ENV) {
+            Ok(v) if v.trim().is_empty() => Ok(LogFormat::Text),
+            Ok(v) => LogFormat::from_str(v.trim(), true).map_err(|_| {
+                anyhow::anyhow!("{LOG_FORMAT_ENV}={v:?}: expected \"text\" or \"json\"")
+            }),
+            Err(std::env::VarError::NotPresent) => Ok(LogFormat::Text),
+            Err(e) => Err(anyhow::anyhow!("{LOG_FORMAT_ENV}: {e}")),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -62,14 +95,15 @@ enum SpoolCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let log_format = cli.log_format;
     let result = match cli.command {
         Command::GenConfig => {
             print!("{EXAMPLE}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { config } => Ok(validate(&config)),
-        Command::Run { config } => match Config::load(&config) {
-            Ok(cfg) => daemon(cfg, None),
+        Command::Run { config } => match Config::load_with_text(&config) {
+            Ok((cfg, text)) => daemon(cfg, None, Some((config, text)), log_format),
             Err(errors) => {
                 eprintln!("{errors}");
                 Ok(ExitCode::from(2))
@@ -77,7 +111,7 @@ fn main() -> ExitCode {
         },
         Command::Demo { seconds } => Config::parse(DEMO, Path::new("<embedded demo>"))
             .map_err(|e| anyhow::anyhow!("embedded demo config: {e}"))
-            .and_then(|cfg| daemon(cfg, seconds.map(Duration::from_secs))),
+            .and_then(|cfg| daemon(cfg, seconds.map(Duration::from_secs), None, log_format)),
         Command::Spool {
             command: SpoolCommand::Inspect { config, dir },
         } => inspect(&config, dir),
@@ -108,14 +142,21 @@ fn validate(path: &Path) -> ExitCode {
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("CITYSENSE_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    if format == LogFormat::Json {
+        // One flat object per line (`timestamp`, `level`, `target`, `message`, the event's
+        // fields): what Vector, Fluent Bit, Promtail and journald's JSON parsers expect.
+        builder.json().flatten_event(true).init();
+        return;
+    }
+    let builder = builder
         .with_target(false)
         // Colour codes only on a terminal: a pipe or log file gets plain `key=value` text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
@@ -127,8 +168,14 @@ fn init_logging() {
     }
 }
 
-fn daemon(cfg: Config, limit: Option<Duration>) -> anyhow::Result<ExitCode> {
-    init_logging();
+/// Runs the daemon; `file` (path and text of the config) makes SIGHUP reload it.
+fn daemon(
+    cfg: Config,
+    limit: Option<Duration>,
+    file: Option<(PathBuf, String)>,
+    log_format: Option<LogFormat>,
+) -> anyhow::Result<ExitCode> {
+    init_logging(LogFormat::choose(log_format)?);
     tune_malloc();
     // reqwest and our MQTT TLS config both pin ring; installing it as the process default
     // as well means no code path can hit rustls' "no provider" panic.
@@ -140,12 +187,27 @@ fn daemon(cfg: Config, limit: Option<Duration>) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
+        // Installed first: SIGHUP's default action would end the process.
+        let reloads = reload_requests();
         let signals = shutdown.clone();
         tokio::spawn(async move {
             wait_for_signal(limit).await;
             signals.cancel();
         });
-        citysense::run(cfg, shutdown).await
+        match file {
+            Some((path, text)) => {
+                let reloader = citysense::service::reload::Reloader {
+                    path,
+                    hash: citysense::config::config_hash(&text),
+                    requests: reloads,
+                };
+                citysense::run_reloadable(cfg, shutdown, reloader).await
+            }
+            None => {
+                drop(reloads);
+                citysense::run(cfg, shutdown).await
+            }
+        }
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -167,6 +229,28 @@ fn tune_malloc() {
             tracing::debug!("mallopt(M_MMAP_THRESHOLD) refused; default allocator tuning");
         }
     }
+}
+
+/// One request per SIGHUP; requests arriving during a reload are merged into one more.
+/// Without a config file (the demo) they are logged and ignored.
+fn reload_requests() -> tokio::sync::mpsc::Receiver<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    match signal(SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP received");
+                    if tx.is_closed() {
+                        tracing::warn!("reload needs a config file; SIGHUP ignored");
+                    }
+                    let _ = tx.try_send(());
+                }
+            });
+        }
+        Err(e) => tracing::error!(error = %e, "cannot install the SIGHUP handler; no reload"),
+    }
+    rx
 }
 
 async fn wait_for_signal(limit: Option<Duration>) {

@@ -73,6 +73,11 @@ impl ClockTracker {
         self.trusted
     }
 
+    /// The sync check's latest answer (false before the first observation).
+    pub fn synced(&self) -> bool {
+        self.last_synced == Some(true)
+    }
+
     /// The last observed `wall - boot`; `None` before the first observation.
     pub fn offset(&self) -> Option<i64> {
         self.offset

@@ -38,6 +38,11 @@ pub(super) fn check(cfg: &Config) -> Vec<(String, String)> {
     }
     if out.api != OutputApi::Stdout {
         spool_dir(cfg, &mut errs);
+        if let Some(tls) = &out.tls {
+            if let Err(p) = tls.client_config() {
+                errs.push((format!("output.tls.{}", p.key), p.message));
+            }
+        }
     }
     for (i, m) in cfg.mqtt.iter().enumerate() {
         // The source reads the password file only to go with a user name.

@@ -1,7 +1,9 @@
 //! `[health]`: settings of the `sensor_health` points (`crate::health`), and the built-in
-//! plausible ranges.
+//! plausible ranges; `[gateway_health]`: the gateway's own board health points
+//! (`crate::health::board`).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -127,5 +129,32 @@ impl HealthConfig {
             .iter()
             .find(|(q, _, _)| *q == quantity)
             .map(|(_, lo, hi)| (*lo, *hi))
+    }
+}
+
+/// `[gateway_health]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayHealthConfig {
+    /// Write one `gateway_health` point per window (CPU temperature, throttling, load,
+    /// memory, disk, spool, uptime, RSS, clock sync). Default: true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Directory under which `proc/` and `sys/` are read: "/" unless the host's are mounted
+    /// elsewhere (a container with the host's `/proc` and `/sys` under `/host`). Default: "/".
+    #[serde(default = "default_root")]
+    pub root: PathBuf,
+}
+
+fn default_root() -> PathBuf {
+    PathBuf::from("/")
+}
+
+impl Default for GatewayHealthConfig {
+    fn default() -> Self {
+        GatewayHealthConfig {
+            enabled: true,
+            root: default_root(),
+        }
     }
 }

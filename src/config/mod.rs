@@ -7,6 +7,7 @@
 
 mod aggregation;
 mod clock;
+mod diff;
 mod domain;
 mod files;
 mod health;
@@ -16,6 +17,7 @@ mod output;
 mod privacy;
 mod serial;
 mod spans;
+mod state;
 mod tls;
 mod topic;
 
@@ -26,16 +28,18 @@ use serde::Deserialize;
 
 pub use aggregation::{AggregationConfig, Stat, MAX_QUANTILES};
 pub use clock::{ClockConfig, SyncMode};
+pub use diff::{config_hash, restart_keys};
 pub use domain::{
     AqiConfig, EaqiSetting, FootfallConfig, HumidityCorrectionConfig, HumidityMethod,
     LkiTopEdgeConfig, Rebase, RhFromSetting,
 };
-pub use health::{HealthConfig, DEFAULT_RANGES};
+pub use health::{GatewayHealthConfig, HealthConfig, DEFAULT_RANGES};
 pub use locate::{ConfigError, ConfigErrors};
 pub use mqtt::{MqttConfig, PayloadFormat, SubscriptionConfig, TimestampFormat, TlsConfig};
-pub use output::{OutputApi, OutputConfig};
+pub use output::{OutputApi, OutputConfig, PROXY_NONE};
 pub use privacy::PrivacyConfig;
 pub use serial::{ProfileProblem, ProfileSpec, ProfileTable, SerialConfig};
+pub use state::StateConfig;
 pub use tls::TlsProblem;
 pub use topic::{Captures, TopicError, TopicPattern};
 
@@ -80,6 +84,9 @@ pub struct Config {
     /// `sensor_health` points. Default: see [`HealthConfig`].
     #[serde(default)]
     pub health: HealthConfig,
+    /// The gateway's own `gateway_health` points. Default: on.
+    #[serde(default)]
+    pub gateway_health: GatewayHealthConfig,
     /// Clock sync detection and step handling. Default: see [`ClockConfig`].
     #[serde(default)]
     pub clock: ClockConfig,
@@ -92,6 +99,9 @@ pub struct Config {
     /// Footfall occupancy settings. Default: re-base at 04:00 Europe/Amsterdam.
     #[serde(default)]
     pub footfall: FootfallConfig,
+    /// The state file kept across restarts. Default: see [`StateConfig`].
+    #[serde(default)]
+    pub state: StateConfig,
 }
 
 /// `[gateway]`
@@ -220,6 +230,12 @@ impl Config {
     /// directory) the way the daemon opens them. Every error found is returned, each with
     /// file, line and key.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        Config::load_with_text(path).map(|(cfg, _)| cfg)
+    }
+
+    /// [`Config::load`], also returning the text the config was read from (its
+    /// [`config_hash`] names the running config in `/metrics`).
+    pub fn load_with_text(path: &Path) -> Result<(Config, String), ConfigErrors> {
         let text = read(path)?;
         let (cfg, mut errors) = Config::parse_with_errors(&text, path)?;
         errors.extend(
@@ -228,7 +244,7 @@ impl Config {
                 .map(|(key, msg)| locate::semantic(&text, path, &key, msg)),
         );
         if errors.is_empty() {
-            Ok(cfg)
+            Ok((cfg, text))
         } else {
             Err(ConfigErrors(errors))
         }
@@ -298,6 +314,7 @@ impl Config {
             h.check(&format!("humidity_correction[{i}]"), &mut errs);
         }
         self.footfall.check(&mut errs);
+        self.state.check(&mut errs);
         if self.spool.max_bytes < MIN_SPOOL_BYTES {
             errs.push((
                 "spool.max_bytes".into(),

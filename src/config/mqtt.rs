@@ -55,7 +55,8 @@ const fn default_keep_alive() -> u64 {
     30
 }
 
-/// `[mqtt.tls]`
+/// `[mqtt.tls]` and `[output.tls]`. A relative file name is looked up in
+/// `$CREDENTIALS_DIRECTORY` first (systemd `LoadCredential=`), like the secrets.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {

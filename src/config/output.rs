@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::TlsConfig;
+
 /// Which write API the store speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -67,7 +69,20 @@ pub struct OutputConfig {
     /// Longest wait between retries in seconds (also caps `Retry-After`). Default: 60.
     #[serde(default = "default_max_backoff_secs")]
     pub max_backoff_secs: u64,
+    /// Proxy for the store: an `http://` or `https://` URL (credentials in it are sent as
+    /// proxy Basic auth and never logged), or "none" to connect directly whatever the
+    /// environment says. Default: the environment (`https_proxy`, `http_proxy`, `all_proxy`,
+    /// `no_proxy`, upper or lower case).
+    #[serde(default)]
+    pub proxy: Option<String>,
+    /// `[output.tls]`: CA file, client certificate and key for an `https://` store, as in
+    /// `[mqtt.tls]`. Default: the system CAs and no client certificate.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
 }
+
+/// `proxy` value that turns proxies off, the environment's included.
+pub const PROXY_NONE: &str = "none";
 
 const fn default_max_request_bytes() -> usize {
     4 << 20
@@ -131,5 +146,37 @@ impl OutputConfig {
         if self.timeout_secs == 0 {
             errs.push(("output.timeout_secs".into(), "must be > 0".into()));
         }
+        if self.tls.is_some()
+            && self
+                .url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("http://"))
+        {
+            errs.push((
+                "output.tls".into(),
+                "applies to an https:// url only; output.url is http://".into(),
+            ));
+        }
+        if let Some(p) = self.proxy.as_deref().and_then(proxy_problem) {
+            errs.push(("output.proxy".into(), p));
+        }
+    }
+}
+
+/// Why `proxy` cannot be used. The message never repeats the URL: it may hold a password.
+fn proxy_problem(proxy: &str) -> Option<String> {
+    if proxy == PROXY_NONE {
+        return None;
+    }
+    match reqwest::Url::parse(proxy) {
+        Err(e) => Some(format!(
+            "not a valid URL ({e}); use http://host:port or \"none\""
+        )),
+        Ok(u) if !matches!(u.scheme(), "http" | "https") => Some(format!(
+            "scheme {}: must be http:// or https:// (or \"none\")",
+            u.scheme()
+        )),
+        Ok(u) if u.host_str().is_none_or(str::is_empty) => Some("has no host".into()),
+        Ok(_) => None,
     }
 }

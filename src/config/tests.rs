@@ -269,3 +269,30 @@ fn domain_errors_are_located() {
         "{errs}"
     );
 }
+
+#[test]
+fn output_tls_needs_https_and_proxy_must_be_a_proxy_url() {
+    let store = |extra: &str| {
+        MINIMAL.replace(
+            "api = \"stdout\"",
+            &format!("api = \"v1\"\nurl = \"http://s:8086\"\ndb = \"d\"\n{extra}"),
+        )
+    };
+    let keys = |text: &str| -> Vec<(String, String)> {
+        let errs = Config::parse(text, Path::new("t.toml")).unwrap_err();
+        errs.0.into_iter().map(|e| (e.key, e.message)).collect()
+    };
+    let errs = keys(&store("[output.tls]\nca_file = \"/ca.pem\""));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].0, "output.tls");
+    let errs = keys(&store("proxy = \"socks5://u:secret@p:1080\""));
+    assert_eq!(errs[0].0, "output.proxy", "{errs:?}");
+    assert!(
+        errs[0].1.contains("must be http:// or https://"),
+        "{errs:?}"
+    );
+    assert!(!errs[0].1.contains("secret"), "{errs:?}");
+    for ok in ["proxy = \"none\"", "proxy = \"http://u:p@proxy:3128\""] {
+        Config::parse(&store(ok), Path::new("t.toml")).unwrap();
+    }
+}

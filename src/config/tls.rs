@@ -1,22 +1,25 @@
-//! `[mqtt.tls]` -> the rustls client configuration of an MQTT connection. It lives with the
-//! config because `validate` builds it too ([`super::files`]), so it refuses exactly what the
-//! source would.
+//! `[mqtt.tls]` and `[output.tls]` -> the rustls client configuration of an MQTT connection
+//! or of the store's HTTP client. It lives with the config because `validate` builds it too
+//! ([`super::files`]), so it refuses exactly what the source and the uplink would.
 //!
 //! The crypto provider is chosen explicitly (ring, the one reqwest also uses) instead of the
 //! process default: with two providers linked in, rustls cannot pick one by itself and panics
-//! at the first handshake. PEM files are read bounded (see [`crate::fs_limits`]).
+//! at the first handshake. PEM files are read bounded (see [`crate::fs_limits`]), and a
+//! relative name is looked up in `$CREDENTIALS_DIRECTORY` first, like the secrets: a client
+//! key is one, and systemd's `LoadCredential=` is how a unit gets it without making it
+//! readable to the service user on disk. Errors name files, never their content.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
 
 use super::TlsConfig;
 use crate::fs_limits::{self, MAX_PEM_BYTES};
 
-/// Why no client config could be built: the `[mqtt.tls]` key at fault and a message.
+/// Why no client config could be built: the `tls` key at fault and a message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TlsProblem {
     /// `ca_file`, `client_cert_file` or `client_key_file`.
@@ -74,7 +77,7 @@ fn build(cfg: &TlsConfig) -> Result<Arc<ClientConfig>, TlsProblem> {
                 ));
             }
             let key = PrivateKeyDer::from_pem_slice(&read_pem(key, "client_key_file")?)
-                .map_err(|e| problem("client_key_file", format!("{}: {e}", key.display())))?;
+                .map_err(|e| problem("client_key_file", key_error(key, &e)))?;
             builder
                 .with_client_auth_cert(chain, key)
                 .map_err(|e| problem("client_key_file", format!("client certificate: {e}")))?
@@ -110,7 +113,17 @@ fn file_roots(path: &Path) -> Result<RootCertStore, TlsProblem> {
     Ok(roots)
 }
 
+/// What is wrong with a key file, by kind only: a PEM error can quote a line or a byte of
+/// the file, and no part of a key may reach a log.
+fn key_error(path: &Path, e: &pem::Error) -> String {
+    match e {
+        pem::Error::NoItemsFound => format!("{}: no PEM private key in it", path.display()),
+        _ => format!("{}: not a valid PEM private key", path.display()),
+    }
+}
+
 fn read_pem(path: &Path, key: &'static str) -> Result<Vec<u8>, TlsProblem> {
-    fs_limits::read(path, MAX_PEM_BYTES, "a PEM file")
+    let path = fs_limits::credential_path(path);
+    fs_limits::read(&path, MAX_PEM_BYTES, "a PEM file")
         .map_err(|e| problem(key, format!("cannot read {}: {e}", path.display())))
 }

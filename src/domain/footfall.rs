@@ -56,6 +56,18 @@ pub struct TotalCounter {
 }
 
 impl TotalCounter {
+    /// A counter whose previous total `last` was saved by an earlier run (state file); an
+    /// unusable value starts it afresh.
+    pub fn restored(last: f64) -> TotalCounter {
+        let last = (last.is_finite() && last >= 0.0).then_some(last);
+        TotalCounter { last }
+    }
+
+    /// The last total seen, for the state file.
+    pub fn last(&self) -> Option<f64> {
+        self.last
+    }
+
     /// The increment since the previous total, and what happened; see the module doc.
     pub fn step(&mut self, total: f64, wrap: Option<u64>) -> (f64, Step) {
         let v = if total.is_finite() {
@@ -121,6 +133,11 @@ impl Occupancy {
         }
     }
 
+    /// Takes the re-base rule of `other` (a reload); the zones' running values stay.
+    pub fn rebase_as(&mut self, other: Occupancy) {
+        self.rebase = other.rebase;
+    }
+
     /// Adds `net` (in - out) of the window starting at `window_start` to `zone`; returns the
     /// occupancy after it, never below 0.
     pub fn update(&mut self, zone: &str, window_start: TimestampNs, net: f64) -> f64 {
@@ -150,6 +167,71 @@ impl Occupancy {
         };
         state.value = (state.value + delta).max(0.0);
         state.value
+    }
+}
+
+/// One zone's occupancy as saved in the state file (section `occupancy`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ZoneSnapshot {
+    pub zone: String,
+    pub occupancy: f64,
+    /// The re-base period (local date, `2026-01-10`) the value belongs to; `None` without
+    /// re-base. A restored zone from another period re-bases at its next window.
+    pub period: Option<String>,
+    /// (window start ns, net) applied for windows that may still be re-emitted.
+    #[serde(default)]
+    pub applied: Vec<(TimestampNs, f64)>,
+}
+
+impl Occupancy {
+    /// Every zone, sorted by name, with the nets applied for windows starting at or after
+    /// `since` (older ones can no longer be corrected).
+    pub fn snapshot(&self, since: TimestampNs) -> Vec<ZoneSnapshot> {
+        let mut zones: Vec<ZoneSnapshot> = (self.zones.iter())
+            .map(|(zone, s)| ZoneSnapshot {
+                zone: zone.clone(),
+                occupancy: s.value,
+                period: s.period.map(|d| d.to_string()),
+                applied: s
+                    .applied
+                    .iter()
+                    .filter(|(w, _)| *w >= since)
+                    .copied()
+                    .collect(),
+            })
+            .collect();
+        zones.sort_by(|a, b| a.zone.cmp(&b.zone));
+        zones
+    }
+
+    /// Takes back the zones of [`Occupancy::snapshot`]; returns how many were usable (finite,
+    /// not negative, a valid date), at most [`MAX_ZONES`].
+    pub fn restore(&mut self, zones: Vec<ZoneSnapshot>) -> usize {
+        let mut n = 0;
+        for z in zones {
+            let period = match &z.period {
+                Some(p) => match p.parse::<Date>() {
+                    Ok(d) => Some(d),
+                    Err(_) => continue,
+                },
+                None => None,
+            };
+            if !(z.occupancy.is_finite() && z.occupancy >= 0.0) || self.zones.len() >= MAX_ZONES {
+                continue;
+            }
+            let applied = (z.applied.into_iter())
+                .filter(|(_, net)| net.is_finite())
+                .take(APPLIED_WINDOWS)
+                .collect();
+            let state = ZoneState {
+                value: z.occupancy,
+                period,
+                applied,
+            };
+            self.zones.insert(z.zone, state);
+            n += 1;
+        }
+        n
     }
 }
 
@@ -291,6 +373,41 @@ mod tests {
         assert_eq!(o.update("z", 86_400 * 3 * NANOS_PER_SEC, 1.0), 3.0);
         assert!(Rebase::parse("04:00", "Mars/Olympus_Mons").is_err());
         assert!(Rebase::parse("4am", "Europe/Amsterdam").is_err());
+    }
+
+    #[test]
+    fn occupancy_snapshot_restores_value_period_and_applied() {
+        let mut o = amsterdam("04:00");
+        o.update("z", ts("2026-01-10T10:00:00Z"), 5.0);
+        o.update("z", ts("2026-01-10T10:01:00Z"), 2.0);
+        let snap = o.snapshot(ts("2026-01-10T10:01:00Z"));
+        assert_eq!(snap[0].period.as_deref(), Some("2026-01-10"));
+        assert_eq!(snap[0].applied, vec![(ts("2026-01-10T10:01:00Z"), 2.0)]);
+        let mut back = amsterdam("04:00");
+        assert_eq!(back.restore(snap), 1);
+        // Continues; the re-emitted window replaces its net; the next day re-bases.
+        assert_eq!(back.update("z", ts("2026-01-10T10:02:00Z"), 1.0), 8.0);
+        assert_eq!(back.update("z", ts("2026-01-10T10:01:00Z"), 3.0), 9.0);
+        assert_eq!(back.update("z", ts("2026-01-11T03:00:00Z"), 1.0), 1.0);
+        let bad = |occupancy: f64, period: &str| ZoneSnapshot {
+            zone: "b".into(),
+            occupancy,
+            period: Some(period.into()),
+            applied: vec![],
+        };
+        assert_eq!(back.restore(vec![bad(f64::NAN, "2026-01-10")]), 0);
+        assert_eq!(back.restore(vec![bad(-1.0, "2026-01-10")]), 0);
+        assert_eq!(back.restore(vec![bad(1.0, "2026-13-40")]), 0);
+    }
+
+    #[test]
+    fn a_restored_total_continues_the_chain() {
+        let mut c = TotalCounter::restored(100.0);
+        assert_eq!(c.step(107.0, None), (7.0, Step::Up));
+        // The device rebooted while the daemon was down: the saved total is discarded.
+        let mut c = TotalCounter::restored(100.0);
+        assert_eq!(c.step(3.0, None), (3.0, Step::Reset));
+        assert_eq!(TotalCounter::restored(f64::NAN).last(), None);
     }
 
     #[test]

@@ -150,6 +150,21 @@ impl Domain {
         })
     }
 
+    /// Takes `new`'s settings (a reload) and keeps the running state: occupancy per zone stays,
+    /// re-based by `new`'s rule from the next window on.
+    pub fn reconfigure(&mut self, new: Domain) {
+        let Domain {
+            eaqi,
+            lki,
+            humidity,
+            occupancy,
+        } = new;
+        self.eaqi = eaqi;
+        self.lki = lki;
+        self.humidity = humidity;
+        self.occupancy.rebase_as(occupancy);
+    }
+
     /// Fields derived from one close's windows; `input` is sorted by (window, group). `stats`
     /// names each entry of `WindowValue::values`; `window_secs` is the averaging period.
     pub fn derive(

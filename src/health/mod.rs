@@ -19,10 +19,54 @@
 //! Per source (tags `source`, `source_kind`): `source_up` (connected), `messages` and
 //! `bad_input` (malformed payloads, checksum errors) counted since the previous close.
 
+//!
+//! The gateway's own health (`gateway_health`, one point per window) is read by
+//! [`board::BoardReader`].
+
+pub mod board;
 pub mod tracker;
 
-use crate::telemetry::expose;
+use crate::telemetry::{expose, RateLimit};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+/// A `gateway_health` source, for the count of read failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BoardSource {
+    Thermal,
+    Throttled,
+    Loadavg,
+    Meminfo,
+    Uptime,
+    Rss,
+    Disk,
+    Spool,
+}
+
+impl BoardSource {
+    pub const ALL: [BoardSource; 8] = [
+        BoardSource::Thermal,
+        BoardSource::Throttled,
+        BoardSource::Loadavg,
+        BoardSource::Meminfo,
+        BoardSource::Uptime,
+        BoardSource::Rss,
+        BoardSource::Disk,
+        BoardSource::Spool,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            BoardSource::Thermal => "thermal",
+            BoardSource::Throttled => "throttled",
+            BoardSource::Loadavg => "loadavg",
+            BoardSource::Meminfo => "meminfo",
+            BoardSource::Uptime => "uptime",
+            BoardSource::Rss => "rss",
+            BoardSource::Disk => "disk",
+            BoardSource::Spool => "spool",
+        }
+    }
+}
 
 /// Gauges of the last window closed, and counters; sensor-level detail is in the store.
 #[derive(Debug, Default)]
@@ -32,6 +76,9 @@ pub struct HealthMetrics {
     pub sensors_stuck: AtomicI64,
     pub sensors_warming_up: AtomicI64,
     pub out_of_range: AtomicU64,
+    /// `gateway_health` sources present but unreadable, by [`BoardSource`].
+    pub board_read_errors: [AtomicU64; BoardSource::ALL.len()],
+    pub(crate) board_log: RateLimit,
 }
 
 impl HealthMetrics {
@@ -54,6 +101,15 @@ impl HealthMetrics {
             "citysense_readings_out_of_range",
             "Readings outside their quantity's plausible range (kept, flagged).",
             self.out_of_range.load(Relaxed),
+        )?;
+        expose::counters(
+            e,
+            "citysense_gateway_health_read_errors",
+            "Gateway health sources present but unreadable (left out of the point).",
+            BoardSource::ALL.map(|s| {
+                let n = self.board_read_errors[s as usize].load(Relaxed);
+                ([("source", s.label())], n)
+            }),
         )
     }
 }

@@ -69,6 +69,8 @@ pub struct Tracker {
     windows: Vec<WindowCounts>,
     /// (messages, bad input) per source at the previous close.
     sources_prev: HashMap<String, (u64, u64)>,
+    /// Intervals restored from the state file, waiting for their sensors.
+    restored: state::Pending,
 }
 
 impl Tracker {
@@ -83,6 +85,7 @@ impl Tracker {
             ranges: Vec::new(),
             windows: Vec::new(),
             sources_prev: HashMap::new(),
+            restored: state::Pending::new(),
         }
     }
 
@@ -167,11 +170,12 @@ impl Tracker {
             let sensor = *self.sensor_index.entry(tags.clone()).or_insert(next);
             if sensor == next {
                 reserve_some(&mut self.sensors, next as usize + 1);
+                let interval_ns = self.claim_interval(&tags);
                 self.sensors.push(SensorHealth {
                     tags,
                     first_ts: r.ts,
                     last_ts: r.ts,
-                    interval_ns: 0.0,
+                    interval_ns,
                     up_since: r.ts,
                 });
             }
@@ -354,6 +358,10 @@ fn reserve_some<T>(v: &mut Vec<T>, len: usize) {
         v.reserve_exact(target - v.len());
     }
 }
+
+#[path = "tracker_state.rs"]
+mod state;
+pub use state::IntervalSnapshot;
 
 #[cfg(test)]
 #[path = "tracker_tests.rs"]

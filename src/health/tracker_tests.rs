@@ -236,3 +236,35 @@ fn per_series_state_stays_small() {
     assert_eq!(std::mem::size_of::<Option<SeriesHealth>>(), 24);
     assert_eq!(std::mem::size_of::<SensorHealth>(), 48);
 }
+
+#[test]
+fn learned_intervals_survive_a_restart() {
+    let mut f = fixture(HealthConfig::default());
+    // Sensor a reports every 15 minutes (windows of 1 minute).
+    for i in 0..3 {
+        f.feed(f.pm, 10.0 + i as f64, T0 + i * 900 * S);
+    }
+    let saved = f.tracker.intervals(10);
+    assert_eq!(saved.len(), 1);
+    assert_eq!(saved[0].interval_s, 900.0);
+
+    let mut g = fixture(HealthConfig::default());
+    // Too old: not kept; recent: kept until the sensor reports again.
+    assert_eq!(g.tracker.restore_intervals(saved.clone(), T0 + DAY), 0);
+    assert_eq!(g.tracker.restore_intervals(saved.clone(), T0), 1);
+    assert_eq!(g.tracker.intervals(10), saved, "saved on while not seen");
+    let t = T0 + 3 * 900 * S;
+    g.feed(g.pm, 5.0, t);
+    // Ten minutes later: within 3 x 15 min, up; without the restored interval the window
+    // length (1 min) would make it stale.
+    let p = g.tracker.close(
+        t.div_euclid(W) + 10,
+        t.div_euclid(W) + 11,
+        t + 11 * W,
+        &g.metrics,
+    );
+    assert_eq!(field(&p[0], "sensor_up"), FieldValue::Int(1));
+    assert_eq!(field(&p[0], "interval_s"), FieldValue::Float(900.0));
+}
+
+const DAY: i64 = 86_400 * S;

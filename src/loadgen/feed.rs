@@ -136,6 +136,7 @@ pub fn run(plan: &Plan) -> Result<Outcome, FeedError> {
         privacy,
         sources: metrics.source_list(),
         domain,
+        state: None,
     };
     let mut rig = Rig {
         aggregator: build_aggregator(&cfg, &metrics, parts, Now::synced_at(START_NS)),

@@ -23,6 +23,8 @@
 //!   [`Aggregator::flush`]) and their re-emission when late readings correct them;
 //! - `encode.rs`: closed windows to points, one [`WindowBatch`] per close;
 //! - `hooks.rs`: the privacy path's and sensor health's share of readings and closes;
+//! - `reconfigure.rs`: a reload's new settings, taken between closes;
+//! - `state.rs`: what survives a restart (counter totals, occupancy, sensor intervals);
 //! - `task.rs`: the task loop ([`Aggregator::run`]): input, tick, flush at the end.
 
 use std::sync::Arc;
@@ -41,9 +43,12 @@ mod close;
 mod encode;
 mod hooks;
 mod ingest;
+mod reconfigure;
+mod state;
 mod task;
 
 pub use encode::WindowBatch;
+pub use reconfigure::Reconfigure;
 pub(crate) use task::TICK;
 
 /// One series' state.
@@ -81,6 +86,10 @@ pub struct Aggregator {
     hooks: hooks::Hooks,
     /// Derived fields: indices, humidity correction, footfall (`crate::domain`).
     derive: Domain,
+    /// Settings a reload sends (`reconfigure.rs`); none unless `with_updates` is called.
+    updates: Option<tokio::sync::mpsc::Receiver<Reconfigure>>,
+    /// The state file: restore at start, snapshots after closes (`state.rs`).
+    persist: state::Persist,
 }
 
 impl Aggregator {
@@ -108,14 +117,7 @@ impl Aggregator {
         metrics: Arc<AggregatorMetrics>,
         now: Now,
     ) -> Aggregator {
-        let stats: Vec<Stat> = cfg.stats.iter().filter_map(|s| Stat::parse(s)).collect();
-        let quantiles = stats
-            .iter()
-            .filter_map(|s| match s {
-                Stat::Quantile(q) => Some(*q),
-                _ => None,
-            })
-            .collect();
+        let (stats, quantiles) = parse_stats(&cfg.stats);
         let window_ns = (cfg.window_secs.max(1) as i64).saturating_mul(NANOS_PER_SEC);
         let grace_ns = (cfg.grace_secs as i64).saturating_mul(NANOS_PER_SEC);
         let delay_ns = (cfg.close_delay_secs as i64).saturating_mul(NANOS_PER_SEC);
@@ -136,6 +138,8 @@ impl Aggregator {
             metrics,
             hooks: hooks::Hooks::default(),
             derive: Domain::default(),
+            updates: None,
+            persist: state::Persist::default(),
         };
         agg.observe(now);
         agg
@@ -147,6 +151,19 @@ impl Aggregator {
         self.derive = derive;
         self
     }
+}
+
+/// The configured statistics, and the percentiles among them.
+fn parse_stats(names: &[String]) -> (Vec<Stat>, Vec<u16>) {
+    let stats: Vec<Stat> = names.iter().filter_map(|s| Stat::parse(s)).collect();
+    let quantiles = stats
+        .iter()
+        .filter_map(|s| match s {
+            Stat::Quantile(q) => Some(*q),
+            _ => None,
+        })
+        .collect();
+    (stats, quantiles)
 }
 
 #[cfg(test)]

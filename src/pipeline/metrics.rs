@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::clock::ClockMetrics;
 use crate::domain::DomainMetrics;
 use crate::health::HealthMetrics;
+use crate::state::StateMetrics;
 use crate::telemetry::{expose, RateLimit, StageTime, StoreLatency};
 
 /// Why a reading was not aggregated.
@@ -64,6 +65,8 @@ pub struct AggregatorMetrics {
     pub health: HealthMetrics,
     /// Counter resets/wraps and humidity-correction events.
     pub domain: DomainMetrics,
+    /// State file saves and the restore at start.
+    pub state: StateMetrics,
 }
 
 impl AggregatorMetrics {
@@ -142,6 +145,7 @@ impl AggregatorMetrics {
         )?;
         self.health.encode(e)?;
         self.clock.encode(e)?;
-        self.domain.encode(e)
+        self.domain.encode(e)?;
+        self.state.encode(e)
     }
 }

@@ -4,6 +4,7 @@
 pub mod aggregate;
 pub mod field_names;
 pub mod metrics;
+pub mod persist;
 pub mod ring;
 pub mod sketch;
 mod sketch_counts;

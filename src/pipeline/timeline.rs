@@ -78,6 +78,11 @@ impl Timeline {
         self.emit_before
     }
 
+    /// Windows below this are forgotten (`i64::MIN` before the run started).
+    pub fn retain_before(&self) -> i64 {
+        self.retain_before
+    }
+
     /// The window index of `ts`.
     pub fn window_of(&self, ts: TimestampNs) -> i64 {
         ts.div_euclid(self.window_ns)

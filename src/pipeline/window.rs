@@ -303,6 +303,12 @@ impl SeriesState {
         !self.open.is_empty()
     }
 
+    /// (window, sum of its readings) of every retained window, oldest first: what the state
+    /// file keeps of counter series, so a window a restart cuts in two is re-emitted whole.
+    pub fn window_sums(&self) -> impl Iterator<Item = (i64, f64)> + '_ {
+        self.open.iter().map(|a| (a.window, a.sum))
+    }
+
     /// Indices of the open windows, oldest first.
     pub fn open_windows(&self) -> impl Iterator<Item = i64> + '_ {
         self.open.iter().map(|a| a.window)

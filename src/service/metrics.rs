@@ -13,7 +13,7 @@ pub use crate::pipeline::{AggregatorMetrics, DropReason};
 use crate::privacy::PrivacyMetrics;
 use crate::sinks::SinkMetrics;
 use crate::telemetry::StoreLatency;
-pub use crate::telemetry::{RateLimit, Reject, SourceMetrics, LOG_INTERVAL};
+pub use crate::telemetry::{ConfigMetrics, RateLimit, Reject, SourceMetrics, LOG_INTERVAL};
 
 mod gather;
 
@@ -30,6 +30,8 @@ pub struct Metrics {
     pub sink: Arc<SinkMetrics>,
     /// Privacy path counters (identifiers hashed, windows suppressed); counts only.
     pub privacy: Arc<PrivacyMetrics>,
+    /// Reloads and the running config's hash.
+    pub config: Arc<ConfigMetrics>,
     /// Holds the collector that reads all of the above at each scrape.
     registry: Registry,
 }
@@ -43,12 +45,14 @@ impl Default for Metrics {
             pipeline: Arc::new(AggregatorMetrics::new(latency.clone())),
             sink: Arc::new(SinkMetrics::new(latency)),
             privacy: Arc::default(),
+            config: Arc::default(),
         };
         Metrics {
             sources: gather.sources.clone(),
             pipeline: gather.pipeline.clone(),
             sink: gather.sink.clone(),
             privacy: gather.privacy.clone(),
+            config: gather.config.clone(),
             registry: gather.registry(),
         }
     }
@@ -62,11 +66,16 @@ impl Metrics {
     /// Registers a source and returns its counters.
     pub fn source(&self, kind: &'static str, name: &str) -> Arc<SourceMetrics> {
         let m = Arc::new(SourceMetrics::new(kind, name));
-        self.sources
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(m.clone());
+        self.add_source(m.clone());
         m
+    }
+
+    /// Registers a source's counters (once: a reload hands a replacement its predecessor's).
+    pub fn add_source(&self, source: Arc<SourceMetrics>) {
+        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        if !sources.iter().any(|s| Arc::ptr_eq(s, &source)) {
+            sources.push(source);
+        }
     }
 
     pub fn dropped_count(&self, reason: DropReason) -> u64 {
@@ -77,6 +86,12 @@ impl Metrics {
         // Sources that meet the limit when they resolve a series count it themselves.
         let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
         own + sources.iter().map(|s| s.series_limit_count()).sum::<u64>()
+    }
+
+    /// Takes a stopped source's counters out of `/metrics` (a reload removed or replaced it).
+    pub fn remove_source(&self, source: &Arc<SourceMetrics>) {
+        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        sources.retain(|s| !Arc::ptr_eq(s, source));
     }
 
     /// Every registered source's counters.
@@ -146,6 +161,26 @@ mod tests {
         assert!(text.contains(&format!("{b}{{le=\"0.001\",stage=\"spool_append\"}} 0\n")));
         assert!(text.contains(&format!("{b}{{le=\"0.0025\",stage=\"spool_append\"}} 2\n")));
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn config_reloads_and_hash_render() {
+        use crate::telemetry::ReloadResult;
+        let m = Metrics::new();
+        let text = m.render();
+        assert!(text.contains("citysense_config_reloads_total{result=\"refused\"} 0\n"));
+        assert!(
+            !text.contains("citysense_config_info"),
+            "no hash without a file"
+        );
+        m.config.set_hash("0123456789abcdef");
+        m.config.reloaded(ReloadResult::Invalid);
+        let text = m.render();
+        assert!(text.contains("citysense_config_reloads_total{result=\"invalid\"} 1\n"));
+        assert!(text.contains("citysense_config_info{hash=\"0123456789abcdef\"} 1\n"));
+        let s = m.source("mqtt", "a");
+        m.remove_source(&s);
+        assert!(m.source_list().is_empty());
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! Running the daemon as a service: metrics, health endpoint, systemd notification.
+//! Running the daemon as a service: metrics, health endpoint, systemd notification, config
+//! reload.
 
 pub mod http;
 pub mod metrics;
+pub mod reload;
 /// Reasons the spool gives points up, by the path integration tests know them.
 pub use crate::sinks::spool_drops;
 pub mod systemd;

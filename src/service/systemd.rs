@@ -1,5 +1,5 @@
 //! systemd notification (`Type=notify`): READY once config is checked and the spool is
-//! open, WATCHDOG while the aggregator loop is alive, STATUS with counts, STOPPING at
+//! open, RELOADING then READY around a reload, WATCHDOG while the aggregator loop is alive, STATUS with counts, STOPPING at
 //! shutdown. Outside systemd (`NOTIFY_SOCKET` unset) every call is a no-op.
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -23,6 +23,15 @@ fn notify(states: &[NotifyState]) {
 
 pub fn ready() {
     notify(&[NotifyState::Ready]);
+}
+
+/// A reload begins (`RELOADING=1` with the monotonic time, as sd_notify(3) asks); [`ready`]
+/// ends it, whatever its result, so `systemctl reload` returns once it is done.
+pub fn reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => notify(&[NotifyState::Reloading, now]),
+        Err(e) => tracing::debug!(error = %e, "no monotonic clock for RELOADING"),
+    }
 }
 
 pub fn stopping() {

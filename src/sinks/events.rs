@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::connect::TlsFailure;
 use super::spool_drops::SpoolDrop;
 use super::uplink_metrics::DeadReason;
 use super::SinkMetrics;
@@ -22,6 +23,7 @@ use crate::telemetry::RateLimit;
 pub struct SinkEvents {
     metrics: Arc<SinkMetrics>,
     operator_log: RateLimit,
+    tls_log: RateLimit,
     redirect_log: RateLimit,
     dead_log: RateLimit,
     retry_log: RateLimit,
@@ -37,6 +39,7 @@ impl SinkEvents {
         SinkEvents {
             metrics,
             operator_log: RateLimit::new(MINUTE),
+            tls_log: RateLimit::new(MINUTE),
             redirect_log: RateLimit::new(MINUTE),
             dead_log: RateLimit::new(Duration::from_secs(10)),
             retry_log: RateLimit::new(Duration::from_secs(30)),
@@ -261,6 +264,15 @@ impl SinkEvents {
     pub fn operator_error(&self, url: &str, status: u16, body: &str) {
         if let Some(suppressed) = self.operator_log.check() {
             tracing::error!(url, status, %body, suppressed, "store refuses writes: check token/credentials, org, bucket or database; data kept in spool");
+        }
+    }
+
+    /// The store's TLS front refused the connection (untrusted certificate, client
+    /// certificate missing or refused): the operator has to fix the config or the store.
+    pub fn tls_refused(&self, url: &str, failure: TlsFailure, detail: &str) {
+        self.metrics.uplink.tls_failed(failure);
+        if let Some(suppressed) = self.tls_log.check() {
+            tracing::error!(url, reason = failure.label(), %detail, suppressed, "{}", failure.advice());
         }
     }
 

@@ -21,6 +21,7 @@ use reqwest::header::{
 };
 use reqwest::{redirect, Url};
 
+use super::connect::{self, TlsFailure};
 use crate::config::{OutputApi, OutputConfig};
 use crate::fs_limits::read_secret_file as read_secret;
 
@@ -62,6 +63,9 @@ pub enum Outcome {
     /// 401/403/404 and other 4xx: the operator must fix credentials, org, bucket or db.
     /// Keep the data, retry slowly.
     Operator { status: u16, body: String },
+    /// TLS refused: the store's certificate is not trusted, or it wants a client certificate
+    /// or refused ours (in the handshake, or as nginx's 400 page). Keep the data, retry slowly.
+    Tls { failure: TlsFailure, detail: String },
 }
 
 /// Pure classification of an HTTP answer; `location` is the (redacted) `Location` header.
@@ -73,6 +77,12 @@ pub fn classify(
 ) -> Outcome {
     let dropped = parse_dropped(body);
     let body: String = body.chars().take(512).collect();
+    if connect::client_certificate_refused(status, &body) {
+        return Outcome::Tls {
+            failure: TlsFailure::ClientCertificate,
+            detail: format!("HTTP {status}: {}", first_line_of_title(&body)),
+        };
+    }
     match status {
         200..=299 => Outcome::Written,
         300..=399 => Outcome::Redirect {
@@ -95,6 +105,18 @@ pub fn classify(
         },
         _ => Outcome::Operator { status, body },
     }
+}
+
+/// The `<title>` of an HTML error page (nginx's says it all), else the body's first line.
+fn first_line_of_title(body: &str) -> &str {
+    let title = body
+        .split_once("<title>")
+        .and_then(|(_, rest)| rest.split_once("</title>"))
+        .map(|(t, _)| t);
+    title
+        .or_else(|| body.lines().next())
+        .unwrap_or_default()
+        .trim()
 }
 
 /// `Retry-After` as delta-seconds (the form InfluxDB sends). HTTP dates are not used by
@@ -207,12 +229,7 @@ pub struct Writer {
 
 impl Writer {
     pub fn build(cfg: &OutputConfig) -> Result<Writer, SinkError> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(cfg.timeout_secs))
-            .connect_timeout(Duration::from_secs(cfg.timeout_secs.min(10)))
-            .user_agent(concat!("citysense/", env!("CARGO_PKG_VERSION")))
-            .redirect(redirect_policy())
-            .build()?;
+        let client = connect::client(cfg, redirect_policy())?;
         let mut url = write_url(cfg)?;
         let from_url = userinfo_auth(&client, &mut url)?;
         let auth = match (explicit_auth(cfg)?, from_url) {
@@ -284,11 +301,20 @@ impl Writer {
                 };
                 classify(status, retry_after.as_deref(), location.as_deref(), &text)
             }
-            Err(e) => Outcome::Retry {
-                after: None,
+            Err(e) => {
                 // reqwest's message names the URL; ours (redacted) is logged beside it.
-                reason: error_chain(&e.without_url()),
-            },
+                let e = e.without_url();
+                match connect::tls_failure(&e) {
+                    Some(failure) => Outcome::Tls {
+                        failure,
+                        detail: error_chain(&e),
+                    },
+                    None => Outcome::Retry {
+                        after: None,
+                        reason: error_chain(&e),
+                    },
+                }
+            }
         }
     }
 }

@@ -121,3 +121,17 @@ fn redaction_masks_userinfo_and_secret_query_values() {
     let e = Writer::build(&bad).unwrap_err().to_string();
     assert!(!e.contains("pw"), "{e}");
 }
+
+/// nginx answers a missing or untrusted client certificate with a 400 page: that is about the
+/// connection, so the data must stay spooled, not go to the dead-letter file.
+#[test]
+fn nginx_client_certificate_400_is_a_tls_refusal_not_bad_data() {
+    let page = "<html>\r\n<head><title>400 No required SSL certificate was sent</title></head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n</body></html>";
+    assert_eq!(
+        classify(400, None, None, page),
+        Outcome::Tls {
+            failure: TlsFailure::ClientCertificate,
+            detail: "HTTP 400: 400 No required SSL certificate was sent".into(),
+        }
+    );
+}

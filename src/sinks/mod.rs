@@ -6,6 +6,7 @@
 //! only after the store answered 2xx.
 
 mod bisect;
+pub mod connect;
 mod events;
 pub mod influx;
 mod metrics;
@@ -78,6 +79,14 @@ impl Sink {
         );
         uplink.publish_stats();
         Ok(Sink::Store { spool, uplink })
+    }
+
+    /// The uplink, for a reload to hand new output settings; `None` for stdout.
+    pub fn uplink(&self) -> Option<Uplink> {
+        match self {
+            Sink::Stdout => None,
+            Sink::Store { uplink, .. } => Some(uplink.clone()),
+        }
     }
 
     /// Consumes window batches until the channel closes, then lets the uplink drain.

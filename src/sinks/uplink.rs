@@ -5,8 +5,8 @@
 //! (halved by each 413, see [`Uplink::shrink`]) are here.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -25,10 +25,11 @@ pub struct Uplink {
 }
 
 struct Inner {
-    writer: Writer,
+    /// Replaced by a reload ([`Uplink::reconfigure`]); a request holds its own `Arc`.
+    writer: Mutex<Arc<Writer>>,
     spool: SharedSpool,
     events: Arc<SinkEvents>,
-    max_backoff: Duration,
+    max_backoff_ms: AtomicU64,
     /// Starts at the configured size; halved by a 413 (see [`Uplink::shrink`]).
     max_request_bytes: AtomicUsize,
     dir: PathBuf,
@@ -52,14 +53,47 @@ impl Uplink {
         events.request_limit(max_request_bytes);
         Uplink {
             inner: Arc::new(Inner {
-                writer,
+                writer: Mutex::new(Arc::new(writer)),
                 spool,
                 events,
-                max_backoff,
+                max_backoff_ms: AtomicU64::new(millis(max_backoff)),
                 max_request_bytes: AtomicUsize::new(max_request_bytes),
                 dir,
             }),
         }
+    }
+
+    /// A reload's output settings: later requests go through `writer` (store URL, API,
+    /// credentials, re-read from their files), waits and request sizes follow the new limits. The spool and the batch
+    /// being sent stay: a batch is acknowledged only by the store that took it.
+    /// `max_request_bytes`: `None` keeps the limit in force (possibly lowered by a 413).
+    pub fn reconfigure(
+        &self,
+        writer: Writer,
+        max_backoff: Duration,
+        max_request_bytes: Option<usize>,
+    ) {
+        let url = writer.url().to_string();
+        *self.inner.writer.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(writer);
+        (self.inner.max_backoff_ms).store(millis(max_backoff), Relaxed);
+        if let Some(limit) = max_request_bytes {
+            let limit = limit.max(MIN_REQUEST_BYTES);
+            (self.inner.max_request_bytes).store(limit, Relaxed);
+            self.inner.events.request_limit(limit);
+        }
+        tracing::info!(url, "uplink took the reloaded output settings");
+    }
+
+    fn writer(&self) -> Arc<Writer> {
+        self.inner
+            .writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn max_backoff(&self) -> Duration {
+        Duration::from_millis(self.inner.max_backoff_ms.load(Relaxed))
     }
 
     /// Where the sink's events are counted and logged.
@@ -157,7 +191,7 @@ impl Uplink {
         let ev = &inner.events;
         let started = std::time::Instant::now();
         let (outcome, points, bytes) = match plan.next() {
-            Some(c) => (inner.writer.write(&c.parts).await, c.points, c.bytes),
+            Some(c) => (self.writer().write(&c.parts).await, c.points, c.bytes),
             None => return None,
         };
         if outcome == Outcome::Written {
@@ -205,30 +239,33 @@ impl Uplink {
     /// The wait after an answer that keeps the request as it is (retry or operator error).
     fn wait_after(&self, outcome: Outcome, failures: &mut u32) -> Duration {
         let inner = &self.inner;
-        let url = inner.writer.url();
+        let (writer, max_backoff) = (self.writer(), self.max_backoff());
+        let url = writer.url();
         *failures = failures.saturating_add(1);
         match outcome {
             Outcome::Retry { after, reason } => {
                 let backoff = crate::backoff::backoff(
                     *failures - 1,
                     BASE_BACKOFF,
-                    inner.max_backoff,
+                    max_backoff,
                     fastrand::f64(),
                 );
                 // max(backoff, Retry-After), capped so a silly header cannot stall us for hours.
-                let wait = backoff
-                    .max(after.unwrap_or_default())
-                    .min(inner.max_backoff);
+                let wait = backoff.max(after.unwrap_or_default()).min(max_backoff);
                 inner.events.retry(url, &reason, wait);
                 wait
             }
             Outcome::Redirect { status, location } => {
                 inner.events.redirect_ignored(url, status, &location);
-                inner.max_backoff
+                max_backoff
             }
             Outcome::Operator { status, body } => {
                 inner.events.operator_error(url, status, &body);
-                inner.max_backoff
+                max_backoff
+            }
+            Outcome::Tls { failure, detail } => {
+                inner.events.tls_refused(url, failure, &detail);
+                max_backoff
             }
             Outcome::Written | Outcome::BadData { .. } | Outcome::TooLarge => BASE_BACKOFF,
         }
@@ -276,8 +313,10 @@ impl Uplink {
         let new = (bytes / 2).max(MIN_REQUEST_BYTES);
         if new < cur {
             self.inner.max_request_bytes.store(new, Relaxed);
-            let url = self.inner.writer.url();
-            self.inner.events.request_limit_shrunk(url, bytes, new);
+            let writer = self.writer();
+            self.inner
+                .events
+                .request_limit_shrunk(writer.url(), bytes, new);
         }
     }
 
@@ -303,4 +342,8 @@ impl Uplink {
             Err(e) => inner.events.dead_letter_task_failed(&e),
         }
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

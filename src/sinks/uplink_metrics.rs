@@ -1,10 +1,11 @@
 //! The uplink's own counters beyond requests and points sent: points dead-lettered by
-//! reason, requests split after a refusal, redirects not followed, and the request size
-//! limit in force (it shrinks after a 413). Rendered into `/metrics` by
+//! reason, requests split after a refusal, redirects not followed, TLS refusals by reason,
+//! and the request size limit in force (it shrinks after a 413). Rendered into `/metrics` by
 //! `service::metrics`.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use super::connect::TlsFailure;
 use crate::telemetry::expose;
 
 /// Why a point went to the dead-letter file.
@@ -34,6 +35,8 @@ pub struct UplinkMetrics {
     pub splits: AtomicU64,
     /// 3xx answers that were not followed (anything but 307/308).
     pub redirects: AtomicU64,
+    /// Requests refused in TLS, by [`TlsFailure`].
+    tls_failures: [AtomicU64; 3],
     /// Request size limit in force, bytes (0 until the uplink starts).
     pub max_request_bytes: AtomicU64,
 }
@@ -45,6 +48,14 @@ impl UplinkMetrics {
 
     pub fn dead_letter_points(&self, reason: DeadReason) -> u64 {
         self.dead_letter[reason as usize].load(Relaxed)
+    }
+
+    pub fn tls_failed(&self, failure: TlsFailure) {
+        self.tls_failures[failure as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn tls_failures(&self, failure: TlsFailure) -> u64 {
+        self.tls_failures[failure as usize].load(Relaxed)
     }
 
     /// Describes these metrics for `/metrics`.
@@ -66,6 +77,12 @@ impl UplinkMetrics {
             "citysense_uplink_redirects",
             "Redirects not followed (only 307/308 are); the data stays in the spool.",
             self.redirects.load(Relaxed),
+        )?;
+        expose::counters(
+            e,
+            "citysense_uplink_tls_failures",
+            "Requests refused in TLS, by reason; the data stays in the spool.",
+            TlsFailure::ALL.map(|f| ([("reason", f.label())], self.tls_failures(f))),
         )?;
         expose::gauge(
             e,

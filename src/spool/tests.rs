@@ -1,5 +1,5 @@
 //! Tests of the spool: round trips, recovery from torn and corrupt records, the size
-//! bound and locking. The kill -9 loop lives in `tests/it/.rs`.
+//! bound and locking. The kill -9 loop lives in `tests/it/spool_recovery.rs`.
 
 use super::*;
 

@@ -11,8 +11,10 @@ use prometheus_client::metrics::histogram::Histogram;
 
 pub mod expose;
 mod rejects;
+mod reloads;
 mod source;
 pub use rejects::{Reject, Rejects};
+pub use reloads::{ConfigMetrics, ReloadResult};
 pub use source::SourceMetrics;
 
 /// Shortest gap between two log lines about the same kind of bad input.

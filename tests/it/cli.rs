@@ -134,3 +134,52 @@ fn check_air_window(fields: &[(String, FieldValue)], text: &str) {
         assert!(min <= mean && mean <= max, "{q} {min} {mean} {max}");
     }
 }
+
+/// `--log-format json` (and `CITYSENSE_LOG_FORMAT=json`): every stderr line is one JSON
+/// object with `timestamp`, `level`, `target` and `message`, the event's fields beside them.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let by_flag = run(citysensed().args(["demo", "--seconds", "1", "--log-format", "json"]));
+    let by_env = run(citysensed()
+        .args(["demo", "--seconds", "1"])
+        .env("CITYSENSE_LOG_FORMAT", "json"));
+    for out in [by_flag, by_env] {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        let lines: Vec<serde_json::Value> = err
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}\n{err}")))
+            .collect();
+        for v in &lines {
+            for key in ["timestamp", "level", "target", "message"] {
+                assert!(v[key].is_string(), "{key} missing in {v}");
+            }
+        }
+        let running = lines
+            .iter()
+            .find(|v| v["message"] == "citysensed running")
+            .unwrap_or_else(|| panic!("no start line in\n{err}"));
+        assert_eq!(running["level"], "INFO");
+        assert_eq!(
+            running["gateway"], "demo",
+            "fields are flattened: {running}"
+        );
+        assert!(
+            running["target"].as_str().unwrap().starts_with("citysense"),
+            "{running}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_log_format_in_the_environment_is_refused() {
+    let out = run(citysensed()
+        .args(["demo", "--seconds", "1"])
+        .env("CITYSENSE_LOG_FORMAT", "logfmt"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("CITYSENSE_LOG_FORMAT=\"logfmt\": expected \"text\" or \"json\""),
+        "{err}"
+    );
+}

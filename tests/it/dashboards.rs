@@ -11,6 +11,7 @@ mod check;
 mod query;
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::time::Duration;
 
 use check::{check_dashboard, Emitted};
@@ -32,7 +33,7 @@ const DASHBOARDS: [(&str, &str); 3] = [
     ),
 ];
 
-fn config(mqtt: u16, metrics: u16, vm: &str) -> String {
+fn config(mqtt: u16, metrics: u16, vm: &str, board: &Path) -> String {
     Config::new("gw-dash")
         .site("centrum")
         .window(1)
@@ -48,6 +49,10 @@ fn config(mqtt: u16, metrics: u16, vm: &str) -> String {
         .subscription("scan/{sensor}/batch", "")
         .subscription_line("identifier_path = \"devices\"")
         .section("[[humidity_correction]]\nmatch = { sensor = \"sds-1\" }")
+        .section(&format!(
+            "[gateway_health]\nroot = {:?}",
+            board.display().to_string()
+        ))
         .output_v2(vm)
         .metrics(&format!("127.0.0.1:{metrics}"))
         .to_toml()
@@ -82,6 +87,25 @@ fn round(i: u32) -> Vec<(String, Vec<u8>, u8)> {
     .collect()
 }
 
+/// A Raspberry Pi's sysfs (thermal zone, firmware throttling flags) over this host's /proc,
+/// so that every `gateway_health` field the dashboard shows is written in this run.
+fn pi_board(root: &Path) {
+    let files = [
+        ("sys/class/thermal/thermal_zone0/type", "cpu-thermal\n"),
+        ("sys/class/thermal/thermal_zone0/temp", "58400\n"),
+        (
+            "sys/devices/platform/soc/soc:firmware/get_throttled",
+            "50000\n",
+        ),
+    ];
+    for (rel, text) in files {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+    std::os::unix::fs::symlink("/proc", root.join("proc")).expect("symlink /proc");
+}
+
 /// `/metrics` text -> metric name -> label names.
 fn parse_metrics(text: &str, into: &mut Emitted) {
     for line in text
@@ -110,7 +134,10 @@ async fn emitted() -> Emitted {
     let broker = Mosquitto::start().await;
     let vm = Victoria::start().await;
     let metrics_port = free_port();
-    let mut d = Daemon::start(&config(broker.port, metrics_port, &vm.write_url()));
+    let board = tempfile::tempdir().expect("temp dir");
+    pi_board(board.path());
+    let cfg = config(broker.port, metrics_port, &vm.write_url(), board.path());
+    let mut d = Daemon::start(&cfg);
     let m = d.metrics.clone();
     wait_until(Duration::from_secs(10), "daemon connected", || {
         let m = m.clone();
@@ -127,12 +154,12 @@ async fn emitted() -> Emitted {
         let vm = &vm;
         async move {
             let names: BTreeSet<String> = vm
-                .export(r#"{__name__=~"air_quality_pm2_5_corrected_mean|footfall_unique_devices|footfall_occupancy|climate_humidity_mean|sensor_health_sensor_up"}"#)
+                .export(r#"{__name__=~"air_quality_pm2_5_corrected_mean|footfall_unique_devices|footfall_occupancy|climate_humidity_mean|sensor_health_sensor_up|gateway_health_cpu_temp_c"}"#)
                 .await
                 .into_iter()
                 .filter_map(|s| s.metric.get("__name__").cloned())
                 .collect();
-            names.len() == 5
+            names.len() == 6
         }
     })
     .await;
@@ -206,6 +233,7 @@ async fn dashboards_refer_only_to_what_the_daemon_emits() {
             "citysense_spool_age_seconds",
         ),
         ("by (reason)", "by (cause)"),
+        (r#"mean(\"cpu_temp_c\")"#, r#"mean(\"soc_temp_c\")"#),
     ] {
         let broken = mutate(text, from, to);
         assert!(

@@ -7,4 +7,5 @@
 mod support;
 
 mod privacy;
+mod store_tls;
 mod uplink_split;

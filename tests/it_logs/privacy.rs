@@ -1,8 +1,9 @@
 //! Privacy by design, end to end: a Wi-Fi scanner publishes known MAC addresses over a real
 //! mosquitto; citysensed must deliver only the `unique_devices` estimate to a real
 //! VictoriaMetrics, suppress a window below `k_min`, and leave no trace of any identifier, or
-//! of a plausible unsalted hash of one, or of a raw payload, in the spool files, the store,
-//! the logs (captured at TRACE, `log` records included), `/metrics` or `/healthz`.
+//! of a plausible unsalted hash of one, or of a raw payload, in the spool files, the state
+//! file, the store, the logs (captured at TRACE, `log` records included), `/metrics` or
+//! `/healthz`.
 
 use crate::support;
 
@@ -206,6 +207,13 @@ async fn only_the_suppressed_estimate_leaves_and_no_identifier_anywhere() {
         "the scan sees the spooled data"
     );
     assert_clean("spool", &spool, &needles, &payloads);
+    let state_file = d.spool_dir.with_file_name("state.json");
+    let state = std::fs::read_to_string(&state_file).expect("state file saved at stop");
+    assert!(
+        state.contains("\"sections\""),
+        "the scan sees the state file"
+    );
+    assert_clean("state file", &state, &needles, &payloads);
     vm.force_flush().await;
     let export = http()
         .get(format!("{}/api/v1/export", vm.write_url()))

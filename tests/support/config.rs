@@ -181,7 +181,8 @@ impl Config {
         self
     }
 
-    /// `[health] enabled = false`: no `sensor_health` points, for exact point counts.
+    /// `[health]` and `[gateway_health]` `enabled = false`: no `sensor_health` or
+    /// `gateway_health` points, for exact point counts.
     pub fn no_health(mut self) -> Config {
         self.health_disabled = true;
         self
@@ -232,6 +233,11 @@ impl Config {
         table(&mut out, "[metrics]", &listen);
         if self.health_disabled {
             table(&mut out, "[health]", &["enabled = false".to_string()]);
+            table(
+                &mut out,
+                "[gateway_health]",
+                &["enabled = false".to_string()],
+            );
         }
         out
     }

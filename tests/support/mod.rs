@@ -10,6 +10,7 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code, unused_imports)]
 
+pub mod certs;
 pub mod citysensed;
 pub mod config;
 pub mod daemon;
@@ -18,8 +19,10 @@ pub mod fault_proxy;
 pub mod influxd;
 pub mod logs;
 pub mod mosquitto;
+pub mod nginx;
 pub mod process;
 pub mod pty;
+pub mod tunnel;
 pub mod victoria;
 
 pub use citysensed::Citysensed;

@@ -33,7 +33,11 @@ impl Aggregator {
     /// One clock reading per tick: follows sync and steps, then emits what is due.
     pub fn tick(&mut self, now: Now) -> Option<WindowBatch> {
         self.observe(now);
-        self.close_due(now.wall)
+        let batch = self.close_due(now.wall);
+        if batch.is_some() {
+            self.save_state(now.wall);
+        }
+        batch
     }
 
     /// Emits every window whose end + close delay is before `now` (and corrections), and
@@ -69,6 +73,8 @@ impl Aggregator {
             return None;
         }
         let batch = self.close_before(i64::MAX);
+        // Before the windows are forgotten: their counter sums are part of the state.
+        self.save_state(now.wall);
         for slot in self.slots.iter_mut().flatten() {
             slot.state.forget_before(i64::MAX);
         }

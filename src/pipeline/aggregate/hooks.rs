@@ -1,5 +1,6 @@
-//! The aggregator's hooks for the privacy path ([`crate::privacy`]) and sensor health
-//! ([`crate::health`]): which readings they take, and the extra points they add at a close.
+//! The aggregator's hooks for the privacy path ([`crate::privacy`]), sensor health
+//! ([`crate::health`]) and the gateway's board health ([`crate::health::board`]): which
+//! readings they take, and the extra points they add at a close.
 //! Kept apart from the window code so that both stay small; the aggregator calls
 //! [`Aggregator::observe_hooks`] per accepted reading and [`Aggregator::close_hooks`] after
 //! each close. (Not to be confused with [`crate::domain::Domain`], the derived fields
@@ -10,20 +11,23 @@ use std::sync::Arc;
 
 use super::{Aggregator, WindowBatch};
 use crate::config::HealthConfig;
+use crate::health::board::BoardReader;
 use crate::health::tracker::Tracker;
 use crate::line_protocol::{FieldValue, PointRef};
 use crate::pipeline::AggregatorMetrics;
 use crate::privacy::{windows::WindowSketches, Privacy};
-use crate::reading::{Reading, TimestampNs};
+use crate::reading::{GroupKey, Reading, TimestampNs};
 use crate::telemetry::SourceMetrics;
 
 /// Optional state; both parts are off by default (unit tests of the window code).
 pub(super) struct Hooks {
     privacy: Option<WindowSketches>,
-    health: Option<Tracker>,
+    pub(super) health: Option<Tracker>,
     gateway_tags: Vec<(String, String)>,
     /// The sources' own counters, for the per-source `sensor_health` points.
-    sources: Vec<Arc<SourceMetrics>>,
+    pub(super) sources: Vec<Arc<SourceMetrics>>,
+    /// The gateway's board health: one `gateway_health` point per close.
+    board: Option<BoardReader>,
     /// Windows below this were closed for privacy and health; `i64::MIN` until the first.
     pub(super) closed_before: i64,
 }
@@ -35,6 +39,7 @@ impl Default for Hooks {
             health: None,
             gateway_tags: Vec::new(),
             sources: Vec::new(),
+            board: None,
             closed_before: i64::MIN,
         }
     }
@@ -68,6 +73,12 @@ impl Aggregator {
         self
     }
 
+    /// Turns on the `gateway_health` point (tags: the gateway's) at every close.
+    pub fn with_board(mut self, board: Option<BoardReader>) -> Aggregator {
+        self.hooks.board = board;
+        self
+    }
+
     /// Sees every reading the window checks accepted. True if the privacy path consumed it
     /// (a register update of an identifier series: not a value to aggregate).
     pub(super) fn observe_hooks(&mut self, r: &Reading, window: i64) -> bool {
@@ -94,8 +105,9 @@ impl Aggregator {
         }
     }
 
-    /// Adds the `unique_devices` estimates and `sensor_health` points of windows
-    /// `from..to` to `batch` (creating it if the close had no other points).
+    /// Adds the `unique_devices` estimates, `sensor_health` points of windows `from..to`
+    /// and the `gateway_health` point to `batch` (creating it if the close had no other
+    /// points).
     pub(super) fn close_hooks(
         &mut self,
         batch: Option<WindowBatch>,
@@ -103,7 +115,8 @@ impl Aggregator {
         to: i64,
         now: TimestampNs,
     ) -> Option<WindowBatch> {
-        if self.hooks.privacy.is_none() && self.hooks.health.is_none() {
+        let h = &self.hooks;
+        if h.privacy.is_none() && h.health.is_none() && h.board.is_none() {
             return batch;
         }
         let mut batch = batch.unwrap_or_else(WindowBatch::empty);
@@ -119,9 +132,10 @@ impl Aggregator {
                 append(&mut batch, m, tags, &fields, ts, &self.metrics);
             }
         }
+        // The newest window closed (or, at shutdown, the current one).
+        let last = to.min(now.div_euclid(self.window_ns) + 1) - 1;
         if let Some(h) = &mut self.hooks.health {
             let mut points = h.close(from, to, now, &self.metrics.health);
-            let last = to.min(now.div_euclid(self.window_ns) + 1) - 1;
             let (sources, gateway) = (&self.hooks.sources, &self.hooks.gateway_tags);
             points.extend(h.source_points(sources, gateway, last * self.window_ns));
             for p in &points {
@@ -136,6 +150,20 @@ impl Aggregator {
                     &self.metrics,
                 );
             }
+        }
+        if let Some(board) = &self.hooks.board {
+            let sample = board.sample(&self.metrics.health);
+            let fields = sample.fields(self.tracker.synced());
+            let key = GroupKey::new("gateway_health", self.hooks.gateway_tags.clone());
+            let ts = last.saturating_mul(self.window_ns);
+            append(
+                &mut batch,
+                "gateway_health",
+                &key.tags,
+                &fields,
+                ts,
+                &self.metrics,
+            );
         }
         let added = batch.points - before;
         self.metrics

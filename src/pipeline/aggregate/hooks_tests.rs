@@ -192,3 +192,37 @@ fn receipt_stamped_readings_get_health_points() {
     assert_eq!(field(health, "sensor_up"), Some(FieldValue::Int(1)));
     assert_eq!(field(health, "readings"), Some(FieldValue::Int(1)));
 }
+
+/// One `gateway_health` point per close, at the newest closed window's start, tagged with
+/// the gateway, also when sensor health is off; nothing but `clock_synced` from an empty
+/// root.
+#[test]
+fn every_close_writes_one_gateway_health_point() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("proc")).unwrap();
+    std::fs::write(dir.path().join("proc/loadavg"), "1.25 1 1 1/1 1\n").unwrap();
+    let board = crate::health::board::BoardReader::new(dir.path(), &dir.path().join("none"));
+    let mut s = setup(HealthConfig {
+        enabled: false,
+        ..HealthConfig::default()
+    });
+    s.agg = s.agg.with_board(Some(board));
+    assert!(s.agg.insert(Reading::new(s.pm, 4.0, T0 + S), T0 + S));
+    for (close_at, window) in [(T0 + 66 * S, T0), (T0 + 126 * S, T0 + 60 * S)] {
+        let pts = points(&s.agg.close_due(close_at).expect("a batch"));
+        let gw: Vec<&Point> = pts
+            .iter()
+            .filter(|p| p.measurement == "gateway_health")
+            .collect();
+        assert_eq!(gw.len(), 1, "{pts:?}");
+        assert_eq!(gw[0].ts, Some(window));
+        assert_eq!(gw[0].tags, [("gateway".to_string(), "gw".to_string())]);
+        assert_eq!(
+            gw[0].fields,
+            [
+                ("load1".to_string(), FieldValue::Float(1.25)),
+                ("clock_synced".to_string(), FieldValue::Int(1)),
+            ]
+        );
+    }
+}

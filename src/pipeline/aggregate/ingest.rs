@@ -72,6 +72,7 @@ impl Aggregator {
     /// series is unknown to the registry (over `max_series`).
     fn add_to_series(&mut self, r: &Reading, window: i64) -> bool {
         let idx = r.series.0 as usize;
+        let mut restored = false;
         if idx >= self.slots.len() {
             self.slots.resize_with(idx + 1, || None);
         }
@@ -81,6 +82,7 @@ impl Aggregator {
             };
             self.slots[idx] = Some(Box::new(self.new_slot(info)));
             self.metrics.series.fetch_add(1, Relaxed);
+            restored = self.seed_slot(idx);
         }
         if let Some(slot) = &mut self.slots[idx] {
             let mut value = r.value;
@@ -88,6 +90,10 @@ impl Aggregator {
                 let step;
                 (value, step) = slot.total.step(r.value, slot.info.kind.wrap);
                 let m = &self.metrics.domain;
+                if restored && step == Step::Reset {
+                    tracing::info!(series = %slot.info.group_key, quantity = %slot.info.quantity,
+                        "counter reset while the daemon was down: saved total discarded");
+                }
                 match step {
                     Step::Reset => m.counter_resets.fetch_add(1, Relaxed),
                     Step::Wrap => m.counter_wraps.fetch_add(1, Relaxed),
@@ -130,6 +136,7 @@ impl Aggregator {
                 .sync_changed(synced, self.sync_mode, self.hold.len());
         }
         if obs.became_trusted {
+            self.apply_state(now.wall);
             self.place_held(now);
         }
         if let Some(delta) = obs.step_ns {

@@ -1,5 +1,5 @@
-//! The aggregator's task loop: a thin `select!` over its input (readings, taken in batches)
-//! and a tick that reads the clock and closes what is due. There is no shutdown arm: the
+//! The aggregator's task loop: a thin `select!` over its input (readings, taken in batches),
+//! a tick that reads the clock and closes what is due, and a reload's new settings. There is no shutdown arm: the
 //! sources own the senders, and when the last one is gone the input closes, the open
 //! windows are flushed as partial windows and the task returns.
 
@@ -33,8 +33,10 @@ impl Aggregator {
         // Readings are taken in batches: one wake-up and one clock read per batch, not per
         // reading (the clock only bounds future timestamps; a batch is microseconds old).
         let mut batch = Vec::with_capacity(RECV_BATCH);
+        let mut updates = self.updates.take();
         loop {
             tokio::select! {
+                update = Aggregator::next_update(&mut updates) => self.reconfigure(update),
                 n = input.recv_many(&mut batch, RECV_BATCH) => {
                     if n == 0 {
                         break;

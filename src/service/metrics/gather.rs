@@ -14,7 +14,7 @@ use crate::pipeline::{AggregatorMetrics, DropReason};
 use crate::privacy::PrivacyMetrics;
 use crate::sinks::SinkMetrics;
 use crate::telemetry::expose::{self, Encoded};
-use crate::telemetry::{Reject, SourceMetrics, StageTime};
+use crate::telemetry::{ConfigMetrics, Reject, SourceMetrics, StageTime};
 
 /// Handles on every owner's metrics.
 #[derive(Debug)]
@@ -23,6 +23,7 @@ pub(super) struct Gather {
     pub pipeline: Arc<AggregatorMetrics>,
     pub sink: Arc<SinkMetrics>,
     pub privacy: Arc<PrivacyMetrics>,
+    pub config: Arc<ConfigMetrics>,
 }
 
 impl Gather {
@@ -184,6 +185,7 @@ impl Collector for Gather {
         self.pipeline.encode(&mut e)?;
         self.sink.encode(&mut e)?;
         self.privacy.encode(&mut e)?;
+        self.config.encode(&mut e)?;
         self.encode_timings(&mut e)
     }
 }

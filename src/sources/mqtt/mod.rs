@@ -12,6 +12,7 @@
 mod cache;
 mod identifiers;
 mod mapper;
+mod session;
 mod subscription;
 
 use std::borrow::Cow;
@@ -66,6 +67,9 @@ pub struct MqttSource {
     privacy: Option<Arc<crate::privacy::Privacy>>,
     /// The buffer of one payload's samples, kept empty between messages: see [`recycle`].
     samples: Vec<Sample<'static>>,
+    /// The (filter, QoS) pairs the broker session holds from the source this one replaced
+    /// (`session.rs`); taken at the first ConnAck.
+    session_filters: Option<Vec<(String, rumqttc::QoS)>>,
 }
 
 impl MqttSource {
@@ -118,6 +122,7 @@ impl MqttSource {
             max_topics: MAX_CACHED_TOPICS,
             privacy: None,
             samples: Vec::new(),
+            session_filters: None,
         })
     }
 
@@ -149,9 +154,7 @@ impl MqttSource {
                     backoff.reset();
                     self.metrics.set_connected(true);
                     tracing::info!(source = %self.name, session_present = ack.session_present, "mqtt connected");
-                    if !ack.session_present {
-                        self.subscribe(&client);
-                    }
+                    self.on_connack(&client, ack.session_present);
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     if !self
@@ -178,11 +181,8 @@ impl MqttSource {
                 }
             }
         }
-        self.metrics.set_connected(false);
-        // Best effort: a clean DISCONNECT tells the broker to keep the session without waiting
-        // for keep-alive to expire.
-        let _ = client.try_disconnect();
-        let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
+        self.drain_on_stop(&client, &mut eventloop, &out, &mut readings)
+            .await;
         tracing::info!(source = %self.name, "mqtt source stopped");
         Ok(())
     }
@@ -198,9 +198,7 @@ impl MqttSource {
 
     fn subscribe(&self, client: &AsyncClient) {
         for s in &self.subs {
-            if let Err(e) = client.try_subscribe(s.filter.clone(), s.qos) {
-                tracing::error!(source = %self.name, filter = %s.filter, error = %e, "subscribe failed");
-            }
+            self.subscribe_one(client, &s.filter, s.qos);
         }
     }
 

@@ -1,5 +1,5 @@
 //! Tests of the serial source's pure parts: frame values -> readings, warm-up, valid range,
-//! tags. The port itself is exercised on real PTYs in `tests/it/.rs`.
+//! tags. The port itself is exercised on real PTYs in `tests/it/serial.rs`.
 
 use std::path::Path;
 
