@@ -71,30 +71,12 @@ async fn reload(d: &mut Citysensed, port: u16, text: &str, result: &'static str)
     .await;
 }
 
-/// Sum of `pm2_5_count` per sensor in the store; a re-emitted window counts once.
-async fn store_counts(vm: &Victoria) -> Counts {
-    vm.force_flush().await;
-    let mut per_window: BTreeMap<(String, i64), u64> = BTreeMap::new();
-    for s in vm.export(r#"{__name__=~".*_pm2_5_count"}"#).await {
-        let sensor = s.metric.get("sensor").cloned().unwrap_or_default();
-        for (t, v) in s.timestamps.iter().zip(&s.values) {
-            let e = per_window.entry((sensor.clone(), *t)).or_default();
-            *e = (*e).max(*v as u64);
-        }
-    }
-    let mut out = Counts::new();
-    for ((sensor, _), n) in per_window {
-        *out.entry(sensor).or_default() += n;
-    }
-    out
-}
-
 /// Waits (bounded) until the store holds `expected`, and returns what it holds.
 async fn settle(vm: &Victoria, expected: &Counts) -> Counts {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let mut got = store_counts(vm).await;
+        let mut got = vm.pm2_5_counts().await;
         got.remove("probe");
         if &got == expected || Instant::now() > deadline {
             return got;
@@ -113,7 +95,7 @@ async fn wait_subscribed(port: u16, vm: &Victoria) {
     while Instant::now() < deadline {
         publish(port, &[message("extra/probe/json", 0)]).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
-        if store_counts(vm).await.contains_key("probe") {
+        if vm.pm2_5_counts().await.contains_key("probe") {
             return;
         }
     }

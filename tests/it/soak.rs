@@ -196,25 +196,6 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Sum of `pm2_5_count` per sensor in the store; a re-emitted window counts once (its latest,
-/// largest count, as the store would show after overwriting).
-async fn store_counts(vm: &Victoria) -> Expected {
-    vm.force_flush().await;
-    let mut per_window: BTreeMap<(String, i64), u64> = BTreeMap::new();
-    for s in vm.export(r#"{__name__=~".*_pm2_5_count"}"#).await {
-        let sensor = s.metric.get("sensor").cloned().unwrap_or_default();
-        for (t, v) in s.timestamps.iter().zip(&s.values) {
-            let e = per_window.entry((sensor.clone(), *t)).or_default();
-            *e = (*e).max(*v as u64);
-        }
-    }
-    let mut out = Expected::new();
-    for ((sensor, _), n) in per_window {
-        *out.entry(sensor).or_default() += n;
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_input_soak_keeps_every_valid_reading() {
     let secs: u64 = std::env::var("CITYSENSE_SOAK_SECS")
@@ -294,7 +275,7 @@ async fn hostile_input_soak_keeps_every_valid_reading() {
     // The last windows close a second or two after the traffic stops: wait (bounded) until
     // the store holds what was sent, then compare exactly.
     let counted_now = || async {
-        let got = store_counts(&vm).await;
+        let got = vm.pm2_5_counts().await;
         let counted: Expected = got
             .iter()
             .filter(|(k, _)| expected.contains_key(*k))

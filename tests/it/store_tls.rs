@@ -123,6 +123,23 @@ async fn wait_tls_failure(d: &Daemon, failure: TlsFailure) {
     .await;
 }
 
+/// Runs the daemon with `tls` on `spool`, publishes `n` readings, and checks the store refuses
+/// them as `failure` while the spool keeps them.
+async fn refused_and_kept(
+    rig: &Rig,
+    tls: &[(&str, String)],
+    spool: &Path,
+    n: usize,
+    failure: TlsFailure,
+) {
+    let mut d = Daemon::start_with_spool(&rig.config(tls, ""), spool);
+    d.wait_connected(1).await;
+    rig.publish(n).await;
+    wait_tls_failure(&d, failure).await;
+    d.stop().await;
+    assert_kept(&d, spool);
+}
+
 /// After a refusal: nothing delivered, nothing dead-lettered, the readings still spooled.
 fn assert_kept(d: &Daemon, spool: &Path) {
     let sink = &d.metrics.sink;
@@ -160,12 +177,7 @@ async fn an_unknown_ca_is_refused_and_the_data_waits_in_the_spool() {
     let spool = spool_dir.path().join("spool");
     let mut tls = rig.good_tls();
     tls[0].1 = other.path().join("ca.pem").display().to_string();
-    let mut d = Daemon::start_with_spool(&rig.config(&tls, ""), &spool);
-    d.wait_connected(1).await;
-    rig.publish(3).await;
-    wait_tls_failure(&d, TlsFailure::ServerCertificate).await;
-    d.stop().await;
-    assert_kept(&d, &spool);
+    refused_and_kept(&rig, &tls, &spool, 3, TlsFailure::ServerCertificate).await;
     assert_eq!(rig.stored().await, 0.0);
 
     // The right CA: the spooled windows land, once.
@@ -181,12 +193,7 @@ async fn a_missing_or_foreign_client_certificate_is_refused_and_the_data_waits()
     let spool = spool_dir.path().join("spool");
     // No client certificate: nginx answers 400 "No required SSL certificate was sent".
     let ca_only = vec![("ca_file", rig.path("ca.pem"))];
-    let mut d = Daemon::start_with_spool(&rig.config(&ca_only, ""), &spool);
-    d.wait_connected(1).await;
-    rig.publish(2).await;
-    wait_tls_failure(&d, TlsFailure::ClientCertificate).await;
-    d.stop().await;
-    assert_kept(&d, &spool);
+    refused_and_kept(&rig, &ca_only, &spool, 2, TlsFailure::ClientCertificate).await;
 
     // A client certificate from a CA nginx does not trust: 400 "The SSL certificate error".
     let other = tempfile::tempdir().unwrap();
@@ -203,12 +210,7 @@ async fn a_missing_or_foreign_client_certificate_is_refused_and_the_data_waits()
             other.path().join("stranger.key").display().to_string(),
         ),
     ];
-    let mut d = Daemon::start_with_spool(&rig.config(&stranger, ""), &spool);
-    d.wait_connected(1).await;
-    rig.publish(1).await;
-    wait_tls_failure(&d, TlsFailure::ClientCertificate).await;
-    d.stop().await;
-    assert_kept(&d, &spool);
+    refused_and_kept(&rig, &stranger, &spool, 1, TlsFailure::ClientCertificate).await;
     assert_eq!(rig.stored().await, 0.0);
 
     let mut d = Daemon::start_with_spool(&rig.config(&rig.good_tls(), ""), &spool);

@@ -110,6 +110,26 @@ impl Victoria {
         series
     }
 
+    /// Readings per sensor: the sum of `<measurement>_pm2_5_count` over its windows, a
+    /// re-emitted window counted once (its latest, largest count, as the store shows after
+    /// overwriting).
+    pub async fn pm2_5_counts(&self) -> BTreeMap<String, u64> {
+        self.force_flush().await;
+        let mut per_window: BTreeMap<(String, i64), u64> = BTreeMap::new();
+        for s in self.export(r#"{__name__=~".*_pm2_5_count"}"#).await {
+            let sensor = s.metric.get("sensor").cloned().unwrap_or_default();
+            for (t, v) in s.timestamps.iter().zip(&s.values) {
+                let e = per_window.entry((sensor.clone(), *t)).or_default();
+                *e = (*e).max(*v as u64);
+            }
+        }
+        let mut out = BTreeMap::new();
+        for ((sensor, _), n) in per_window {
+            *out.entry(sensor).or_default() += n;
+        }
+        out
+    }
+
     /// Makes just-written rows visible to export/query at once.
     pub async fn force_flush(&self) {
         let url = format!("{}/internal/force_flush", self.write_url());
