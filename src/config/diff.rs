@@ -1,5 +1,6 @@
-//! What a reload may change: the settings that need a restart ([`restart_keys`]) and the
-//! config's identity in `/metrics` ([`config_hash`]).
+//! What a reload may change: the settings that need a restart ([`restart_keys`]), the
+//! config's identity in `/metrics` ([`config_hash`]) and that of the files a source section
+//! names ([`mqtt_files_digest`], [`serial_files_digest`]).
 //!
 //! Everything else (sources, subscriptions, statistics, domain rules, output) is applied by a
 //! reload while the aggregator and the spool keep running. The settings named here shape state
@@ -11,10 +12,17 @@
 //! Sections are compared by their effective values (the `Debug` form of the parsed config, so
 //! a default written out equals a default left out, and a field added to a section later is
 //! covered without touching this file).
+//!
+//! A source reads its files (MQTT password and TLS files, a sensor profile file) once, when it
+//! is built: a reload compares their contents too, so a changed file restarts its source
+//! although its section reads the same. (`[output]` needs no such check: the uplink reads its
+//! files again at every reload.)
 
 use std::fmt::Debug;
+use std::path::PathBuf;
 
-use super::{Config, OutputApi};
+use super::{Config, MqttConfig, OutputApi, SerialConfig};
+use crate::fs_limits;
 
 fn differs<T: Debug + ?Sized>(a: &T, b: &T) -> bool {
     format!("{a:?}") != format!("{b:?}")
@@ -89,11 +97,42 @@ fn has_percentiles(stats: &[String]) -> bool {
 /// The first 16 hex digits of the SHA-256 of the config file's bytes: what `sha256sum` prints
 /// first, so an operator can tell which file a gateway runs.
 pub fn config_hash(text: &str) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    sha256_prefix(text.as_bytes())
+}
+
+fn sha256_prefix(bytes: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
     digest.as_ref()[..8]
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// The contents of the files an `[[mqtt]]` section names (password and TLS files, found as
+/// the source finds them: systemd credentials first), as a digest to compare across a reload.
+pub fn mqtt_files_digest(m: &MqttConfig) -> String {
+    let tls = m
+        .tls
+        .iter()
+        .flat_map(|t| [&t.ca_file, &t.client_cert_file, &t.client_key_file]);
+    let named = std::iter::once(&m.password_file).chain(tls).flatten();
+    files_digest(named.map(|p| fs_limits::credential_path(p)))
+}
+
+/// The contents of a `[[serial]]` section's `profile_file`, as a digest to compare across a
+/// reload.
+pub fn serial_files_digest(s: &SerialConfig) -> String {
+    files_digest(s.profile_file.iter().cloned())
+}
+
+/// One SHA-256 prefix per file, in order; a file that cannot be read counts as a change of its
+/// own (building the source then reports why).
+fn files_digest(files: impl Iterator<Item = PathBuf>) -> String {
+    let one = |p: PathBuf| match fs_limits::read(&p, fs_limits::MAX_PEM_BYTES, "a source file") {
+        Ok(bytes) => sha256_prefix(&bytes),
+        Err(_) => "unreadable".to_string(),
+    };
+    files.map(one).collect::<Vec<_>>().join(",")
 }
 
 #[cfg(test)]
@@ -173,6 +212,44 @@ dir = "/tmp/spool"
             restart_keys(&parse(&none), &parse(BASE)),
             ["aggregation.stats (percentiles added where none were configured)"]
         );
+    }
+
+    #[test]
+    fn a_source_file_changed_behind_its_section_changes_its_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pass, ca) = (dir.path().join("pass"), dir.path().join("ca.pem"));
+        std::fs::write(&pass, "old\n").unwrap();
+        std::fs::write(&ca, "CA 1").unwrap();
+        let text = BASE.replace(
+            "host = \"127.0.0.1\"",
+            &format!(
+                "host = \"127.0.0.1\"\nusername = \"u\"\npassword_file = \"{}\"\n\
+                 tls = {{ ca_file = \"{}\" }}",
+                pass.display(),
+                ca.display()
+            ),
+        );
+        let mqtt = &parse(&text).mqtt[0];
+        let before = mqtt_files_digest(mqtt);
+        assert_eq!(before, mqtt_files_digest(mqtt), "same files, same digest");
+        std::fs::write(&pass, "new\n").unwrap();
+        let after = mqtt_files_digest(mqtt);
+        assert_ne!(after, before);
+        std::fs::write(&ca, "CA 2").unwrap();
+        assert_ne!(mqtt_files_digest(mqtt), after);
+        std::fs::remove_file(&ca).unwrap();
+        assert!(mqtt_files_digest(mqtt).ends_with(",unreadable"));
+
+        let profile = dir.path().join("sensor.toml");
+        std::fs::write(&profile, "a").unwrap();
+        let serial: SerialConfig = toml::from_str(&format!(
+            "name = \"s\"\nport = \"/dev/ttyUSB0\"\nprofile_file = \"{}\"",
+            profile.display()
+        ))
+        .unwrap();
+        let before = serial_files_digest(&serial);
+        std::fs::write(&profile, "b").unwrap();
+        assert_ne!(serial_files_digest(&serial), before);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use serde::Deserialize;
 
 pub use aggregation::{AggregationConfig, Stat, MAX_QUANTILES};
 pub use clock::{ClockConfig, SyncMode};
-pub use diff::{config_hash, restart_keys};
+pub use diff::{config_hash, mqtt_files_digest, restart_keys, serial_files_digest};
 pub use domain::{
     AqiConfig, EaqiSetting, FootfallConfig, HumidityCorrectionConfig, HumidityMethod,
     LkiTopEdgeConfig, Rebase, RhFromSetting,

@@ -49,7 +49,7 @@ pub struct Reloader {
     pub requests: mpsc::Receiver<()>,
 }
 
-/// One source's config section: equal sections mean an unchanged source.
+/// One source's config section: equal sections (with equal files) mean an unchanged source.
 #[derive(Debug, Clone)]
 enum Spec {
     Mqtt(MqttConfig),
@@ -65,9 +65,15 @@ impl Spec {
         mqtt.chain(serial).chain(sim).collect()
     }
 
-    /// The effective values of the section, for comparison.
+    /// The effective values of the section and the contents of the files it names (read when
+    /// the source is built), for comparison.
     fn key(&self) -> String {
-        format!("{self:?}")
+        let files = match self {
+            Spec::Mqtt(m) => config::mqtt_files_digest(m),
+            Spec::Serial(s) => config::serial_files_digest(s),
+            Spec::Simulator(_) => String::new(),
+        };
+        format!("{self:?} files: {files}")
     }
 
     /// (kind, name) of its counters in `/metrics`; `None` for the simulator (no counters).
@@ -308,10 +314,14 @@ impl Control {
         // Each running source whose section is still wanted stays (one per section); the
         // other sections are new sources, the other running sources go.
         let mut fresh = Spec::all(new);
+        let mut keys: Vec<String> = fresh.iter().map(Spec::key).collect();
         let mut going = Vec::new();
         for (i, r) in self.running.iter().enumerate() {
-            match fresh.iter().position(|s| s.key() == r.key) {
-                Some(p) => drop(fresh.remove(p)),
+            match keys.iter().position(|k| *k == r.key) {
+                Some(p) => {
+                    fresh.remove(p);
+                    keys.remove(p);
+                }
                 None => going.push(i),
             }
         }

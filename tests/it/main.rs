@@ -20,6 +20,7 @@ mod hostile_mqtt;
 mod late_data;
 mod layers;
 mod mqtt_source;
+mod mqtt_stop;
 mod packaging;
 mod pipeline;
 mod reload;

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::citysensed::scrape;
+use support::citysensed::{scrape, total};
 use support::config::Config;
 use support::{free_port, publish, Citysensed, Mosquitto, Victoria};
 
@@ -240,4 +240,58 @@ async fn invalid_and_restart_only_reloads_keep_the_running_config() {
         "the refused key is named:\n{log}"
     );
     assert!(d.config.exists());
+}
+
+/// A source reads its secret files when it is built: a reload after the password file changed
+/// (the `[[mqtt]]` section reading the same) restarts the source with the new password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_after_a_changed_password_file_connects_with_the_new_password() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let users = dir.path().join("mosquitto.passwd");
+    let made = Command::new(support::find_binary("mosquitto_passwd", "mosquitto"))
+        .args(["-b", "-c"])
+        .arg(&users)
+        .args(["gw", "right"])
+        .status();
+    assert!(made.is_ok_and(|s| s.success()), "mosquitto_passwd failed");
+    let broker = Mosquitto::start_with(&format!("password_file {}\n", users.display())).await;
+    let vm = Victoria::start().await;
+    let metrics = free_port();
+    let secret = dir.path().join("mqtt.pass");
+    std::fs::write(&secret, "wrong\n").expect("write password");
+    let text = Config::new("gw-secret")
+        .window(1)
+        .grace(2)
+        .stats(&["count"])
+        .no_health()
+        .assume_clock_synced()
+        .mqtt(broker.port, "cs-secret")
+        .mqtt_line("username = \"gw\"")
+        .mqtt_line(&format!("password_file = \"{}\"", secret.display()))
+        .subscription("load/{sensor}/json", "json")
+        .output_v2(&vm.write_url())
+        .spool_dir(Path::new("{spool}"))
+        .metrics(&format!("127.0.0.1:{metrics}"))
+        .to_toml();
+    let mut d = Citysensed::spawn(&text, &dir.path().join("daemon"), "info");
+    d.wait_metrics(metrics, Duration::from_secs(20), "a refused connect", |m| {
+        total(m, "citysense_source_reconnects_total") >= 1.0
+    })
+    .await;
+    assert_eq!(total(&scrape(metrics).await, "citysense_source_up"), 0.0);
+
+    // The operator fixes the password file and reloads the unchanged config.
+    std::fs::write(&secret, "right\n").expect("write password");
+    reload(&mut d, metrics, &text, "ok").await;
+    d.wait_metrics(metrics, Duration::from_secs(20), "mqtt up", |m| {
+        total(m, "citysense_source_up") == 1.0
+    })
+    .await;
+    let msgs: Vec<_> = (0..5).map(|i| message("load/s2/json", i)).collect();
+    publish(broker.port, &msgs).await;
+    let expected = Counts::from([("s2".to_string(), 5)]);
+    let got = settle(&vm, &expected).await;
+    let log = d.terminate(Duration::from_secs(20)).await;
+    assert_eq!(got, expected, "{log}");
+    assert!(log.contains("source stopped by the reload"), "{log}");
 }

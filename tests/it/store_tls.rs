@@ -3,19 +3,20 @@
 //! configured CA and client certificate; an unknown CA, a missing client certificate and one
 //! from another CA are refused (counted by reason, nothing dead-lettered) and the data stays
 //! in the spool until the config is fixed, then lands exactly once. Also: the store through a
-//! CONNECT proxy with credentials, and `validate` finding the client key among the systemd
-//! credentials.
+//! CONNECT proxy with credentials, the proxy from the environment (`https_proxy`,
+//! `http_proxy`) and what turns it off (`no_proxy`, `proxy = "none"`), and `validate` finding
+//! the client key among the systemd credentials.
 
 use crate::support;
 
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use citysense::sinks::connect::TlsFailure;
 use citysense::sinks::DeadReason;
 use support::certs::{make_certs, make_client_cert};
-use support::citysensed::{command, output_within};
+use support::citysensed::{command, output_within, Citysensed};
 use support::config::Config;
 use support::nginx::{Nginx, TlsFront};
 use support::tunnel::Tunnel;
@@ -69,6 +70,7 @@ impl Rig {
             .output_line("max_backoff_secs = 1")
             .output_line(extra)
             .output_line("[output.tls]")
+            .assume_clock_synced()
             .no_health();
         for (k, v) in tls {
             c = c.output_line(&format!("{k} = \"{v}\""));
@@ -237,6 +239,103 @@ async fn the_store_is_reached_through_the_configured_proxy_with_its_credentials(
         // "gw:s3cret", Basic.
         assert_eq!(s.proxy_authorization.as_deref(), Some("Basic Z3c6czNjcmV0"));
     }
+}
+
+/// Runs the daemon binary on `config` with `env` until a reading more is in the store, then
+/// stops it. The broker drops what is published before the subscription: publish until one
+/// lands.
+async fn deliver_with_env(rig: &Rig, config: &str, env: &[(&str, String)]) {
+    let dir = tempfile::tempdir().unwrap();
+    let before = rig.stored().await;
+    let mut d = Citysensed::spawn_env(config, dir.path(), "info", env);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        rig.publish(1).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        if rig.stored().await > before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing delivered:\n{}",
+            d.kill()
+        );
+    }
+    d.terminate(Duration::from_secs(20)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_environment_proxy_applies_unless_no_proxy_or_proxy_none_says_otherwise() {
+    let rig = Rig::start().await;
+    let proxy = Tunnel::start().await;
+    let https = ("https_proxy", proxy.url());
+    let config = rig.config(&rig.good_tls(), "");
+
+    // `https_proxy`: the store is reached through it.
+    deliver_with_env(&rig, &config, std::slice::from_ref(&https)).await;
+    let want = format!("CONNECT 127.0.0.1:{} HTTP/1.1", rig.nginx.port);
+    let seen = proxy.seen();
+    assert!(
+        !seen.is_empty(),
+        "no request went through the environment's proxy"
+    );
+    assert!(seen.iter().all(|s| s.request_line == want), "{seen:?}");
+
+    // `no_proxy` naming the store's host: straight to it.
+    let bypass = ("no_proxy", "localhost,127.0.0.1".to_string());
+    deliver_with_env(&rig, &config, &[https.clone(), bypass]).await;
+    assert_eq!(proxy.seen().len(), seen.len(), "no_proxy was not honoured");
+
+    // `proxy = "none"` in the config: the environment is ignored.
+    let none = rig.config(&rig.good_tls(), "proxy = \"none\"");
+    deliver_with_env(&rig, &none, &[https, ("HTTPS_PROXY", proxy.url())]).await;
+    assert_eq!(
+        proxy.seen().len(),
+        seen.len(),
+        "proxy = \"none\" was not honoured"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_http_store_goes_through_http_proxy() {
+    let vm = Victoria::start().await;
+    let broker = Mosquitto::start().await;
+    let proxy = Tunnel::start().await;
+    let config = Config::new("gw")
+        .window(1)
+        .stats(&["count"])
+        .mqtt(broker.port, "cs-http-proxy")
+        .subscription("n/{sensor}/{quantity}", "plain")
+        .output_v2(&vm.write_url())
+        .output_line("max_backoff_secs = 1")
+        .assume_clock_synced()
+        .no_health()
+        .to_toml();
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("http_proxy", proxy.url())];
+    let mut d = Citysensed::spawn_env(&config, dir.path(), "info", &env);
+    let stored = || async {
+        let series = vm.export("{__name__=\"air_quality_pm10_count\"}").await;
+        series.iter().flat_map(|s| s.values.iter()).sum::<f64>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stored().await == 0.0 {
+        publish(broker.port, &[("n/a/pm10".to_string(), b"1".to_vec(), 1)]).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(
+            Instant::now() < deadline,
+            "nothing delivered:\n{}",
+            d.kill()
+        );
+    }
+    d.terminate(Duration::from_secs(20)).await;
+    let seen = proxy.seen();
+    let want = format!("POST http://127.0.0.1:{}/api/v2/write", vm.port);
+    assert!(!seen.is_empty(), "no request went through http_proxy");
+    assert!(
+        seen.iter().all(|s| s.request_line.starts_with(&want)),
+        "{seen:?}"
+    );
 }
 
 /// `validate` opens the client key the way the daemon does: a relative name is a systemd

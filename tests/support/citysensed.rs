@@ -121,6 +121,9 @@ pub fn output_within(cmd: &mut Command, timeout: Duration) -> Output {
     }
 }
 
+/// The proxy variables reqwest reads, in lower case (the upper-case ones too).
+const PROXY_VARS: [&str; 4] = ["http_proxy", "https_proxy", "all_proxy", "no_proxy"];
+
 /// One run of the daemon. Drop kills it.
 pub struct Citysensed {
     child: Option<Child>,
@@ -134,11 +137,27 @@ impl Citysensed {
     /// in the text becomes `dir/spool` (as [`super::Daemon`] does with its own temp dir).
     /// `log_filter` is `CITYSENSE_LOG` (e.g. "info" or "info,citysense=debug").
     pub fn spawn(config: &str, dir: &Path, log_filter: &str) -> Citysensed {
+        Self::spawn_env(config, dir, log_filter, &[])
+    }
+
+    /// [`Citysensed::spawn`] with `env` set for the daemon, and none of the proxy variables
+    /// of the test's own environment (only those in `env` apply).
+    pub fn spawn_env(
+        config: &str,
+        dir: &Path,
+        log_filter: &str,
+        env: &[(&str, String)],
+    ) -> Citysensed {
         std::fs::create_dir_all(dir).expect("config dir");
         let path = dir.join("citysense.toml");
         let config = config.replace("{spool}", &dir.join("spool").display().to_string());
         std::fs::write(&path, config).expect("write config");
-        let mut child = command()
+        let mut cmd = command();
+        for var in PROXY_VARS {
+            cmd.env_remove(var).env_remove(var.to_uppercase());
+        }
+        let mut child = cmd
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .args(["run", "-c"])
             .arg(&path)
             .env("CITYSENSE_LOG", log_filter)

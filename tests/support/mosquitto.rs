@@ -51,6 +51,15 @@ impl Mosquitto {
         }
     }
 
+    /// A non-persistent broker with `extra` lines appended to its config (e.g. a
+    /// `password_file`: anonymous clients are still let in, named ones are checked).
+    pub async fn start_with(extra: &str) -> Mosquitto {
+        match Self::try_start(None, free_port(), extra).await {
+            Ok(broker) => broker,
+            Err((_, failure)) => panic!("{failure}"),
+        }
+    }
+
     /// A broker with a plain listener (`port`, for the test's publisher) and a second,
     /// TLS-only listener on `tls_port` using `cert`/`key` signed by `ca` (all PEM files).
     pub async fn start_tls(tls_port: u16, ca: &Path, cert: &Path, key: &Path) -> Mosquitto {

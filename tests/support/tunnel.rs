@@ -1,7 +1,8 @@
-//! A minimal HTTP `CONNECT` proxy on 127.0.0.1 for the proxy tests: it tunnels to the
-//! `host:port` a client names (127.0.0.1 only) and records each request's target and
-//! `Proxy-Authorization`, so a test can prove the daemon's requests went through it. Anything
-//! but `CONNECT` (plain-HTTP forwarding) is answered 501 and recorded too.
+//! A minimal HTTP proxy on 127.0.0.1 for the proxy tests: it tunnels a `CONNECT` to the
+//! `host:port` a client names (127.0.0.1 only), forwards a plain-HTTP request in absolute form
+//! (`POST http://127.0.0.1:port/...`) to that host, and records each connection's first
+//! request line and `Proxy-Authorization`, so a test can prove the daemon's requests went
+//! through it. Anything else is answered 501 and recorded too.
 
 use std::sync::{Arc, Mutex};
 
@@ -77,8 +78,13 @@ async fn serve(mut client: TcpStream, log: Arc<Mutex<Vec<Seen>>>) {
         request_line: request_line.clone(),
         proxy_authorization,
     });
-    let target = match request_line.split(' ').collect::<Vec<_>>()[..] {
-        ["CONNECT", target, _] if target.starts_with("127.0.0.1:") => target.to_string(),
+    let words: Vec<&str> = request_line.split(' ').collect();
+    let (target, connect) = match words[..] {
+        ["CONNECT", target, _] if target.starts_with("127.0.0.1:") => (target.to_string(), true),
+        [_, uri, _] if uri.starts_with("http://127.0.0.1:") => {
+            let host = uri.trim_start_matches("http://").split('/').next();
+            (host.unwrap_or_default().to_string(), false)
+        }
         _ => {
             let _ = client
                 .write_all(b"HTTP/1.1 501 Not Implemented\r\ncontent-length: 0\r\n\r\n")
@@ -92,12 +98,21 @@ async fn serve(mut client: TcpStream, log: Arc<Mutex<Vec<Seen>>>) {
             .await;
         return;
     };
-    if client
-        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        .await
-        .is_err()
-        || upstream.write_all(&head[end..]).await.is_err()
-    {
+    // A tunnel answers the CONNECT and passes on what follows it; a forwarded request goes on
+    // whole (servers take the absolute form), and so do later ones on the same connection.
+    let first = match connect {
+        true => {
+            let ok = client
+                .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                .await;
+            if ok.is_err() {
+                return;
+            }
+            &head[end..]
+        }
+        false => &head[..],
+    };
+    if upstream.write_all(first).await.is_err() {
         return;
     }
     let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
