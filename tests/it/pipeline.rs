@@ -63,7 +63,7 @@ pub(crate) fn workload(
             e.2 = e.2.min(value);
             e.3 = e.3.max(value);
             if let Some(n) = bad_every {
-                if (i * sensors + s) % n == 0 {
+                if (i * sensors + s).is_multiple_of(n) {
                     let bad: &[u8] = match i % 4 {
                         0 => b"{\"pm2_5\": ",
                         1 => b"not json",

@@ -148,7 +148,7 @@ fn round(n: u64, expected: &mut Expected) -> Vec<(String, Vec<u8>, u8)> {
         bad("soak/j1/json", br#"{"pm2_5":"many"}"#.to_vec()),
         bad("soak/j1/json", "[".repeat(100_000).into_bytes()),
     ]);
-    if n % 10 == 0 {
+    if n.is_multiple_of(10) {
         // Over the daemon's packet limit: quarantined, never looped.
         msgs.push(bad("soak/j0/json", vec![b' '; 1024 * 1024]));
         // Points the store refuses: only they may go to dead-letter.
