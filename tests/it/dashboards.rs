@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use check::{check_dashboard, Emitted};
 use support::config::Config;
-use support::{free_port, http, publish, wait_until, Daemon, Mosquitto, Victoria};
+use support::{free_port, publish, wait_until, Daemon, Mosquitto, Victoria};
 
 const DASHBOARDS: [(&str, &str); 3] = [
     (
@@ -163,15 +163,7 @@ async fn emitted() -> Emitted {
         }
     })
     .await;
-    let url = format!("http://127.0.0.1:{metrics_port}/metrics");
-    let text = http()
-        .get(&url)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
-        .text()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url} body: {e}"));
+    let text = support::citysensed::metrics_text(metrics_port).await;
     d.stop().await;
 
     let mut out = Emitted::default();

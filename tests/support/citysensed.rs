@@ -300,16 +300,20 @@ pub async fn try_scrape(port: u16) -> BTreeMap<String, f64> {
 
 /// `/metrics` of a daemon listening on `127.0.0.1:port`, as name{labels} -> value.
 pub async fn scrape(port: u16) -> BTreeMap<String, f64> {
+    parse_metrics(&metrics_text(port).await)
+}
+
+/// The text `/metrics` of a daemon listening on `127.0.0.1:port` answers.
+pub async fn metrics_text(port: u16) -> String {
     let url = format!("http://127.0.0.1:{port}/metrics");
-    let body = http()
+    http()
         .get(&url)
         .send()
         .await
         .unwrap_or_else(|e| panic!("GET {url}: {e}"))
         .text()
         .await
-        .unwrap_or_else(|e| panic!("GET {url} body: {e}"));
-    parse_metrics(&body)
+        .unwrap_or_else(|e| panic!("GET {url} body: {e}"))
 }
 
 /// Sum of every series of `name` (all label sets), 0 when absent.
