@@ -160,10 +160,10 @@ t0=$(date +%s)
 for ((n = 1; n <= CUTS; n++)); do
     boot "cut-$n" "utc"
     ready=
-    for ((i = 0; i < 180; i++)); do
+    for ((i = 0; i < 720; i++)); do
         [ -e "$share/out/ready-cut-$n" ] && { ready=1; break; }
         kill -0 "$qemu_pid" 2>/dev/null || break
-        sleep 1
+        sleep 0.25
     done
     if [ -z "$ready" ]; then
         echo "FAIL h-boot-$n: the service did not come up after cut $((n - 1))" >>"$share/out/results"
@@ -174,7 +174,7 @@ for ((n = 1; n <= CUTS; n++)); do
         continue
     fi
     # A random moment while windows are being closed and spooled (2 s windows).
-    delay=$((3 + RANDOM % 10)).$((RANDOM % 10))
+    delay=$((3 + RANDOM % 7)).$((RANDOM % 10))
     sleep "$delay"
     date +%s.%N >"$share/out/cut-time-$n"
     kill -9 "$qemu_pid"
