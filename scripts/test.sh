@@ -2,7 +2,8 @@
 # Runs every check and test of citysense on a fresh Debian machine.
 # Installs the real servers the integration tests start (mosquitto, influxd 1.x,
 # VictoriaMetrics, nginx, socat, systemd-analyze) when they are missing; needs root for that (apt-get),
-# and for the Raspberry Pi build chroot (scripts/packages.sh: debootstrap, chroot, mount).
+# and for the Raspberry Pi build chroot (scripts/packages.sh: debootstrap, chroot, mount) and
+# the VM test (tests/vm/run.sh: its image, qemu-system-x86).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,5 +46,7 @@ echo "== cargo test"
 cargo test --all-targets --locked
 echo "== Raspberry Pi builds: amd64, arm64, armhf built, tested and packaged (scripts/packages.sh)"
 bash scripts/packages.sh
+echo "== VM test: the amd64 package on a real systemd, and power cuts (tests/vm/run.sh)"
+bash tests/vm/run.sh target/packages/citysense_*_amd64.deb
 echo "== fuzz smoke (every fuzz target for a few seconds over its seeds)"
 bash scripts/fuzz-smoke.sh

@@ -115,8 +115,10 @@ impl SinkEvents {
         self.metrics.spool_append.record(took);
     }
 
-    pub fn batch_spooled(&self, id: u64, points: u32) {
-        tracing::debug!(id, points, "batch spooled");
+    /// One batch is durable. Its window span is logged so that a test (or an operator at
+    /// debug level) can tell which windows were acknowledged before a crash or power cut.
+    pub fn batch_spooled(&self, id: u64, points: u32, min_ts: i64, max_ts: i64) {
+        tracing::debug!(id, points, min_ts, max_ts, "batch spooled");
     }
 
     /// The spool reached `max_bytes` and dropped its oldest batches to take a new one.

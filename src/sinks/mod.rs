@@ -218,7 +218,7 @@ async fn append(
     ev.spool_append_took(started.elapsed());
     match res {
         Ok((batch, Ok(appended))) => {
-            ev.batch_spooled(appended.id, batch.points);
+            ev.batch_spooled(appended.id, batch.points, batch.min_ts, batch.max_ts);
             if appended.dropped_points > 0 {
                 ev.spool_full(appended.dropped_batches, appended.dropped_points);
             }

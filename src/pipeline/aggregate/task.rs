@@ -16,6 +16,15 @@ use crate::reading::{now_ns, Reading, NANOS_PER_SEC};
 pub(crate) const TICK: Duration = Duration::from_millis(200);
 /// Most readings taken from the input channel per wake-up.
 const RECV_BATCH: usize = 256;
+/// Test-only fault switch for the VM test (tests/vm): the loop hangs this many seconds after
+/// start, as a deadlocked pipeline would, so systemd's watchdog must restart the service.
+/// Not a user setting, and deliberately not in the README.
+const WEDGE_ENV: &str = "CITYSENSE_TEST_WEDGE_AFTER_SECS";
+
+/// The wedge delay from [`WEDGE_ENV`]'s value; anything but a whole number of seconds is off.
+fn wedge_after(value: Option<&str>) -> Option<Duration> {
+    value?.trim().parse().ok().map(Duration::from_secs)
+}
 
 /// The output closed: the task stops.
 struct OutputClosed;
@@ -34,6 +43,13 @@ impl Aggregator {
         // reading (the clock only bounds future timestamps; a batch is microseconds old).
         let mut batch = Vec::with_capacity(RECV_BATCH);
         let mut updates = self.updates.take();
+        let wedge_at = wedge_after(std::env::var(WEDGE_ENV).ok().as_deref()).map(|after| {
+            tracing::warn!(
+                after_secs = after.as_secs(),
+                "{WEDGE_ENV} set: the aggregator will hang"
+            );
+            Instant::now() + after
+        });
         loop {
             tokio::select! {
                 update = Aggregator::next_update(&mut updates) => self.reconfigure(update),
@@ -47,6 +63,10 @@ impl Aggregator {
                     }
                 }
                 _ = tick.tick() => {
+                    if wedge_at.is_some_and(|at| Instant::now() >= at) {
+                        tracing::warn!("{WEDGE_ENV}: the aggregator hangs now");
+                        std::future::pending::<()>().await;
+                    }
                     if self.handle_tick(&clock, &out).await.is_err() {
                         tracing::error!("window output closed; aggregator stops");
                         return;
@@ -76,5 +96,20 @@ impl Aggregator {
         self.metrics.window_closed(started.0);
         self.metrics.close.record(started.1.elapsed());
         out.send(batch).await.map_err(|_| OutputClosed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wedge_switch_takes_only_whole_seconds() {
+        assert_eq!(wedge_after(Some("15")), Some(Duration::from_secs(15)));
+        assert_eq!(wedge_after(Some(" 0\n")), Some(Duration::ZERO));
+        assert_eq!(wedge_after(None), None);
+        assert_eq!(wedge_after(Some("")), None);
+        assert_eq!(wedge_after(Some("-1")), None);
+        assert_eq!(wedge_after(Some("1.5")), None);
     }
 }
