@@ -6,6 +6,7 @@
 //! that make "file:line: key" errors possible.
 
 mod aggregation;
+mod air_quality;
 mod clock;
 mod diff;
 mod domain;
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use aggregation::{AggregationConfig, Stat, MAX_QUANTILES};
+pub use air_quality::{AirQualityConfig, DEFAULT_MIN_COVERAGE};
 pub use clock::{ClockConfig, SyncMode};
 pub use diff::{config_hash, mqtt_files_digest, restart_keys, serial_files_digest};
 pub use domain::{
@@ -93,6 +95,9 @@ pub struct Config {
     /// Air-quality indices per window. Default: EAQI 2024 and LKI on.
     #[serde(default)]
     pub aqi: AqiConfig,
+    /// Hourly values with data capture (official averaging periods). Default: off.
+    #[serde(default)]
+    pub air_quality: AirQualityConfig,
     /// Humidity correction rules for PM sensors. Default: none.
     #[serde(default)]
     pub humidity_correction: Vec<HumidityCorrectionConfig>,
@@ -310,6 +315,7 @@ impl Config {
         self.health.check(&mut errs);
         self.clock.check(&mut errs);
         self.aqi.check(&mut errs);
+        (self.air_quality).check(self.aggregation.window_secs, &mut errs);
         for (i, h) in self.humidity_correction.iter().enumerate() {
             h.check(&format!("humidity_correction[{i}]"), &mut errs);
         }

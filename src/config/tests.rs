@@ -271,6 +271,30 @@ fn domain_errors_are_located() {
 }
 
 #[test]
+fn air_quality_errors_are_located() {
+    let ok = MINIMAL.to_string() + "\n[air_quality]\nhourly = true\n";
+    let cfg = parse(&ok).expect("60 s windows divide the hour");
+    assert_eq!(cfg.air_quality.min_coverage, DEFAULT_MIN_COVERAGE);
+    assert_eq!(cfg.air_quality.quantities.len(), 5);
+    let text = MINIMAL.to_string()
+        + "\n[aggregation]\nwindow_secs = 7\n\n[air_quality]\nhourly = true\nmin_coverage = 1.5\n";
+    let errs = parse(&text).unwrap_err();
+    let r = errs.to_string();
+    let find = |key: &str| {
+        (errs.0.iter())
+            .find(|e| e.key == key)
+            .unwrap_or_else(|| panic!("{key} missing in\n{r}"))
+    };
+    let start = MINIMAL.lines().count();
+    assert_eq!(find("air_quality.hourly").line, start + 6, "{r}");
+    assert!(
+        find("air_quality.hourly").message.contains("divide 3600"),
+        "{r}"
+    );
+    assert_eq!(find("air_quality.min_coverage").line, start + 7, "{r}");
+}
+
+#[test]
 fn output_tls_needs_https_and_proxy_must_be_a_proxy_url() {
     let store = |extra: &str| {
         MINIMAL.replace(

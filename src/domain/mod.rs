@@ -12,10 +12,15 @@
 //! - [`footfall`]: `<quantity>` (sum of events or increase of a total) for counter series, and
 //!   `net`, `occupancy` on points with counter `in`/`out`.
 //!
-//! Everything here is pure but for the per-zone occupancy it keeps between closes.
+//! - [`hourly`]: the windows' pollutant means are recorded per hour; finished hours become
+//!   `air_quality_hourly` points when the aggregator asks ([`Domain::hourly`]).
+//!
+//! Everything here is pure but for the per-zone occupancy and the open hours it keeps
+//! between closes.
 
 pub mod aqi;
 pub mod footfall;
+pub mod hourly;
 pub mod humidity;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -24,10 +29,11 @@ use crate::config::{
     Config, EaqiSetting, HumidityCorrectionConfig, HumidityMethod, RhFromSetting, Stat,
 };
 use crate::line_protocol::FieldValue;
-use crate::reading::{GroupKey, QuantityKind};
+use crate::reading::{GroupKey, QuantityKind, NANOS_PER_SEC};
 
 use aqi::{EaqiVersion, LkiTopEdges, POLLUTANTS};
 use footfall::Occupancy;
+use hourly::{Hourly, HourlySettings};
 use humidity::Correction;
 
 use crate::telemetry::expose;
@@ -88,6 +94,8 @@ pub struct WindowValue<'a> {
     pub kind: QuantityKind,
     pub mean: f64,
     pub sum: f64,
+    /// Readings in the window.
+    pub count: u64,
     /// The configured statistics' values, in the aggregator's stat order (a count as its
     /// `f64`, exact below 2^53).
     pub values: &'a [f64],
@@ -111,6 +119,8 @@ pub struct Domain {
     pub lki: Option<LkiTopEdges>,
     pub humidity: Vec<Correction>,
     pub occupancy: Occupancy,
+    /// Hourly values (off unless `[air_quality] hourly`).
+    pub hourly: Hourly,
 }
 
 /// Everything one (window, point) contributes, gathered before deriving.
@@ -147,6 +157,7 @@ impl Domain {
             }),
             humidity: cfg.humidity_correction.iter().map(correction).collect(),
             occupancy: Occupancy::new(rebase),
+            hourly: Hourly::new(hourly_settings(cfg)),
         })
     }
 
@@ -158,7 +169,10 @@ impl Domain {
             lki,
             humidity,
             occupancy,
+            hourly,
         } = new;
+        // Open hours and the running means stay; only the settings change.
+        self.hourly.settings = hourly.settings;
         self.eaqi = eaqi;
         self.lki = lki;
         self.humidity = humidity;
@@ -221,6 +235,7 @@ impl Domain {
             })
         };
         let corrected = self.correct(&p, humidity, stats, metrics, &mut push);
+        self.record_hourly(&p, &corrected);
         self.indices(&p, &corrected, window_ns, &mut push);
         self.footfall(&p, window_ns, &mut push);
     }
@@ -272,6 +287,17 @@ impl Domain {
         }
         push("rh_capped".into(), FieldValue::Bool(applied.capped));
         corrected
+    }
+
+    /// Records the point's gauge means (humidity-corrected where a rule applied) for the
+    /// hourly values.
+    fn record_hourly(&mut self, p: &Point<'_, '_>, corrected: &[Option<f64>; 5]) {
+        for v in p.values.iter().filter(|v| v.kind == QuantityKind::Gauge) {
+            let fixed = POLLUTANTS.iter().position(|q| *q == v.quantity);
+            let mean = fixed.and_then(|i| corrected[i]).unwrap_or(v.mean);
+            self.hourly
+                .record(p.key, v.quantity, p.window, v.count, mean);
+        }
     }
 
     /// EAQI and LKI from the window means (humidity-corrected where a rule applied).
@@ -333,6 +359,16 @@ impl Domain {
         push("net".into(), FieldValue::Float(net));
         push("occupancy".into(), FieldValue::Float(occupancy));
     }
+}
+
+/// The hourly settings of `cfg`, `None` when off.
+fn hourly_settings(cfg: &Config) -> Option<HourlySettings> {
+    let aq = &cfg.air_quality;
+    if !aq.hourly {
+        return None;
+    }
+    let window_ns = (cfg.aggregation.window_secs as i64).saturating_mul(NANOS_PER_SEC);
+    HourlySettings::new(window_ns, aq.min_coverage, aq.quantities.clone())
 }
 
 fn correction(h: &HumidityCorrectionConfig) -> Correction {

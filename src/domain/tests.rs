@@ -19,6 +19,7 @@ fn gauge<'a>(group: u32, key: &'a GroupKey, q: &'a str, vals: &'a [f64]) -> Wind
         kind: QuantityKind::Gauge,
         mean,
         sum: mean,
+        count: 1,
         values: vals,
     }
 }
@@ -35,6 +36,7 @@ fn domain() -> Domain {
         lki: Some(LkiTopEdges::default()),
         humidity: vec![],
         occupancy: Occupancy::new(None),
+        hourly: Hourly::default(),
     }
 }
 
@@ -128,6 +130,7 @@ fn footfall_fields_and_running_occupancy() {
         kind,
         mean: f64::NAN,
         sum,
+        count: 1,
         values: &[],
     };
     let mut dom = domain();

@@ -27,6 +27,7 @@ pub(super) struct Closed {
     /// For the domain step, whatever stats are configured.
     pub(super) mean: f64,
     pub(super) sum: f64,
+    pub(super) count: u64,
 }
 
 impl Aggregator {
@@ -52,6 +53,8 @@ impl Aggregator {
         for slot in self.slots.iter_mut().flatten() {
             slot.state.forget_before(due.retain_before);
         }
+        // Hours whose windows are all forgotten are final.
+        let batch = self.close_hours(batch, due.retain_before.saturating_mul(self.window_ns));
         if due.emit_before <= from {
             return batch;
         }
@@ -141,6 +144,7 @@ impl Aggregator {
                         first: values.len(),
                         mean: s.mean,
                         sum: s.sum,
+                        count: s.count,
                     });
                     approximate += u64::from(s.approximate);
                     reemitted += u64::from(s.reemitted);

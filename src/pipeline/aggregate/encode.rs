@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use super::close::Closed;
 use super::{Aggregator, Slot};
 use crate::config::Stat;
-use crate::domain::{DerivedField, Domain, WindowValue};
+use crate::domain::{hourly, DerivedField, Domain, WindowValue};
 use crate::line_protocol::{encode, EncodeError, FieldValue, PointRef};
 use crate::pipeline::AggregatorMetrics;
 use crate::reading::{GroupKey, TimestampNs};
@@ -104,6 +104,31 @@ impl Aggregator {
         (enc.metrics.points_emitted).fetch_add(u64::from(batch.points), Relaxed);
         batch
     }
+
+    /// Appends the `air_quality_hourly` points of the hours that ended by `until_ns`
+    /// ([`crate::domain::hourly`]) to `batch`.
+    pub(super) fn close_hours(
+        &mut self,
+        batch: Option<WindowBatch>,
+        until_ns: TimestampNs,
+    ) -> Option<WindowBatch> {
+        let points = self.derive.hourly.close_before(until_ns);
+        if points.is_empty() {
+            return batch;
+        }
+        let mut batch = batch.unwrap_or_else(WindowBatch::empty);
+        let before = batch.points;
+        for p in &points {
+            let owned = p.fields();
+            let fields: Vec<(&str, FieldValue)> =
+                owned.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+            let m = hourly::MEASUREMENT;
+            super::hooks::append(&mut batch, m, &p.key.tags, &fields, p.ts(), &self.metrics);
+        }
+        let added = u64::from(batch.points - before);
+        self.metrics.points_emitted.fetch_add(added, Relaxed);
+        (batch.points > 0).then_some(batch)
+    }
 }
 
 impl<'a> Encoder<'a> {
@@ -118,6 +143,7 @@ impl<'a> Encoder<'a> {
             kind: slot.info.kind.kind,
             mean: c.mean,
             sum: c.sum,
+            count: c.count,
             values: self.values.get(c.first..c.first + self.stats.len())?,
         })
     }

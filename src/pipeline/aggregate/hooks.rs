@@ -175,7 +175,7 @@ impl Aggregator {
 
 /// Encodes one point onto `batch`; an unencodable one is counted and skipped, as in
 /// `encode.rs`.
-fn append(
+pub(super) fn append(
     batch: &mut WindowBatch,
     measurement: &str,
     tags: &[(Arc<str>, Arc<str>)],

@@ -242,3 +242,49 @@ fn series_without_percentiles_keep_no_samples() {
     assert!(with > without + 200, "{with} vs {without}");
     assert_eq!(without, counter);
 }
+
+#[test]
+fn hourly_point_after_the_hour_and_grace_with_the_late_correction_in_it() {
+    use crate::domain::hourly::{Hourly, HourlySettings};
+    let (agg, _, _, pm25, pm10) = setup(&["mean", "count"]);
+    let q = vec!["pm2_5".to_string(), "pm10".to_string()];
+    let settings = HourlySettings::new(60 * S, 0.75, q);
+    let mut agg = agg.with_derive(Domain {
+        hourly: Hourly::new(settings),
+        ..Domain::default()
+    });
+    // PM2.5 in windows 0-43 (44 of 60: not enough alone); window 0 has two readings.
+    for w in 0..44 {
+        let ts = T0 + w * 60 * S + S;
+        assert!(agg.insert(Reading::new(pm25, 10.0, ts), ts));
+    }
+    assert!(agg.insert(Reading::new(pm25, 70.0, T0 + 2 * S), T0 + 2 * S));
+    assert!(agg.insert(Reading::new(pm10, 5.0, T0 + 3590 * S), T0 + 3590 * S));
+    agg.close_due(T0 + 3595 * S).expect("windows 0-58");
+    let first = agg.close_due(T0 + 3601 * S + S / 2).expect("window 59");
+    assert!(!first.payload.contains("air_quality_hourly"));
+    // A late PM2.5 reading for window 59, within the 5 s grace: the 45th window.
+    assert!(agg.insert(Reading::new(pm25, 30.0, T0 + 3595 * S), T0 + 3602 * S));
+    let fix = agg.close_due(T0 + 3603 * S).expect("correction");
+    assert!(
+        !fix.payload.contains("air_quality_hourly"),
+        "{}",
+        fix.payload
+    );
+    let batch = agg.close_due(T0 + 3606 * S).expect("hour final");
+    let pts = points(&batch);
+    let p = (pts.iter())
+        .find(|p| p.measurement == "air_quality_hourly")
+        .unwrap_or_else(|| panic!("{}", batch.payload));
+    assert_eq!(p.ts, Some(T0));
+    assert_eq!(p.tags, vec![("sensor".to_string(), "a".to_string())]);
+    // (44 * 10 + 70 + 30) / 46 readings.
+    assert_eq!(field(p, "pm2_5_mean"), FieldValue::Float(540.0 / 46.0));
+    assert_eq!(field(p, "pm2_5_coverage"), FieldValue::Float(0.75));
+    assert_eq!(field(p, "pm2_5_valid"), FieldValue::Bool(true));
+    assert_eq!(field(p, "pm2_5_valid_hours_24h"), FieldValue::Int(1));
+    assert_eq!(field(p, "pm10_coverage"), FieldValue::Float(1.0 / 60.0));
+    assert_eq!(field(p, "pm10_valid"), FieldValue::Bool(false));
+    // Once.
+    assert_eq!(agg.close_due(T0 + 3700 * S), None);
+}
