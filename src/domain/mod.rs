@@ -13,7 +13,8 @@
 //!   `net`, `occupancy` on points with counter `in`/`out`.
 //!
 //! - [`hourly`]: the windows' pollutant means are recorded per hour; finished hours become
-//!   `air_quality_hourly` points when the aggregator asks ([`Domain::hourly`]).
+//!   `air_quality_hourly` points when the aggregator asks ([`Domain::hourly_points`]), with
+//!   the official indices on them ([`official`]).
 //!
 //! Everything here is pure but for the per-zone occupancy and the open hours it keeps
 //! between closes.
@@ -22,6 +23,7 @@ pub mod aqi;
 pub mod footfall;
 pub mod hourly;
 pub mod humidity;
+pub mod official;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -33,7 +35,7 @@ use crate::reading::{GroupKey, QuantityKind, NANOS_PER_SEC};
 
 use aqi::{EaqiVersion, LkiTopEdges, POLLUTANTS};
 use footfall::Occupancy;
-use hourly::{Hourly, HourlySettings};
+use hourly::{Hourly, HourlyPoint, HourlySettings};
 use humidity::Correction;
 
 use crate::telemetry::expose;
@@ -287,6 +289,23 @@ impl Domain {
         }
         push("rh_capped".into(), FieldValue::Bool(applied.capped));
         corrected
+    }
+
+    /// The `air_quality_hourly` points of the hours that ended by `until_ns`, each with its
+    /// fields: hourly values, then the official indices.
+    pub fn hourly_points(
+        &mut self,
+        until_ns: i64,
+    ) -> Vec<(HourlyPoint, Vec<(String, FieldValue)>)> {
+        let points = self.hourly.close_before(until_ns);
+        let (eaqi, lki) = (self.eaqi, self.lki.as_ref());
+        (points.into_iter())
+            .map(|p| {
+                let mut fields = p.fields();
+                fields.extend(official::fields(eaqi, lki, &p));
+                (p, fields)
+            })
+            .collect()
     }
 
     /// Records the point's gauge means (humidity-corrected where a rule applied) for the

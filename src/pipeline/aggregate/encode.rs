@@ -106,20 +106,19 @@ impl Aggregator {
     }
 
     /// Appends the `air_quality_hourly` points of the hours that ended by `until_ns`
-    /// ([`crate::domain::hourly`]) to `batch`.
+    /// ([`crate::domain::hourly`], with the official indices) to `batch`.
     pub(super) fn close_hours(
         &mut self,
         batch: Option<WindowBatch>,
         until_ns: TimestampNs,
     ) -> Option<WindowBatch> {
-        let points = self.derive.hourly.close_before(until_ns);
+        let points = self.derive.hourly_points(until_ns);
         if points.is_empty() {
             return batch;
         }
         let mut batch = batch.unwrap_or_else(WindowBatch::empty);
         let before = batch.points;
-        for p in &points {
-            let owned = p.fields();
+        for (p, owned) in &points {
             let fields: Vec<(&str, FieldValue)> =
                 owned.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
             let m = hourly::MEASUREMENT;

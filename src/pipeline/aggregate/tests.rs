@@ -251,6 +251,7 @@ fn hourly_point_after_the_hour_and_grace_with_the_late_correction_in_it() {
     let settings = HourlySettings::new(60 * S, 0.75, q);
     let mut agg = agg.with_derive(Domain {
         hourly: Hourly::new(settings),
+        eaqi: Some(crate::domain::aqi::EaqiVersion::V2024),
         ..Domain::default()
     });
     // PM2.5 in windows 0-43 (44 of 60: not enough alone); window 0 has two readings.
@@ -263,6 +264,11 @@ fn hourly_point_after_the_hour_and_grace_with_the_late_correction_in_it() {
     agg.close_due(T0 + 3595 * S).expect("windows 0-58");
     let first = agg.close_due(T0 + 3601 * S + S / 2).expect("window 59");
     assert!(!first.payload.contains("air_quality_hourly"));
+    // The window points keep their own, labelled indication of the index.
+    assert_eq!(
+        field(&points(&first)[0], "aqi_period_s"),
+        FieldValue::Int(60)
+    );
     // A late PM2.5 reading for window 59, within the 5 s grace: the 45th window.
     assert!(agg.insert(Reading::new(pm25, 30.0, T0 + 3595 * S), T0 + 3602 * S));
     let fix = agg.close_due(T0 + 3603 * S).expect("correction");
@@ -285,6 +291,10 @@ fn hourly_point_after_the_hour_and_grace_with_the_late_correction_in_it() {
     assert_eq!(field(p, "pm2_5_valid_hours_24h"), FieldValue::Int(1));
     assert_eq!(field(p, "pm10_coverage"), FieldValue::Float(1.0 / 60.0));
     assert_eq!(field(p, "pm10_valid"), FieldValue::Bool(false));
+    // The official index from the valid hour only: PM2.5 11.7 is EAQI 2 (5-15).
+    assert_eq!(field(p, "eaqi"), FieldValue::Int(2));
+    assert_eq!(field(p, "eaqi_pollutants"), FieldValue::Str("pm2_5".into()));
+    assert_eq!(field(p, "aqi_period_s"), FieldValue::Int(3600));
     // Once.
     assert_eq!(agg.close_due(T0 + 3700 * S), None);
 }
