@@ -28,7 +28,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use aggregation::{AggregationConfig, Stat, MAX_QUANTILES};
-pub use air_quality::{AirQualityConfig, DEFAULT_MIN_COVERAGE};
+pub use air_quality::{
+    AirQualityConfig, ThresholdConfig, ThresholdPeriodSetting, DEFAULT_MIN_COVERAGE,
+};
 pub use clock::{ClockConfig, SyncMode};
 pub use diff::{config_hash, mqtt_files_digest, restart_keys, serial_files_digest};
 pub use domain::{

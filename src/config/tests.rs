@@ -292,6 +292,31 @@ fn air_quality_errors_are_located() {
         "{r}"
     );
     assert_eq!(find("air_quality.min_coverage").line, start + 7, "{r}");
+    let text = MINIMAL.to_string()
+        + "\n[air_quality]\nhourly = true\ntime_zone = \"Europe/Atlantis\"\n\n\
+           [[air_quality.threshold]]\nname = \"WHO 2021\"\nquantity = \"co2\"\nperiod = \"day\"\nvalue = 15\n";
+    let errs = parse(&text).unwrap_err();
+    let r = errs.to_string();
+    let find = |key: &str| {
+        (errs.0.iter())
+            .find(|e| e.key == key)
+            .unwrap_or_else(|| panic!("{key} missing in\n{r}"))
+    };
+    assert_eq!(find("air_quality.time_zone").line, start + 4, "{r}");
+    assert_eq!(find("air_quality.threshold[0].name").line, start + 7, "{r}");
+    assert_eq!(
+        find("air_quality.threshold[0].quantity").line,
+        start + 8,
+        "{r}"
+    );
+    let bad_period = MINIMAL.to_string()
+        + "\n[[air_quality.threshold]]\nname = \"x\"\nquantity = \"pm10\"\nperiod = \"week\"\nvalue = 1\n";
+    let errs = parse(&bad_period).unwrap_err();
+    assert!(errs.0.iter().any(|e| e.key.contains("period")), "{errs}");
+    // Defaults: the WHO 2021 daily guidelines.
+    let cfg = parse(MINIMAL).unwrap();
+    let t = &cfg.air_quality.threshold;
+    assert_eq!((t.len(), t[0].value, t[1].value), (2, 15.0, 45.0));
 }
 
 #[test]

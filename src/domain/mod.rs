@@ -13,17 +13,22 @@
 //!   `net`, `occupancy` on points with counter `in`/`out`.
 //!
 //! - [`hourly`]: the windows' pollutant means are recorded per hour; finished hours become
-//!   `air_quality_hourly` points when the aggregator asks ([`Domain::hourly_points`]), with
-//!   the official indices on them ([`official`]).
+//!   `air_quality_hourly` points when the aggregator asks ([`Domain::period_points`]), with
+//!   the official indices on them ([`official`]); [`daily`] turns finished hours into
+//!   `air_quality_daily` points per local calendar day.
 //!
 //! Everything here is pure but for the per-zone occupancy and the open hours it keeps
 //! between closes.
 
 pub mod aqi;
+pub mod daily;
 pub mod footfall;
 pub mod hourly;
 pub mod humidity;
 pub mod official;
+mod periods;
+
+pub use periods::PeriodPoint;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -31,11 +36,12 @@ use crate::config::{
     Config, EaqiSetting, HumidityCorrectionConfig, HumidityMethod, RhFromSetting, Stat,
 };
 use crate::line_protocol::FieldValue;
-use crate::reading::{GroupKey, QuantityKind, NANOS_PER_SEC};
+use crate::reading::{GroupKey, QuantityKind};
 
 use aqi::{EaqiVersion, LkiTopEdges, POLLUTANTS};
+use daily::Daily;
 use footfall::Occupancy;
-use hourly::{Hourly, HourlyPoint, HourlySettings};
+use hourly::Hourly;
 use humidity::Correction;
 
 use crate::telemetry::expose;
@@ -123,6 +129,8 @@ pub struct Domain {
     pub occupancy: Occupancy,
     /// Hourly values (off unless `[air_quality] hourly`).
     pub hourly: Hourly,
+    /// Daily values from the hourly ones (on with them).
+    pub daily: Daily,
 }
 
 /// Everything one (window, point) contributes, gathered before deriving.
@@ -138,6 +146,8 @@ struct Point<'v, 'a> {
 pub enum DomainError {
     #[error("footfall: {0}")]
     Footfall(String),
+    #[error("air_quality: {0}")]
+    AirQuality(String),
 }
 
 impl Domain {
@@ -159,7 +169,8 @@ impl Domain {
             }),
             humidity: cfg.humidity_correction.iter().map(correction).collect(),
             occupancy: Occupancy::new(rebase),
-            hourly: Hourly::new(hourly_settings(cfg)),
+            hourly: Hourly::new(periods::hourly_settings(cfg)),
+            daily: Daily::new(periods::daily_settings(cfg).map_err(DomainError::AirQuality)?),
         })
     }
 
@@ -172,9 +183,11 @@ impl Domain {
             humidity,
             occupancy,
             hourly,
+            daily,
         } = new;
-        // Open hours and the running means stay; only the settings change.
+        // Open hours and days and the running means stay; only the settings change.
         self.hourly.settings = hourly.settings;
+        self.daily.settings = daily.settings;
         self.eaqi = eaqi;
         self.lki = lki;
         self.humidity = humidity;
@@ -291,23 +304,6 @@ impl Domain {
         corrected
     }
 
-    /// The `air_quality_hourly` points of the hours that ended by `until_ns`, each with its
-    /// fields: hourly values, then the official indices.
-    pub fn hourly_points(
-        &mut self,
-        until_ns: i64,
-    ) -> Vec<(HourlyPoint, Vec<(String, FieldValue)>)> {
-        let points = self.hourly.close_before(until_ns);
-        let (eaqi, lki) = (self.eaqi, self.lki.as_ref());
-        (points.into_iter())
-            .map(|p| {
-                let mut fields = p.fields();
-                fields.extend(official::fields(eaqi, lki, &p));
-                (p, fields)
-            })
-            .collect()
-    }
-
     /// Records the point's gauge means (humidity-corrected where a rule applied) for the
     /// hourly values.
     fn record_hourly(&mut self, p: &Point<'_, '_>, corrected: &[Option<f64>; 5]) {
@@ -378,16 +374,6 @@ impl Domain {
         push("net".into(), FieldValue::Float(net));
         push("occupancy".into(), FieldValue::Float(occupancy));
     }
-}
-
-/// The hourly settings of `cfg`, `None` when off.
-fn hourly_settings(cfg: &Config) -> Option<HourlySettings> {
-    let aq = &cfg.air_quality;
-    if !aq.hourly {
-        return None;
-    }
-    let window_ns = (cfg.aggregation.window_secs as i64).saturating_mul(NANOS_PER_SEC);
-    HourlySettings::new(window_ns, aq.min_coverage, aq.quantities.clone())
 }
 
 fn correction(h: &HumidityCorrectionConfig) -> Correction {

@@ -37,6 +37,7 @@ fn domain() -> Domain {
         humidity: vec![],
         occupancy: Occupancy::new(None),
         hourly: Hourly::default(),
+        daily: Daily::default(),
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use super::close::Closed;
 use super::{Aggregator, Slot};
 use crate::config::Stat;
-use crate::domain::{hourly, DerivedField, Domain, WindowValue};
+use crate::domain::{DerivedField, Domain, WindowValue};
 use crate::line_protocol::{encode, EncodeError, FieldValue, PointRef};
 use crate::pipeline::AggregatorMetrics;
 use crate::reading::{GroupKey, TimestampNs};
@@ -105,24 +105,25 @@ impl Aggregator {
         batch
     }
 
-    /// Appends the `air_quality_hourly` points of the hours that ended by `until_ns`
-    /// ([`crate::domain::hourly`], with the official indices) to `batch`.
+    /// Appends the `air_quality_hourly` and `air_quality_daily` points of the hours and days
+    /// that ended by `until_ns` ([`crate::domain::hourly`], `daily`) to `batch`.
     pub(super) fn close_hours(
         &mut self,
         batch: Option<WindowBatch>,
         until_ns: TimestampNs,
     ) -> Option<WindowBatch> {
-        let points = self.derive.hourly_points(until_ns);
+        let points = self.derive.period_points(until_ns);
         if points.is_empty() {
             return batch;
         }
         let mut batch = batch.unwrap_or_else(WindowBatch::empty);
         let before = batch.points;
-        for (p, owned) in &points {
-            let fields: Vec<(&str, FieldValue)> =
-                owned.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-            let m = hourly::MEASUREMENT;
-            super::hooks::append(&mut batch, m, &p.key.tags, &fields, p.ts(), &self.metrics);
+        for p in &points {
+            let fields: Vec<(&str, FieldValue)> = (p.fields.iter())
+                .map(|(k, v)| (k.as_str(), v.clone()))
+                .collect();
+            let (m, tags) = (p.measurement, &p.key.tags);
+            super::hooks::append(&mut batch, m, tags, &fields, p.ts, &self.metrics);
         }
         let added = u64::from(batch.points - before);
         self.metrics.points_emitted.fetch_add(added, Relaxed);
