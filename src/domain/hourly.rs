@@ -16,7 +16,7 @@
 //! grace period) replaces its first emission. An hour is final once its last window is past
 //! the grace period: [`Hourly::close_before`] is called with the aggregator's retain floor.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use crate::line_protocol::FieldValue;
 use crate::reading::{GroupKey, NANOS_PER_SEC};
@@ -134,6 +134,9 @@ pub struct Hourly {
     pub groups: HashMap<GroupKey, BTreeMap<String, SeriesHours>>,
     /// Hours below this are final; windows for them are ignored.
     pub closed_before: i64,
+    /// Windows restored from the state file: emitted again after a restart they hold only
+    /// the readings since, so they add to the saved part instead of replacing it.
+    pub restored: HashSet<(GroupKey, String, i64)>,
 }
 
 impl Hourly {
@@ -143,6 +146,7 @@ impl Hourly {
             settings,
             groups: HashMap::new(),
             closed_before: i64::MIN,
+            restored: HashSet::new(),
         }
     }
 
@@ -165,8 +169,18 @@ impl Hourly {
         let series = (self.groups.entry(key.clone()).or_default())
             .entry(quantity.to_string())
             .or_default();
-        let entry = (count, if count == 0 { 0.0 } else { mean * count as f64 });
-        series.open.entry(hour).or_default().insert(window, entry);
+        let mut entry = (count, if count == 0 { 0.0 } else { mean * count as f64 });
+        let windows = series.open.entry(hour).or_default();
+        if !self.restored.is_empty()
+            && self
+                .restored
+                .remove(&(key.clone(), quantity.to_string(), window))
+        {
+            if let Some((n, x)) = windows.get(&window) {
+                entry = (entry.0 + n, entry.1 + x);
+            }
+        }
+        windows.insert(window, entry);
     }
 
     /// Finishes every hour that ended at or before `until_ns`, oldest first; one point per
@@ -180,6 +194,9 @@ impl Hourly {
             return Vec::new();
         }
         self.closed_before = limit;
+        let window_ns = s.window_ns;
+        (self.restored)
+            .retain(|(_, _, w)| w.saturating_mul(window_ns).div_euclid(HOUR_NS) >= limit);
         let mut points: Vec<HourlyPoint> = Vec::new();
         for (key, series) in &mut self.groups {
             let mut by_hour: BTreeMap<i64, Vec<QuantityHour>> = BTreeMap::new();

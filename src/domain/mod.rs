@@ -27,6 +27,7 @@ pub mod hourly;
 pub mod humidity;
 pub mod official;
 mod periods;
+pub mod periods_state;
 
 pub use periods::PeriodPoint;
 

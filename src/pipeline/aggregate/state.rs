@@ -6,7 +6,9 @@
 //!   overwritten with the full sum, not the second part);
 //! - `occupancy`: per zone, the running value, its re-base date and recent nets
 //!   ([`crate::domain::footfall::ZoneSnapshot`]);
-//! - `sensor_intervals`: learned reporting intervals ([`crate::health::tracker`]).
+//! - `sensor_intervals`: learned reporting intervals ([`crate::health::tracker`]);
+//! - `air_quality`: open hours, the running means' last 24 hours, open days and the year's
+//!   threshold counts ([`crate::domain::periods_state`]).
 //!
 //! A document is applied once, when the clock is first trusted (its age means nothing
 //! before): one saved by another gateway, in the future, or longer ago than
@@ -24,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::Aggregator;
 use crate::clock::Now;
 use crate::domain::footfall::{TotalCounter, ZoneSnapshot};
+use crate::domain::periods_state::AirQualityEntry;
 use crate::health::tracker::IntervalSnapshot;
 use crate::pipeline::persist::StateFile;
 use crate::pipeline::timeline::Placement;
@@ -33,6 +36,7 @@ use crate::state::{Restore, StateDoc, MAX_ENTRIES};
 const COUNTERS: &str = "counters";
 const OCCUPANCY: &str = "occupancy";
 const INTERVALS: &str = "sensor_intervals";
+const AIR_QUALITY: &str = "air_quality";
 /// A state saved later than this after `now` is from a clock that stepped back: discarded.
 const FUTURE_NS: i64 = 300 * NANOS_PER_SEC;
 
@@ -116,8 +120,10 @@ impl Aggregator {
             Some(h) => h.restore_intervals(intervals, oldest),
             None => 0,
         };
+        let air: Vec<AirQualityEntry> = section(&mut doc, AIR_QUALITY, &path);
+        let air_quality = self.derive.restore_air_quality(air, now);
         tracing::info!(file = %path, age_s = age / NANOS_PER_SEC,
-            counters = self.persist.counters.len(), zones, sensors, "state restored");
+            counters = self.persist.counters.len(), zones, sensors, air_quality, "state restored");
         self.metrics.state.restore(Restore::Restored);
     }
 
@@ -163,6 +169,10 @@ impl Aggregator {
         let _ = doc.put(COUNTERS, &counters);
         let _ = doc.put(OCCUPANCY, &zones);
         let _ = doc.put(INTERVALS, &intervals);
+        let air = self.derive.air_quality_snapshot();
+        if !air.is_empty() {
+            let _ = doc.put(AIR_QUALITY, &air);
+        }
         doc
     }
 
