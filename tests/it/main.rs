@@ -7,6 +7,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod air_quality_periods;
 mod arch;
 mod cli;
 mod clock;
