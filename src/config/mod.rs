@@ -7,6 +7,7 @@
 
 mod aggregation;
 mod air_quality;
+mod calibration;
 mod clock;
 mod diff;
 mod domain;
@@ -31,6 +32,7 @@ pub use aggregation::{AggregationConfig, Stat, MAX_QUANTILES};
 pub use air_quality::{
     AirQualityConfig, ThresholdConfig, ThresholdPeriodSetting, DEFAULT_MIN_COVERAGE,
 };
+pub use calibration::{CalibrationConfig, CalibrationModel, MAX_COEFFICIENTS};
 pub use clock::{ClockConfig, SyncMode};
 pub use diff::{config_hash, mqtt_files_digest, restart_keys, serial_files_digest};
 pub use domain::{
@@ -100,6 +102,9 @@ pub struct Config {
     /// Hourly values with data capture (official averaging periods). Default: off.
     #[serde(default)]
     pub air_quality: AirQualityConfig,
+    /// Per-sensor calibration rules. Default: none.
+    #[serde(default)]
+    pub calibration: Vec<CalibrationConfig>,
     /// Humidity correction rules for PM sensors. Default: none.
     #[serde(default)]
     pub humidity_correction: Vec<HumidityCorrectionConfig>,
@@ -320,6 +325,9 @@ impl Config {
         (self.air_quality).check(self.aggregation.window_secs, &mut errs);
         for (i, h) in self.humidity_correction.iter().enumerate() {
             h.check(&format!("humidity_correction[{i}]"), &mut errs);
+        }
+        for (i, c) in self.calibration.iter().enumerate() {
+            c.check(&format!("calibration[{i}]"), &mut errs);
         }
         self.footfall.check(&mut errs);
         self.state.check(&mut errs);

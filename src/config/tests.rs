@@ -320,6 +320,35 @@ fn air_quality_errors_are_located() {
 }
 
 #[test]
+fn calibration_rules_parse_and_their_errors_are_located() {
+    let ok = MINIMAL.to_string()
+        + "\n[[calibration]]\nid = \"sds-1.2026\"\nmatch = { sensor = \"sds-1\" }\n\
+           quantity = \"pm2_5\"\nvalid_from = \"2026-01-01T00:00:00Z\"\nmodel = \"linear_rh\"\n\
+           a = 1.5\nb = 0.6\nc = -0.02\n";
+    let cfg = parse(&ok).expect("a linear_rh rule");
+    assert_eq!(cfg.calibration[0].model, CalibrationModel::LinearRh);
+    let text = MINIMAL.to_string()
+        + "\n[[calibration]]\nid = \"a b\"\nquantity = \"pm2_5\"\nmodel = \"linear\"\ngain = 1\n\
+           valid_from = \"yesterday\"\n\n[[calibration]]\nid = \"p\"\nquantity = \"pm10\"\n\
+           model = \"polynomial\"\ncoefficients = []\n";
+    let errs = parse(&text).unwrap_err();
+    let r = errs.to_string();
+    let find = |key: &str| {
+        (errs.0.iter())
+            .find(|e| e.key == key)
+            .unwrap_or_else(|| panic!("{key} missing in\n{r}"))
+    };
+    let start = MINIMAL.lines().count();
+    assert_eq!(find("calibration[0].id").line, start + 3, "{r}");
+    assert_eq!(find("calibration[0].valid_from").line, start + 7, "{r}");
+    assert!(
+        find("calibration[0].offset").message.contains("required"),
+        "{r}"
+    );
+    assert_eq!(find("calibration[1].coefficients").line, start + 13, "{r}");
+}
+
+#[test]
 fn output_tls_needs_https_and_proxy_must_be_a_proxy_url() {
     let store = |extra: &str| {
         MINIMAL.replace(

@@ -21,6 +21,7 @@
 //! between closes.
 
 pub mod aqi;
+pub mod calibration;
 pub mod daily;
 pub mod footfall;
 pub mod hourly;
@@ -40,6 +41,7 @@ use crate::line_protocol::FieldValue;
 use crate::reading::{GroupKey, QuantityKind};
 
 use aqi::{EaqiVersion, LkiTopEdges, POLLUTANTS};
+use calibration::Calibration;
 use daily::Daily;
 use footfall::Occupancy;
 use hourly::Hourly;
@@ -58,6 +60,8 @@ pub struct DomainMetrics {
     pub humidity_missing: AtomicU64,
     /// PM windows corrected with RH above the cap.
     pub humidity_capped: AtomicU64,
+    /// Windows a `linear_rh` calibration matched but no humidity series had a value for.
+    pub calibration_no_rh: AtomicU64,
 }
 
 impl DomainMetrics {
@@ -84,6 +88,11 @@ impl DomainMetrics {
                 "PM windows whose humidity was above rh_cap.",
                 &self.humidity_capped,
             ),
+            (
+                "citysense_calibration_uncalibrated_windows",
+                "Windows left uncalibrated: the rule needs humidity and there was none.",
+                &self.calibration_no_rh,
+            ),
         ];
         for (name, help, v) in rows {
             expose::counter(e, name, help, v.load(Relaxed))?;
@@ -105,6 +114,10 @@ pub struct WindowValue<'a> {
     pub sum: f64,
     /// Readings in the window.
     pub count: u64,
+    /// The mean before calibration, and the rule (index into [`Domain::calibration`]), when
+    /// the window was calibrated.
+    pub raw_mean: Option<f64>,
+    pub calibration: Option<u16>,
     /// The configured statistics' values, in the aggregator's stat order (a count as its
     /// `f64`, exact below 2^53).
     pub values: &'a [f64],
@@ -127,6 +140,8 @@ pub struct Domain {
     /// `None`: no LKI.
     pub lki: Option<LkiTopEdges>,
     pub humidity: Vec<Correction>,
+    /// Per-sensor calibration rules (applied by the aggregator before deriving).
+    pub calibration: Vec<Calibration>,
     pub occupancy: Occupancy,
     /// Hourly values (off unless `[air_quality] hourly`).
     pub hourly: Hourly,
@@ -169,6 +184,7 @@ impl Domain {
                 o3: t.o3,
             }),
             humidity: cfg.humidity_correction.iter().map(correction).collect(),
+            calibration: cfg.calibration.iter().map(periods::calibration).collect(),
             occupancy: Occupancy::new(rebase),
             hourly: Hourly::new(periods::hourly_settings(cfg)),
             daily: Daily::new(periods::daily_settings(cfg).map_err(DomainError::AirQuality)?),
@@ -182,10 +198,12 @@ impl Domain {
             eaqi,
             lki,
             humidity,
+            calibration,
             occupancy,
             hourly,
             daily,
         } = new;
+        self.calibration = calibration;
         // Open hours and days and the running means stay; only the settings change.
         self.hourly.settings = hourly.settings;
         self.daily.settings = daily.settings;
@@ -250,6 +268,7 @@ impl Domain {
                 value,
             })
         };
+        self.calibration_fields(&p, &mut push);
         let corrected = self.correct(&p, humidity, stats, metrics, &mut push);
         self.record_hourly(&p, &corrected);
         self.indices(&p, &corrected, window_ns, &mut push);
@@ -269,10 +288,10 @@ impl Domain {
         let Some(rule) = self.humidity.iter().find(|r| r.matches(p.key)) else {
             return corrected;
         };
-        let pm: Vec<&WindowValue<'_>> = p
-            .values
-            .iter()
+        // A calibration with an RH term has corrected for humidity already.
+        let pm: Vec<&WindowValue<'_>> = (p.values.iter())
             .filter(|v| v.kind == QuantityKind::Gauge && rule.corrects(v.quantity))
+            .filter(|v| !self.calibrated_with_rh(v))
             .collect();
         if pm.is_empty() {
             return corrected;
@@ -303,6 +322,37 @@ impl Domain {
         }
         push("rh_capped".into(), FieldValue::Bool(applied.capped));
         corrected
+    }
+
+    /// `<q>_raw_mean` of each calibrated series and the point's `calibration_id` (the
+    /// distinct rule ids, comma-separated).
+    fn calibration_fields(&self, p: &Point<'_, '_>, push: &mut impl FnMut(String, FieldValue)) {
+        let mut ids: Vec<&str> = Vec::new();
+        for v in p.values {
+            let Some(rule) = v
+                .calibration
+                .and_then(|i| self.calibration.get(usize::from(i)))
+            else {
+                continue;
+            };
+            if let Some(raw) = v.raw_mean {
+                push(format!("{}_raw_mean", v.quantity), FieldValue::Float(raw));
+            }
+            if !ids.contains(&rule.id.as_str()) {
+                ids.push(&rule.id);
+            }
+        }
+        if !ids.is_empty() {
+            push("calibration_id".into(), FieldValue::Str(ids.join(",")));
+        }
+    }
+
+    /// Whether `v` was calibrated by a rule with an RH term.
+    fn calibrated_with_rh(&self, v: &WindowValue<'_>) -> bool {
+        let rule = v
+            .calibration
+            .and_then(|i| self.calibration.get(usize::from(i)));
+        rule.is_some_and(Calibration::uses_rh)
     }
 
     /// Records the point's gauge means (humidity-corrected where a rule applied) for the

@@ -1,10 +1,12 @@
 //! The official averaging periods, wired: settings from the config, and the points of the
-//! hours and days that finished ([`Domain::period_points`]).
+//! hours and days that finished ([`Domain::period_points`]); and the calibration rules from
+//! the config.
 
+use super::calibration::{Calibration, Model};
 use super::daily::{self, DailySettings, Threshold, ThresholdPeriod};
 use super::hourly::{self, HourlySettings};
 use super::{official, Domain};
-use crate::config::{Config, ThresholdPeriodSetting};
+use crate::config::{CalibrationConfig, CalibrationModel, Config, ThresholdPeriodSetting};
 use crate::line_protocol::FieldValue;
 use crate::reading::{GroupKey, TimestampNs, NANOS_PER_SEC};
 
@@ -84,4 +86,32 @@ pub(super) fn daily_settings(cfg: &Config) -> Result<Option<DailySettings>, Stri
         })
         .collect();
     Ok(Some(DailySettings { tz, thresholds }))
+}
+
+/// The runtime rule of a checked `[[calibration]]` (`Config::check` rejects missing terms;
+/// a missing one here is 0).
+pub(super) fn calibration(c: &CalibrationConfig) -> Calibration {
+    let num = |v: Option<f64>| v.unwrap_or(0.0);
+    let model = match c.model {
+        CalibrationModel::Linear => Model::Linear {
+            gain: num(c.gain),
+            offset: num(c.offset),
+        },
+        CalibrationModel::Polynomial => Model::Polynomial(c.coefficients.clone()),
+        CalibrationModel::LinearRh => Model::LinearRh {
+            a: num(c.a),
+            b: num(c.b),
+            c: num(c.c),
+        },
+    };
+    let valid_from = c.valid_from.as_deref().map(crate::time::parse_rfc3339);
+    Calibration {
+        id: c.id.clone(),
+        match_tags: (c.match_tags.iter())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        quantity: c.quantity.clone(),
+        valid_from: valid_from.and_then(Result::ok).unwrap_or(i64::MIN),
+        model,
+    }
 }

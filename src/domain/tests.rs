@@ -20,6 +20,8 @@ fn gauge<'a>(group: u32, key: &'a GroupKey, q: &'a str, vals: &'a [f64]) -> Wind
         mean,
         sum: mean,
         count: 1,
+        raw_mean: None,
+        calibration: None,
         values: vals,
     }
 }
@@ -35,6 +37,7 @@ fn domain() -> Domain {
         eaqi: Some(EaqiVersion::V2024),
         lki: Some(LkiTopEdges::default()),
         humidity: vec![],
+        calibration: vec![],
         occupancy: Occupancy::new(None),
         hourly: Hourly::default(),
         daily: Daily::default(),
@@ -132,6 +135,8 @@ fn footfall_fields_and_running_occupancy() {
         mean: f64::NAN,
         sum,
         count: 1,
+        raw_mean: None,
+        calibration: None,
         values: &[],
     };
     let mut dom = domain();
@@ -162,4 +167,67 @@ fn footfall_fields_and_running_occupancy() {
     let g = [3.0, 1.0];
     let input = [gauge(0, &door, "in", &g)];
     assert!(dom.derive(&input, &STATS, W, &m).is_empty());
+}
+
+#[test]
+fn a_calibration_with_an_rh_term_replaces_the_humidity_correction() {
+    use calibration::Model;
+    let aq = key("air_quality", &[("sensor", "sds"), ("site", "plein")]);
+    let (pm25, pm10, rh) = ([20.0, 3.0], [30.0, 3.0], [80.0, 3.0]);
+    let rule = |id: &str, model| Calibration {
+        id: id.into(),
+        match_tags: vec![],
+        quantity: "pm2_5".into(),
+        valid_from: i64::MIN,
+        model,
+    };
+    let mut dom = domain();
+    dom.calibration = vec![
+        rule(
+            "rh",
+            Model::LinearRh {
+                a: 1.0,
+                b: 1.0,
+                c: 0.0,
+            },
+        ),
+        rule(
+            "lin",
+            Model::Linear {
+                gain: 1.0,
+                offset: 0.0,
+            },
+        ),
+    ];
+    dom.humidity.push(Correction {
+        match_tags: vec![],
+        kappa: 0.36,
+        rh_cap: 95.0,
+        rh_from: humidity::RhFrom::Site,
+        quantities: vec![],
+    });
+    let m = DomainMetrics::default();
+    for (i, corrected) in [(0u16, false), (1u16, true)] {
+        let mut calibrated = gauge(0, &aq, "pm2_5", &pm25);
+        (calibrated.calibration, calibrated.raw_mean) = (Some(i), Some(19.0));
+        let input = [
+            calibrated,
+            gauge(0, &aq, "pm10", &pm10),
+            gauge(0, &aq, "humidity", &rh),
+        ];
+        let d = dom.derive(&input, &STATS, W, &m);
+        let id = if corrected { "lin" } else { "rh" };
+        assert_eq!(
+            field(&d, 0, "calibration_id"),
+            Some(&FieldValue::Str(id.into()))
+        );
+        assert_eq!(
+            field(&d, 0, "pm2_5_raw_mean"),
+            Some(&FieldValue::Float(19.0))
+        );
+        let got = field(&d, 0, "pm2_5_corrected_mean").is_some();
+        assert_eq!(got, corrected, "rule {id}");
+        // PM10 has no calibration: corrected either way.
+        assert!(field(&d, 0, "pm10_corrected_mean").is_some());
+    }
 }

@@ -19,6 +19,7 @@
 //! Read bottom-up, one file per step:
 //! - this file: the state ([`Aggregator`], one slot per series) and how it is built;
 //! - `ingest.rs`: a reading in: checks, the hold until the clock syncs, counter totals;
+//! - `calibrate.rs`: per-sensor calibration of the closed windows, before anything reads them;
 //! - `close.rs`: which windows are due (tick, [`Aggregator::close_due`],
 //!   [`Aggregator::flush`]) and their re-emission when late readings correct them;
 //! - `encode.rs`: closed windows to points, one [`WindowBatch`] per close;
@@ -39,6 +40,7 @@ use crate::pipeline::window::SeriesState;
 use crate::pipeline::AggregatorMetrics;
 use crate::reading::{Registry, SeriesInfo, TimestampNs, NANOS_PER_SEC};
 
+mod calibrate;
 mod close;
 mod encode;
 mod hooks;

@@ -28,6 +28,9 @@ pub(super) struct Closed {
     pub(super) mean: f64,
     pub(super) sum: f64,
     pub(super) count: u64,
+    /// The mean before calibration (NaN if not calibrated) and the rule's index.
+    pub(super) raw_mean: f64,
+    pub(super) calibration: Option<u16>,
 }
 
 impl Aggregator {
@@ -116,6 +119,7 @@ impl Aggregator {
         // (window, group, slot) is unique: the unstable sort gives the same order without the
         // stable sort's scratch buffer of half the close.
         closed.sort_unstable_by_key(|c| (c.window, c.group, c.slot));
+        self.calibrate(&mut closed, &mut values);
         Some(self.encode(&closed, &values))
     }
 
@@ -145,6 +149,8 @@ impl Aggregator {
                         mean: s.mean,
                         sum: s.sum,
                         count: s.count,
+                        raw_mean: f64::NAN,
+                        calibration: None,
                     });
                     approximate += u64::from(s.approximate);
                     reemitted += u64::from(s.reemitted);

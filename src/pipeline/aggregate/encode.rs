@@ -144,6 +144,8 @@ impl<'a> Encoder<'a> {
             mean: c.mean,
             sum: c.sum,
             count: c.count,
+            raw_mean: c.calibration.map(|_| c.raw_mean),
+            calibration: c.calibration,
             values: self.values.get(c.first..c.first + self.stats.len())?,
         })
     }

@@ -298,3 +298,71 @@ fn hourly_point_after_the_hour_and_grace_with_the_late_correction_in_it() {
     // Once.
     assert_eq!(agg.close_due(T0 + 3700 * S), None);
 }
+
+#[test]
+fn calibration_feeds_the_statistics_and_indices_and_keeps_the_raw_mean() {
+    use crate::domain::calibration::{Calibration, Model};
+    let (agg, reg, _, pm25, pm10) = setup(&["mean", "min", "max", "count", "sum"]);
+    let g = reg.group(GroupKey::new(
+        "air_quality",
+        [("sensor".into(), "a".into())],
+    ));
+    let rh = reg.series(g, "humidity").unwrap();
+    let rule = |id: &str, q: &str, model| Calibration {
+        id: id.into(),
+        match_tags: vec![("sensor".into(), "a".into())],
+        quantity: q.into(),
+        valid_from: i64::MIN,
+        model,
+    };
+    let mut agg = agg.with_derive(Domain {
+        eaqi: Some(crate::domain::aqi::EaqiVersion::V2024),
+        calibration: vec![
+            rule(
+                "lin-1",
+                "pm2_5",
+                Model::Linear {
+                    gain: 0.5,
+                    offset: 1.0,
+                },
+            ),
+            rule(
+                "rh-1",
+                "pm10",
+                Model::LinearRh {
+                    a: 2.0,
+                    b: 0.5,
+                    c: -0.1,
+                },
+            ),
+        ],
+        ..Domain::default()
+    });
+    for (i, v) in [4.0, 8.0, 6.0].into_iter().enumerate() {
+        agg.insert(Reading::new(pm25, v, T0 + i as i64 * S), T0);
+    }
+    agg.insert(Reading::new(pm10, 40.0, T0 + 5 * S), T0);
+    agg.insert(Reading::new(rh, 60.0, T0 + 6 * S), T0);
+    let batch = agg.close_due(T0 + 61 * S).expect("window closes");
+    let p = &points(&batch)[0];
+    // PM2.5: 0.5 x + 1 of 4, 8, 6: mean 4, min 3, max 5, sum 12.
+    assert_eq!(field(p, "pm2_5_mean"), FieldValue::Float(4.0));
+    assert_eq!(field(p, "pm2_5_min"), FieldValue::Float(3.0));
+    assert_eq!(field(p, "pm2_5_max"), FieldValue::Float(5.0));
+    assert_eq!(field(p, "pm2_5_sum"), FieldValue::Float(12.0));
+    assert_eq!(field(p, "pm2_5_count"), FieldValue::Int(3));
+    assert_eq!(field(p, "pm2_5_raw_mean"), FieldValue::Float(6.0));
+    // PM10: 2 + 0.5 * 40 - 0.1 * 60 = 16, with the point's humidity.
+    assert_eq!(field(p, "pm10_mean"), FieldValue::Float(16.0));
+    assert_eq!(field(p, "pm10_raw_mean"), FieldValue::Float(40.0));
+    assert_eq!(
+        field(p, "calibration_id"),
+        FieldValue::Str("lin-1,rh-1".into())
+    );
+    // The index of the calibrated means: PM10 16 is EAQI 2 (15-45); raw 40 would be too,
+    // but PM2.5 raw 6 is 2 and calibrated 4 is 1: PM10 decides.
+    assert_eq!(field(p, "eaqi"), FieldValue::Int(2));
+    assert_eq!(field(p, "eaqi_pollutant"), FieldValue::Str("pm10".into()));
+    // Humidity itself is not calibrated.
+    assert_eq!(field(p, "humidity_mean"), FieldValue::Float(60.0));
+}
