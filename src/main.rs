@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use citysense::config::{Config, DEMO, EXAMPLE};
+use citysense::domain::fit::{self, FitModel};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -74,6 +75,29 @@ enum Command {
         #[arg(long)]
         seconds: Option<u64>,
     },
+    /// Fit a [[calibration]] rule from co-located hourly values (CSV `time,value[,rh]`) of a
+    /// sensor and a reference station; prints the rule with R2, RMSE and the hours used.
+    Calibrate {
+        /// The sensor's hourly values (a third column, RH, for `--model linear_rh`).
+        sensor: PathBuf,
+        /// The reference station's hourly values at the same times.
+        reference: PathBuf,
+        /// "linear", "linear_rh" or "polynomial".
+        #[arg(long, default_value = "linear")]
+        model: String,
+        /// Degree of a polynomial (1-5).
+        #[arg(long, default_value_t = 2)]
+        degree: usize,
+        /// The rule's id.
+        #[arg(long, default_value = "calibration-1")]
+        id: String,
+        /// The quantity calibrated.
+        #[arg(long, default_value = "pm2_5")]
+        quantity: String,
+        /// Fewest paired hours to fit on.
+        #[arg(long, default_value_t = 72)]
+        min_hours: usize,
+    },
     /// Look at the spool without sending anything.
     Spool {
         #[command(subcommand)]
@@ -115,12 +139,65 @@ fn main() -> ExitCode {
         Command::Spool {
             command: SpoolCommand::Inspect { config, dir },
         } => inspect(&config, dir),
+        Command::Calibrate {
+            sensor,
+            reference,
+            model,
+            degree,
+            id,
+            quantity,
+            min_hours,
+        } => {
+            let model = match model.as_str() {
+                "linear" => Some(FitModel::Linear),
+                "linear_rh" => Some(FitModel::LinearRh),
+                "polynomial" if (1..=5).contains(&degree) => Some(FitModel::Polynomial(degree)),
+                _ => None,
+            };
+            match model {
+                Some(m) => Ok(calibrate(&sensor, &reference, m, &id, &quantity, min_hours)),
+                None => {
+                    eprintln!("citysensed calibrate: --model linear, linear_rh or polynomial (--degree 1-5)");
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("citysensed: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `citysensed calibrate`: see [`citysense::domain::fit`]. Exit 2 when no rule can be fit.
+fn calibrate(
+    sensor: &Path,
+    reference: &Path,
+    model: FitModel,
+    id: &str,
+    quantity: &str,
+    min_hours: usize,
+) -> ExitCode {
+    let read = |p: &Path| {
+        let text = citysense::fs_limits::read_text(p, 64 << 20, "a CSV file")
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+        fit::parse_csv(&p.display().to_string(), &text).map_err(|e| e.to_string())
+    };
+    let result = read(sensor).and_then(|s| {
+        let r = read(reference)?;
+        fit::fit(&s, &r, model, min_hours).map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(f) => {
+            print!("{}", f.to_toml(id, quantity));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("citysensed calibrate: {e}");
+            ExitCode::from(2)
         }
     }
 }

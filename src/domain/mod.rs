@@ -23,6 +23,7 @@
 pub mod aqi;
 pub mod calibration;
 pub mod daily;
+pub mod fit;
 pub mod footfall;
 pub mod hourly;
 pub mod humidity;

@@ -183,3 +183,56 @@ fn an_unknown_log_format_in_the_environment_is_refused() {
         "{err}"
     );
 }
+
+/// `calibrate` on two CSV files of synthetic co-located hours: reference = 0.7 * sensor + 2
+/// with noise; it prints a linear rule close to that, and refuses a week cut to two days.
+#[test]
+fn calibrate_fits_a_rule_and_refuses_too_few_hours() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = fastrand::Rng::with_seed(7);
+    let (mut sensor, mut reference) = (String::from("time,pm2_5\n"), String::from("time,pm2_5\n"));
+    let t0 = 1_767_225_600i64; // 2026-01-01T00:00:00Z
+    for h in 0..168 {
+        let x = 3.0 + 60.0 * rng.f64();
+        let y = 0.7 * x + 2.0 + (rng.f64() - 0.5);
+        sensor.push_str(&format!("{},{x}\n", t0 + h * 3600));
+        reference.push_str(&format!("{},{y}\n", t0 + h * 3600));
+    }
+    let (s, r) = (dir.path().join("s.csv"), dir.path().join("r.csv"));
+    std::fs::write(&s, &sensor).unwrap();
+    std::fs::write(&r, &reference).unwrap();
+    let out = run(citysensed()
+        .args(["calibrate", "--id", "sds-1-2026"])
+        .arg(&s)
+        .arg(&r));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.starts_with("# fitted on 168 hours: R2 = 0.99"),
+        "{text}"
+    );
+    let value = |k: &str| -> f64 {
+        let prefix = format!("{k} = ");
+        let v = text.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap();
+        v.parse().unwrap()
+    };
+    assert!((value("gain") - 0.7).abs() < 0.01, "{text}");
+    assert!((value("offset") - 2.0).abs() < 0.3, "{text}");
+    // Two days of reference data: refused.
+    let short: String = reference
+        .lines()
+        .take(49)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&r, short).unwrap();
+    let out = run(citysensed().arg("calibrate").arg(&s).arg(&r));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("only 48 hours"), "{err}");
+    assert!(out.stdout.is_empty());
+}
