@@ -49,6 +49,10 @@ fn config(mqtt: u16, metrics: u16, vm: &str, board: &Path) -> String {
         .subscription("scan/{sensor}/batch", "")
         .subscription_line("identifier_path = \"devices\"")
         .section("[[humidity_correction]]\nmatch = { sensor = \"sds-1\" }")
+        .section(
+            "[[calibration]]\nid = \"sds-1-demo\"\nmatch = { sensor = \"sds-1\" }\n\
+             quantity = \"pm2_5\"\nmodel = \"linear\"\ngain = 0.8\noffset = 1.0",
+        )
         .section(&format!(
             "[gateway_health]\nroot = {:?}",
             board.display().to_string()
@@ -104,6 +108,58 @@ fn pi_board(root: &Path) {
         std::fs::write(path, text).expect("write");
     }
     std::os::unix::fs::symlink("/proc", root.join("proc")).expect("symlink /proc");
+}
+
+/// An hour of 15-minute windows on the manual clock, so that `air_quality_hourly` (with its
+/// indices) is in the store too: a gateway of the same site, readings with their own times.
+async fn hourly_run(mqtt: u16, vm: &str) {
+    use citysense::clock::{Clock, ManualClock};
+    use citysense::reading::now_ns;
+    const S: i64 = 1_000_000_000;
+    let text = Config::new("gw-dash")
+        .site("centrum")
+        .window(900)
+        .grace(1)
+        .aggregation_line("future_tolerance_secs = 7200")
+        .mqtt(mqtt, "cs-dashboards-hourly")
+        .subscription("hourly/{site}/{sensor}/air", "json")
+        .timestamp("ts", "unix_ms")
+        .section("[air_quality]\nhourly = true")
+        .output_v2(vm)
+        .no_health()
+        .to_toml();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spool = dir.path().join("spool");
+    let text = text.replace("{spool}", &spool.display().to_string());
+    let cfg = citysense::config::Config::parse(&text, Path::new("hourly.toml")).expect("config");
+    // An hour that ended two hours ago.
+    let hour = (now_ns() / (3600 * S) - 3) * 3600 * S;
+    let clock = ManualClock::new(hour - 10 * S - now_ns(), true);
+    let mut d = Daemon::start_with_clock(cfg, &spool, Clock::Manual(clock.clone()));
+    d.wait_connected(1).await;
+    let msgs: Vec<(String, Vec<u8>, u8)> = (0..4)
+        .map(|i| {
+            let ts = (hour + i * 900 * S + 60 * S) / 1_000_000;
+            let body = format!(r#"{{"pm2_5": 12, "pm10": 20, "no2": 30, "o3": 50, "ts": {ts}}}"#);
+            ("hourly/plein/sds-1/air".to_string(), body.into_bytes(), 1)
+        })
+        .collect();
+    publish(mqtt, &msgs).await;
+    let m = d.metrics.clone();
+    wait_until(Duration::from_secs(10), "hourly readings in", || {
+        let m = m.clone();
+        async move {
+            m.pipeline
+                .readings_aggregated
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= 16
+        }
+    })
+    .await;
+    clock.set_shift(hour + 3600 * S + 5 * S - now_ns());
+    // Four window points and the hourly one.
+    d.wait_points_sent(5).await;
+    d.stop().await;
 }
 
 /// `/metrics` text -> metric name -> label names.
@@ -165,6 +221,7 @@ async fn emitted() -> Emitted {
     .await;
     let text = support::citysensed::metrics_text(metrics_port).await;
     d.stop().await;
+    hourly_run(broker.port, &vm.write_url()).await;
 
     let mut out = Emitted::default();
     parse_metrics(&text, &mut out);
