@@ -166,9 +166,19 @@ impl Hourly {
         if hour < self.closed_before {
             return;
         }
-        let series = (self.groups.entry(key.clone()).or_default())
-            .entry(quantity.to_string())
-            .or_default();
+        // Look up before inserting: the common case allocates no key.
+        if !self.groups.contains_key(key) {
+            self.groups.insert(key.clone(), BTreeMap::new());
+        }
+        let Some(group) = self.groups.get_mut(key) else {
+            return;
+        };
+        if !group.contains_key(quantity) {
+            group.insert(quantity.to_string(), SeriesHours::default());
+        }
+        let Some(series) = group.get_mut(quantity) else {
+            return;
+        };
         let mut entry = (count, if count == 0 { 0.0 } else { mean * count as f64 });
         let windows = series.open.entry(hour).or_default();
         if !self.restored.is_empty()
