@@ -154,7 +154,19 @@ fn main() -> ExitCode {
                 "polynomial" if (1..=5).contains(&degree) => Some(FitModel::Polynomial(degree)),
                 _ => None,
             };
+            // Both go into the printed TOML as strings: keep them plain.
+            let plain = |s: &str| {
+                !s.is_empty()
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+            };
             match model {
+                _ if !plain(&id) || !plain(&quantity) => {
+                    eprintln!(
+                        "citysensed calibrate: --id and --quantity: letters, digits, _, - or ."
+                    );
+                    Ok(ExitCode::from(2))
+                }
                 Some(m) => Ok(calibrate(&sensor, &reference, m, &id, &quantity, min_hours)),
                 None => {
                     eprintln!("citysensed calibrate: --model linear, linear_rh or polynomial (--degree 1-5)");

@@ -87,10 +87,16 @@ impl Domain {
         for (key, series) in &self.hourly.groups {
             for (q, h) in series {
                 let e = entry_for(&mut out, key, q);
+                // JSON has no NaN (it would be null and fail the whole section on load):
+                // windows and hours without a finite value are left out; they count as
+                // missing, which they are.
+                let finite =
+                    |(w, (n, x)): (&i64, &(u64, f64))| x.is_finite().then_some((*w, *n, *x));
                 e.open_hours = (h.open.iter())
-                    .map(|(hour, w)| (*hour, w.iter().map(|(w, (n, x))| (*w, *n, *x)).collect()))
+                    .map(|(hour, w)| (*hour, w.iter().filter_map(finite).collect()))
                     .collect();
                 e.recent = (h.recent.iter())
+                    .filter(|v| v.mean.is_finite() && v.coverage.is_finite())
                     .map(|v| (v.hour, v.mean, v.coverage, v.valid))
                     .collect();
             }

@@ -118,3 +118,20 @@ fn restore_drops_what_does_not_fit() {
     assert_eq!(domain().restore_air_quality(vec![other], now), 0);
     assert_eq!(Domain::default().restore_air_quality(vec![e], now), 0);
 }
+
+#[test]
+fn a_snapshot_has_no_nan_to_break_the_json() {
+    let mut d = domain();
+    // A window with readings but no finite mean, and a finished hour made only of it.
+    record(&mut d, 0, 3, f64::NAN);
+    record(&mut d, 4, 0, f64::NAN);
+    let _ = d.period_points(DAY0 + 3600 * NANOS_PER_SEC);
+    record(&mut d, 5, 2, 7.0);
+    let json = serde_json::to_string(&d.air_quality_snapshot()).unwrap();
+    assert!(!json.contains("null"), "{json}");
+    let back: Vec<AirQualityEntry> = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        domain().restore_air_quality(back, DAY0 + 3600 * NANOS_PER_SEC),
+        1
+    );
+}
