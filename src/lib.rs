@@ -17,7 +17,8 @@
 //! - [`sources`]: tasks producing readings; pure payload mappers live beside them.
 //! - [`decode`]: pure serial frame decoders and the sensor profiles.
 //! - [`pipeline`]: windows and the aggregator task.
-//! - [`domain`]: what closed windows mean: air-quality indices, humidity correction, footfall.
+//! - [`domain`]: what closed windows mean: air-quality indices, humidity correction,
+//!   calibration, hourly and daily air-quality values, footfall.
 //! - [`privacy`]: device identifiers -> per-window keyed hashes -> HyperLogLog counts only.
 //! - [`health`]: `sensor_health` points (stale, stuck, out of range) per sensor and window,
 //!   and the gateway's own `gateway_health` point (board temperature, throttling, disk, ...).

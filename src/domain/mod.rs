@@ -10,15 +10,19 @@
 //!   `[[humidity_correction]]` rule, using the window-mean RH of a humidity series at the same
 //!   site (or sensor) in the same window;
 //! - [`footfall`]: `<quantity>` (sum of events or increase of a total) for counter series, and
-//!   `net`, `occupancy` on points with counter `in`/`out`.
+//!   `net`, `occupancy` on points with counter `in`/`out`;
+//! - [`calibration`]: `<q>_raw_mean` and `calibration_id` where a `[[calibration]]` rule
+//!   applied (the aggregator calibrates the statistics before this step; [`fit`] fits rules
+//!   for `citysensed calibrate`).
 //!
-//! - [`hourly`]: the windows' pollutant means are recorded per hour; finished hours become
-//!   `air_quality_hourly` points when the aggregator asks ([`Domain::period_points`]), with
-//!   the official indices on them ([`official`]); [`daily`] turns finished hours into
-//!   `air_quality_daily` points per local calendar day.
+//! Besides, [`hourly`] records the windows' pollutant means per hour; finished hours become
+//! `air_quality_hourly` points when the aggregator asks ([`Domain::period_points`]), with the
+//! official indices on them ([`official`]); [`daily`] turns finished hours into
+//! `air_quality_daily` points per local calendar day; [`periods_state`] saves and restores
+//! both with the state file.
 //!
-//! Everything here is pure but for the per-zone occupancy and the open hours it keeps
-//! between closes.
+//! Everything here is pure but for the per-zone occupancy and the open hours and days it
+//! keeps between closes.
 
 pub mod aqi;
 pub mod calibration;
