@@ -110,8 +110,9 @@ fn pi_board(root: &Path) {
     std::os::unix::fs::symlink("/proc", root.join("proc")).expect("symlink /proc");
 }
 
-/// An hour of 15-minute windows on the manual clock, so that `air_quality_hourly` (with its
-/// indices) is in the store too: a gateway of the same site, readings with their own times.
+/// An hour of 15-minute windows on the manual clock, the last of a UTC day, so that
+/// `air_quality_hourly` (with its indices) and `air_quality_daily` are in the store too: a
+/// gateway of the same site, readings with their own times.
 async fn hourly_run(mqtt: u16, vm: &str) {
     use citysense::clock::{Clock, ManualClock};
     use citysense::reading::now_ns;
@@ -124,7 +125,7 @@ async fn hourly_run(mqtt: u16, vm: &str) {
         .mqtt(mqtt, "cs-dashboards-hourly")
         .subscription("hourly/{site}/{sensor}/air", "json")
         .timestamp("ts", "unix_ms")
-        .section("[air_quality]\nhourly = true")
+        .section("[air_quality]\nhourly = true\ntime_zone = \"UTC\"")
         .output_v2(vm)
         .no_health()
         .to_toml();
@@ -132,8 +133,9 @@ async fn hourly_run(mqtt: u16, vm: &str) {
     let spool = dir.path().join("spool");
     let text = text.replace("{spool}", &spool.display().to_string());
     let cfg = citysense::config::Config::parse(&text, Path::new("hourly.toml")).expect("config");
-    // An hour that ended two hours ago.
-    let hour = (now_ns() / (3600 * S) - 3) * 3600 * S;
+    // 23:00 UTC two days ago: its hour and its day are over.
+    const DAY: i64 = 86_400 * S;
+    let hour = (now_ns() / DAY - 2) * DAY + 23 * 3600 * S;
     let clock = ManualClock::new(hour - 10 * S - now_ns(), true);
     let mut d = Daemon::start_with_clock(cfg, &spool, Clock::Manual(clock.clone()));
     d.wait_connected(1).await;
@@ -157,8 +159,8 @@ async fn hourly_run(mqtt: u16, vm: &str) {
     })
     .await;
     clock.set_shift(hour + 3600 * S + 5 * S - now_ns());
-    // Four window points and the hourly one.
-    d.wait_points_sent(5).await;
+    // Four window points, the hourly and the daily one.
+    d.wait_points_sent(6).await;
     d.stop().await;
 }
 
