@@ -166,6 +166,7 @@ async fn run_inner(
     if let Clock::System(mode) = &clock {
         clock::log_sync_authority(*mode);
     }
+    metrics.config.set_hash(&cfg.text_hash);
     let service_stop = CancellationToken::new();
     serve_metrics(&cfg, &metrics, &tracker, &service_stop).await?;
 
