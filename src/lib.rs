@@ -164,6 +164,10 @@ async fn run_inner(
     let sources = control.build_all(&cfg)?;
     let sink = Sink::build(&cfg, metrics.sink.clone())?;
     let domain = domain::Domain::build(&cfg)?;
+    if let Clock::System(mode) = &clock {
+        clock::log_sync_authority(*mode);
+    }
+    metrics.config.set_hash(&cfg.text_hash);
     let service_stop = CancellationToken::new();
     serve_metrics(&cfg, &metrics, &tracker, &service_stop).await?;
 

@@ -74,6 +74,16 @@ impl ManualClock {
     }
 }
 
+/// Logs at start which authority tells the daemon that the clock is synchronised, and warns
+/// when it can never say so (see [`sync::describe`]).
+pub fn log_sync_authority(mode: SyncMode) {
+    let (authority, warning) = sync::describe(mode);
+    tracing::info!(check = %authority, "clock sync check");
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
+    }
+}
+
 /// Where the aggregator reads time from.
 #[derive(Debug, Clone)]
 pub enum Clock {

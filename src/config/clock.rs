@@ -6,9 +6,10 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClockConfig {
-    /// How to tell that the wall clock is synchronised: "kernel" (adjtimex; works with
+    /// How to tell that the wall clock is synchronised: "auto" (the kernel where the sandbox
+    /// lets the daemon ask it, else systemd-timesyncd's flag), "kernel" (adjtimex; works with
     /// systemd-timesyncd, chrony and ntpd), "timesyncd" (`/run/systemd/timesync/synchronized`
-    /// exists) or "assume" (always; for gateways with a battery-backed RTC). Default: "kernel".
+    /// exists) or "assume" (always; for gateways with a battery-backed RTC). Default: "auto".
     #[serde(default)]
     pub sync: SyncMode,
     /// A change of `wall - boot` larger than this between two checks (200 ms apart) is a
@@ -69,6 +70,7 @@ impl ClockConfig {
 #[serde(rename_all = "lowercase")]
 pub enum SyncMode {
     #[default]
+    Auto,
     Kernel,
     Timesyncd,
     Assume,
@@ -77,6 +79,7 @@ pub enum SyncMode {
 impl SyncMode {
     pub fn label(self) -> &'static str {
         match self {
+            SyncMode::Auto => "auto",
             SyncMode::Kernel => "kernel",
             SyncMode::Timesyncd => "timesyncd",
             SyncMode::Assume => "assume",

@@ -64,6 +64,9 @@ pub const NO_SOURCE: &str = "no source configured: citysensed starts and stays i
 pub struct Config {
     /// Who this gateway is. Required.
     pub gateway: GatewayConfig,
+    /// [`config_hash`] of the text this config was parsed from (`citysense_config_info`).
+    #[serde(skip)]
+    pub text_hash: String,
     /// How readings become windows. Default: see [`AggregationConfig`].
     #[serde(default)]
     pub aggregation: AggregationConfig,
@@ -283,7 +286,8 @@ impl Config {
         text: &str,
         origin: &Path,
     ) -> Result<(Config, Vec<ConfigError>), ConfigErrors> {
-        let cfg: Config = locate::deserialize_all(text, origin)?;
+        let mut cfg: Config = locate::deserialize_all(text, origin)?;
+        cfg.text_hash = config_hash(text);
         let errors = cfg
             .check()
             .into_iter()

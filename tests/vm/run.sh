@@ -105,16 +105,17 @@ boot() {
 
 # SDS011 frames into the guest's /dev/ttyS1, one a second as the sensor sends them:
 # PM2.5 12.3 and PM10 45.6 ug/m3 (0x007b, 0x01c8), device id 0x3412, checksum 0x8a.
-# What the daemon sends (its init commands) is read and dropped, as a sensor would: with
-# `socat -u` nothing reads it, the guest's UART never drains, and closing the port waits
-# the kernel's closing_wait (30 s, as long as TimeoutStopSec=).
+# Nothing reads what the daemon sends (its init commands): the guest's UART never drains,
+# as with a sensor that is wired receive-only or an adapter that is stuck. Closing the port
+# then waited the kernel's closing_wait (30 s, as long as TimeoutStopSec=) until the daemon
+# discarded unsent output before close; check e-stop holds the stop to 10 s.
 feed_sds011() {
     local i
     for i in $(seq 1 100); do [ -S "$work/sds011.sock" ] && break; sleep 0.1; done
     while :; do
         printf '\xaa\xc0\x7b\x00\xc8\x01\x12\x34\x8a\xab'
         sleep 1
-    done | socat - "UNIX-CONNECT:$work/sds011.sock" >/dev/null 2>&1 &
+    done | socat -u - "UNIX-CONNECT:$work/sds011.sock" >/dev/null 2>&1 &
     feeder=$!
 }
 

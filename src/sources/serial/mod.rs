@@ -19,7 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio_serial::{DataBits, FlowControl, Parity, SerialStream, StopBits};
+use tokio_serial::{
+    ClearBuffer, DataBits, FlowControl, Parity, SerialPort, SerialStream, StopBits,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
@@ -128,11 +130,12 @@ impl SerialSource {
         tracing::info!(source = %self.name, port = %self.port.display(), model = %self.profile.model, "serial source starting");
         loop {
             match self.open() {
-                Ok(port) => {
+                Ok(mut port) => {
                     self.metrics.set_connected(true);
                     tracing::info!(source = %self.name, port = %self.port.display(), baud = self.baud, "serial port open");
-                    let end = self.session(port, &out, &shutdown).await;
+                    let end = self.session(&mut port, &out, &shutdown).await;
                     self.metrics.set_connected(false);
+                    close(port);
                     match end {
                         session::End::Stop => break,
                         session::End::Lost { why, had_frames } => {
@@ -199,6 +202,18 @@ impl SerialSource {
             .exclusive(true);
         SerialStream::open(&builder)
     }
+}
+
+/// Closes `port` without waiting for unsent output. The kernel's close waits up to the tty's
+/// `closing_wait` (30 s) for output to drain; a sensor that reads nothing back (a UART with
+/// nobody listening, a stuck adapter) would hold a stop that long, past `TimeoutStopSec=`,
+/// and the open windows would die with the process. Commands not yet sent are worthless
+/// once the session is over, so they are discarded.
+fn close(port: SerialStream) {
+    if let Err(e) = port.clear(ClearBuffer::Output) {
+        tracing::debug!(error = %e, "serial port: discarding unsent output failed");
+    }
+    drop(port);
 }
 
 #[cfg(test)]

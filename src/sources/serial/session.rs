@@ -35,7 +35,7 @@ impl SerialSource {
     /// Runs one session on `port` (see the module doc).
     pub(super) async fn session(
         &mut self,
-        mut port: SerialStream,
+        port: &mut SerialStream,
         out: &mpsc::Sender<Reading>,
         shutdown: &CancellationToken,
     ) -> End {
@@ -44,7 +44,7 @@ impl SerialSource {
         self.decoder.reset();
         let mut had_frames = false;
         let lost = |why: String, had_frames: bool| End::Lost { why, had_frames };
-        if let Err(why) = send_all(&mut port, &self.decoder.init_commands()).await {
+        if let Err(why) = send_all(port, &self.decoder.init_commands()).await {
             return lost(why, false);
         }
         let mut duty = Duty::new(
@@ -68,13 +68,13 @@ impl SerialSource {
                         true => self.wake_commands(),
                         false => self.decoder.sleep_command().into_iter().collect(),
                     };
-                    if let Err(why) = send_all(&mut port, &cmds).await {
+                    if let Err(why) = send_all(port, &cmds).await {
                         return lost(why, had_frames);
                     }
                 }
                 _ = tick(&mut poll), if !duty.asleep => {
                     if let Some(cmd) = &poll_command {
-                        if let Err(why) = write(&mut port, cmd).await {
+                        if let Err(why) = write(port, cmd).await {
                             return lost(why, had_frames);
                         }
                     }
