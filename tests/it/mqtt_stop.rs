@@ -2,7 +2,8 @@
 //! once and acknowledges them all before handing out the first, so a source stopped in the
 //! middle of a bunch (SIGTERM, or a reload that replaces it) holds messages the broker counts
 //! delivered. They must be handed on before DISCONNECT: a replacement on the same persistent
-//! session then gets exactly the rest, and the readings add up to what was published.
+//! session then gets the rest, and nothing published is lost. (QoS 1 is at-least-once: a
+//! message handed on at stop may come again when its PUBACK lost the race with DISCONNECT.)
 
 use crate::support;
 
@@ -166,23 +167,44 @@ async fn stop_round(port: u16, registry: &Registry, first: u64) -> usize {
         rest.len()
     );
     let handed_on = at_stop.len();
-    let mut all: Vec<u64> = at_stop.into_iter().chain(rest).collect();
+    let mut all: Vec<u64> = at_stop.iter().chain(&rest).copied().collect();
     all.sort_unstable();
     let published: Vec<u64> = (first..first + QUEUED).collect();
-    // Say which way it failed: a loss is the stop path's defect; a double is a redelivery of a
-    // message whose PUBACK the DISCONNECT overtook.
+    // A loss is the stop path's defect. A double is QoS 1's at-least-once: on a starved
+    // machine a PUBACK can reach the broker after the DISCONNECT, and the broker delivers
+    // that message again. Only a message handed on at stop can come twice.
     let lost: Vec<u64> = published
         .iter()
         .filter(|n| !all.contains(n))
         .copied()
         .collect();
-    let mut doubled = all.clone();
-    doubled.dedup();
-    let doubled = all.len() - doubled.len();
-    assert_eq!(
-        all, published,
-        "none lost, none doubled: lost {lost:?}, {doubled} doubled, {handed_on} handed on at stop"
+    assert!(
+        lost.is_empty(),
+        "none lost: lost {lost:?}, {handed_on} handed on at stop, {} after",
+        rest.len()
     );
+    let doubled: Vec<u64> = rest
+        .iter()
+        .filter(|n| at_stop.contains(n))
+        .copied()
+        .collect();
+    let mut once = all.clone();
+    once.dedup();
+    assert_eq!(
+        once, published,
+        "nothing but the published messages arrived"
+    );
+    assert_eq!(
+        all.len(),
+        published.len() + doubled.len(),
+        "a double other than a redelivery of a message handed on at stop: {all:?}"
+    );
+    if !doubled.is_empty() {
+        eprintln!(
+            "mqtt stop: {} redelivered after the stop: {doubled:?}",
+            doubled.len()
+        );
+    }
     handed_on
 }
 
