@@ -260,7 +260,7 @@ async fn serve_metrics(
     tracing::info!(addr = %cfg.metrics.listen, "serving /metrics and /healthz");
     tracker.spawn(service::http::serve(
         listener,
-        metrics.clone(),
+        service::http::router(metrics.clone()),
         stop.clone(),
     ));
     Ok(())
