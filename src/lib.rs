@@ -164,7 +164,9 @@ async fn run_inner(
     let sink = Sink::build(&cfg, metrics.sink.clone())?;
     let domain = domain::Domain::build(&cfg)?;
     let service_stop = CancellationToken::new();
-    serve_metrics(&cfg, &metrics, &tracker, &service_stop).await?;
+    let board = pipeline::status::StatusBoard::new();
+    let status = service::status::StatusState::new(&cfg, metrics.clone(), board.clone());
+    serve_metrics(&cfg, status, &tracker, &service_stop).await?;
 
     let (batch_tx, batch_rx) = mpsc::channel(64);
     control.start(sources);
@@ -177,7 +179,9 @@ async fn run_inner(
         state,
     };
     let (update_tx, update_rx) = mpsc::channel(1);
-    let aggregator = build_aggregator(&cfg, &metrics, parts, clock.now()).with_updates(update_rx);
+    let aggregator = build_aggregator(&cfg, &metrics, parts, clock.now())
+        .with_updates(update_rx)
+        .with_status(board);
     tracker.spawn(aggregator.run(clock, reading_rx, batch_tx));
     let down = Downstream {
         aggregator: update_tx,
@@ -241,10 +245,10 @@ pub(crate) fn build_aggregator(
     .with_state(parts.state, start)
 }
 
-/// Serves `/metrics` and `/healthz` when `[metrics] listen` is set.
+/// Serves `/metrics`, `/healthz` and `/api/v1/status` when `[metrics] listen` is set.
 async fn serve_metrics(
     cfg: &Config,
-    metrics: &Arc<Metrics>,
+    status: service::status::StatusState,
     tracker: &TaskTracker,
     stop: &CancellationToken,
 ) -> Result<(), RunError> {
@@ -257,10 +261,10 @@ async fn serve_metrics(
             addr: cfg.metrics.listen.clone(),
             source,
         })?;
-    tracing::info!(addr = %cfg.metrics.listen, "serving /metrics and /healthz");
+    tracing::info!(addr = %cfg.metrics.listen, "serving /metrics, /healthz and /api/v1/status");
     tracker.spawn(service::http::serve(
         listener,
-        service::http::router(metrics.clone()),
+        service::http::router_with(status),
         stop.clone(),
     ));
     Ok(())

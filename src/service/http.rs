@@ -1,4 +1,5 @@
-//! The daemon's HTTP endpoint: axum's router for `/metrics` (OpenMetrics text) and `/healthz`,
+//! The daemon's HTTP endpoint: axum's router for `/metrics` (OpenMetrics text), `/healthz` and
+//! `/api/v1/status` (JSON, [`super::status`]),
 //! served over HTTP/1.1 by hyper (the hyper reqwest already links; BENCHMARKS.md has the
 //! binary-size cost). The accept loop is ours so the limits are explicit: at most
 //! [`MAX_CONNECTIONS`] connections at once (a permit is taken before `accept`, so a flood
@@ -12,6 +13,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -23,6 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::metrics::Metrics;
+use super::status::StatusState;
 use super::STALE_AFTER_SECS;
 use crate::reading::{now_ns, NANOS_PER_SEC};
 
@@ -47,25 +50,37 @@ pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
 /// How long an answer in flight may take once a connection is being closed.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// The routes, on `metrics`.
+/// The routes, on `metrics` alone (no sensors, no sources): the endpoint's own tests.
 pub fn router(metrics: Arc<Metrics>) -> Router {
+    router_with(StatusState::bare(metrics))
+}
+
+/// The daemon's routes.
+pub fn router_with(state: StatusState) -> Router {
     Router::new()
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(render_health))
+        .route("/api/v1/status", get(render_status))
         .fallback(not_found)
-        .with_state(metrics)
+        .with_state(state)
 }
 
-async fn render_metrics(axum::extract::State(m): axum::extract::State<Arc<Metrics>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)],
-        m.render(),
-    )
-        .into_response()
+async fn render_metrics(State(s): State<StatusState>) -> Response {
+    let text = s.metrics.render();
+    ([(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], text).into_response()
 }
 
-async fn render_health(axum::extract::State(m): axum::extract::State<Arc<Metrics>>) -> Response {
-    let (status, body) = health(&m);
+async fn render_status(State(s): State<StatusState>) -> Response {
+    let body = super::status::document(&s).to_string();
+    let headers = [
+        (header::CONTENT_TYPE, "application/json"),
+        (header::CACHE_CONTROL, "no-store"),
+    ];
+    (headers, body).into_response()
+}
+
+async fn render_health(State(s): State<StatusState>) -> Response {
+    let (status, body) = health(&s.metrics);
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
     (status, body).into_response()
 }
@@ -73,7 +88,7 @@ async fn render_health(axum::extract::State(m): axum::extract::State<Arc<Metrics
 async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
-        "not found: try /metrics or /healthz\n",
+        "not found: try /metrics, /healthz or /api/v1/status\n",
     )
         .into_response()
 }

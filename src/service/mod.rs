@@ -4,6 +4,7 @@
 pub mod http;
 pub mod metrics;
 pub mod reload;
+pub mod status;
 /// Reasons the spool gives points up, by the path integration tests know them.
 pub use crate::sinks::spool_drops;
 pub mod systemd;

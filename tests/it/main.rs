@@ -32,6 +32,7 @@ mod spool_daemon;
 mod spool_disk_full;
 mod spool_recovery;
 mod state;
+mod status_api;
 mod store_outage;
 mod store_tls;
 mod systemd_unit;

@@ -113,6 +113,7 @@ impl Aggregator {
         // (window, group, slot) is unique: the unstable sort gives the same order without the
         // stable sort's scratch buffer of half the close.
         closed.sort_unstable_by_key(|c| (c.window, c.group, c.slot));
+        self.record_status(&closed, &values);
         Some(self.encode(&closed, &values))
     }
 
