@@ -1,5 +1,5 @@
-//! The daemon's HTTP endpoint: axum's router for `/metrics` (OpenMetrics text), `/healthz` and
-//! `/api/v1/status` (JSON, [`super::status`]),
+//! The daemon's HTTP endpoint: axum's router for `/` (the status page, `status_page.html`),
+//! `/metrics` (OpenMetrics text), `/healthz` and `/api/v1/status` (JSON, [`super::status`]),
 //! served over HTTP/1.1 by hyper (the hyper reqwest already links; BENCHMARKS.md has the
 //! binary-size cost). The accept loop is ours so the limits are explicit: at most
 //! [`MAX_CONNECTIONS`] connections at once (a permit is taken before `accept`, so a flood
@@ -60,6 +60,7 @@ pub fn router_with(state: StatusState) -> Router {
     Router::new()
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(render_health))
+        .route("/", get(render_page))
         .route("/api/v1/status", get(render_status))
         .fallback(not_found)
         .with_state(state)
@@ -68,6 +69,24 @@ pub fn router_with(state: StatusState) -> Router {
 async fn render_metrics(State(s): State<StatusState>) -> Response {
     let text = s.metrics.render();
     ([(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], text).into_response()
+}
+
+/// The status page: one file, inline CSS and JS, no build step, nothing fetched but
+/// `/api/v1/status` (its content security policy says so).
+pub const STATUS_PAGE: &str = include_str!("status_page.html");
+
+async fn render_page() -> Response {
+    let headers = [
+        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+        (header::CACHE_CONTROL, "no-cache"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+             connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    ];
+    (headers, STATUS_PAGE).into_response()
 }
 
 async fn render_status(State(s): State<StatusState>) -> Response {

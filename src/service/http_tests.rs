@@ -149,3 +149,32 @@ async fn shutdown_closes_a_keep_alive_connection() {
     let closed = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut rest)).await;
     assert!(closed.is_ok(), "keep-alive connection outlived shutdown");
 }
+
+#[test]
+fn the_page_is_small_and_self_contained() {
+    assert!(
+        STATUS_PAGE.len() <= 100 * 1024,
+        "{} bytes",
+        STATUS_PAGE.len()
+    );
+    for outside in ["http://", "https://", "//cdn", "<link", "src=\""] {
+        assert!(!STATUS_PAGE.contains(outside), "page loads {outside}");
+    }
+    assert!(STATUS_PAGE.contains("api/v1/status"));
+}
+
+#[tokio::test]
+async fn the_page_is_served_as_html() {
+    let (addr, stop) = endpoint().await;
+    let page = ask(addr, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert_eq!(
+        header(&page, "content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(
+        header(&page, "content-security-policy").is_some_and(|c| c.contains("default-src 'none'"))
+    );
+    assert!(page.ends_with("</html>\n"));
+    stop.cancel();
+}
