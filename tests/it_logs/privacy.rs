@@ -3,7 +3,7 @@
 //! VictoriaMetrics, suppress a window below `k_min`, and leave no trace of any identifier, or
 //! of a plausible unsalted hash of one, or of a raw payload, in the spool files, the state
 //! file, the store, the logs (captured at TRACE, `log` records included), `/metrics`,
-//! `/healthz` or `/api/v1/status`.
+//! `/healthz`, `/api/v1/status` or the status page `/`.
 
 use crate::support;
 
@@ -176,6 +176,7 @@ async fn only_the_suppressed_estimate_leaves_and_no_identifier_anywhere() {
     let metrics_text = get_text(&format!("http://127.0.0.1:{metrics_port}/metrics")).await;
     let health_text = get_text(&format!("http://127.0.0.1:{metrics_port}/healthz")).await;
     let status_text = get_text(&format!("http://127.0.0.1:{metrics_port}/api/v1/status")).await;
+    let page_text = get_text(&format!("http://127.0.0.1:{metrics_port}/")).await;
     d.stop().await;
 
     // The estimate, in the store, at window A only.
@@ -245,4 +246,9 @@ async fn only_the_suppressed_estimate_leaves_and_no_identifier_anywhere() {
         "the scan sees the log tail: {status_text}"
     );
     assert_clean("/api/v1/status", &status_text, &needles, &payloads);
+    assert!(
+        page_text.contains("api/v1/status"),
+        "the scan sees the page"
+    );
+    assert_clean("/", &page_text, &needles, &payloads);
 }
