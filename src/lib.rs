@@ -94,6 +94,8 @@ pub enum RunError {
     Sink(#[from] sinks::SinkError),
     #[error(transparent)]
     Domain(#[from] domain::DomainError),
+    #[error("metrics.token_file: {0}")]
+    MetricsToken(#[from] fs_limits::SecretError),
     #[error("metrics endpoint {addr}: {source}")]
     Metrics {
         addr: String,
@@ -262,9 +264,13 @@ async fn serve_metrics(
             source,
         })?;
     tracing::info!(addr = %cfg.metrics.listen, "serving /metrics, /healthz and /api/v1/status");
+    let token = match &cfg.metrics.token_file {
+        Some(f) => Some(service::auth::Token::new(&fs_limits::read_secret_file(f)?)),
+        None => None,
+    };
     tracker.spawn(service::http::serve(
         listener,
-        service::http::router_with(status),
+        service::http::router_with(status, token),
         stop.clone(),
     ));
     Ok(())

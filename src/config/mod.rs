@@ -207,10 +207,16 @@ impl SpoolConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
-    /// Address of the HTTP endpoint serving `/metrics` and `/healthz`; empty disables it.
-    /// Default: "127.0.0.1:9273".
+    /// Address of the HTTP endpoint serving `/` (status page), `/api/v1/status`, `/metrics`
+    /// and `/healthz`; empty disables it. Default: "127.0.0.1:9273". An address beyond
+    /// loopback requires `token_file`.
     #[serde(default = "default_metrics_listen")]
     pub listen: String,
+    /// File holding the access token; when set, every request must carry it (`Authorization:
+    /// Bearer <token>`, or HTTP Basic with the token as password). A relative name is looked
+    /// up in `$CREDENTIALS_DIRECTORY` first (systemd `LoadCredential=`). Default: none.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
 }
 
 fn default_metrics_listen() -> String {
@@ -221,6 +227,7 @@ impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
             listen: default_metrics_listen(),
+            token_file: None,
         }
     }
 }
@@ -321,13 +328,20 @@ impl Config {
                 format!("must be at least {MIN_SPOOL_BYTES} (1 MiB)"),
             ));
         }
-        if !self.metrics.listen.is_empty()
-            && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
-        {
-            errs.push((
+        match self.metrics.listen.parse::<std::net::SocketAddr>() {
+            _ if self.metrics.listen.is_empty() => {}
+            Err(_) => errs.push((
                 "metrics.listen".into(),
                 "must be an address like 127.0.0.1:9273".into(),
-            ));
+            )),
+            Ok(a) if !a.ip().is_loopback() && self.metrics.token_file.is_none() => errs.push((
+                "metrics.listen".into(),
+                format!(
+                    "{a} is reachable beyond this machine: set metrics.token_file (an access \
+                     token) or listen on 127.0.0.1"
+                ),
+            )),
+            Ok(_) => {}
         }
         errs
     }

@@ -52,11 +52,22 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// The routes, on `metrics` alone (no sensors, no sources): the endpoint's own tests.
 pub fn router(metrics: Arc<Metrics>) -> Router {
-    router_with(StatusState::bare(metrics))
+    router_with(StatusState::bare(metrics), None)
 }
 
-/// The daemon's routes.
-pub fn router_with(state: StatusState) -> Router {
+/// The daemon's routes; with a `token`, every request must carry it ([`super::auth`]).
+pub fn router_with(state: StatusState, token: Option<super::auth::Token>) -> Router {
+    let routes = routes(state);
+    match token {
+        Some(t) => routes.layer(axum::middleware::from_fn_with_state(
+            t,
+            super::auth::require,
+        )),
+        None => routes,
+    }
+}
+
+fn routes(state: StatusState) -> Router {
     Router::new()
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(render_health))

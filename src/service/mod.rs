@@ -1,6 +1,7 @@
 //! Running the daemon as a service: metrics, health endpoint, systemd notification, config
 //! reload.
 
+pub mod auth;
 pub mod http;
 pub mod metrics;
 pub mod reload;

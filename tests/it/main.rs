@@ -33,6 +33,7 @@ mod spool_disk_full;
 mod spool_recovery;
 mod state;
 mod status_api;
+mod status_auth;
 mod status_page;
 mod store_outage;
 mod store_tls;
