@@ -94,6 +94,8 @@ pub enum RunError {
     Sink(#[from] sinks::SinkError),
     #[error(transparent)]
     Domain(#[from] domain::DomainError),
+    #[error("metrics.tls.{key}: {message}")]
+    MetricsTls { key: &'static str, message: String },
     #[error("metrics.token_file: {0}")]
     MetricsToken(#[from] fs_limits::SecretError),
     #[error("metrics endpoint {addr}: {source}")]
@@ -268,9 +270,17 @@ async fn serve_metrics(
         Some(f) => Some(service::auth::Token::new(&fs_limits::read_secret_file(f)?)),
         None => None,
     };
+    let tls = match &cfg.metrics.tls {
+        Some(t) => Some(t.server_config().map_err(|p| RunError::MetricsTls {
+            key: p.key,
+            message: p.message,
+        })?),
+        None => None,
+    };
     tracker.spawn(service::http::serve(
         listener,
         service::http::router_with(status, token),
+        tls,
         stop.clone(),
     ));
     Ok(())

@@ -53,6 +53,11 @@ pub(super) fn check(cfg: &Config) -> Vec<(String, String)> {
             _ => secret(f, "metrics.token_file", true, &mut errs),
         }
     }
+    if let Some(tls) = &cfg.metrics.tls {
+        if let Err(p) = tls.server_config() {
+            errs.push((format!("metrics.tls.{}", p.key), p.message));
+        }
+    }
     for (i, m) in cfg.mqtt.iter().enumerate() {
         // The source reads the password file only to go with a user name.
         if let (Some(_), None, Some(f)) = (&m.username, &m.password, &m.password_file) {

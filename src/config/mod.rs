@@ -19,6 +19,7 @@ mod serial;
 mod spans;
 mod state;
 mod tls;
+mod tls_server;
 mod topic;
 
 use std::collections::BTreeMap;
@@ -41,6 +42,7 @@ pub use privacy::PrivacyConfig;
 pub use serial::{ProfileProblem, ProfileSpec, ProfileTable, SerialConfig};
 pub use state::StateConfig;
 pub use tls::TlsProblem;
+pub use tls_server::ServerTlsConfig;
 pub use topic::{Captures, TopicError, TopicPattern};
 
 /// The commented example printed by `citysensed gen-config`; a golden test keeps it parseable.
@@ -217,6 +219,9 @@ pub struct MetricsConfig {
     /// up in `$CREDENTIALS_DIRECTORY` first (systemd `LoadCredential=`). Default: none.
     #[serde(default)]
     pub token_file: Option<PathBuf>,
+    /// `[metrics.tls]`: serve HTTPS with `cert_file` and `key_file`. Default: plain HTTP.
+    #[serde(default)]
+    pub tls: Option<ServerTlsConfig>,
 }
 
 fn default_metrics_listen() -> String {
@@ -228,6 +233,7 @@ impl Default for MetricsConfig {
         MetricsConfig {
             listen: default_metrics_listen(),
             token_file: None,
+            tls: None,
         }
     }
 }

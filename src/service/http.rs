@@ -20,7 +20,7 @@ use axum::routing::get;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -123,9 +123,15 @@ async fn not_found() -> Response {
         .into_response()
 }
 
-/// Serves `app` on `listener` until `shutdown`.
-pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken) {
+/// Serves `app` on `listener` until `shutdown`, over TLS when `tls` is given.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: CancellationToken,
+) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -145,17 +151,29 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationTok
                 }
             },
         };
-        tokio::spawn(connection(stream, app.clone(), permit, shutdown.clone()));
+        let (app, shutdown) = (app.clone(), shutdown.clone());
+        match tls.clone() {
+            None => tokio::spawn(connection(stream, app, permit, shutdown)),
+            Some(acceptor) => tokio::spawn(async move {
+                // The handshake counts as part of the request head: same time limit.
+                let accepted = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream));
+                if let Ok(Ok(tls_stream)) = accepted.await {
+                    connection(tls_stream, app, permit, shutdown).await;
+                }
+            }),
+        };
     }
 }
 
 /// Serves one connection within its lifetime; the permit is freed when it closes.
-async fn connection(
-    stream: TcpStream,
+async fn connection<S>(
+    stream: S,
     app: Router,
     permit: OwnedSemaphorePermit,
     shutdown: CancellationToken,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)

@@ -2,13 +2,14 @@
 
 use super::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// The endpoint on a loopback port, served until the returned token is cancelled.
 async fn endpoint() -> (SocketAddr, CancellationToken) {
     let listener = bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let stop = CancellationToken::new();
-    tokio::spawn(serve(listener, router(Metrics::new()), stop.clone()));
+    tokio::spawn(serve(listener, router(Metrics::new()), None, stop.clone()));
     (addr, stop)
 }
 

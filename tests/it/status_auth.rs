@@ -150,3 +150,58 @@ async fn with_a_token_unauthenticated_requests_get_401_and_the_token_is_never_lo
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_certificate_the_endpoint_speaks_https_only() {
+    let dir = tempfile::tempdir().expect("dir");
+    support::certs::make_certs(dir.path());
+    let token_path = dir.path().join("status-token");
+    std::fs::write(&token_path, format!("{TOKEN}\n")).expect("token");
+    let port = free_port();
+    let cfg = Config::new("gw-tls")
+        .window(1)
+        .simulator(1, 0, 200)
+        .metrics(&format!("127.0.0.1:{port}"))
+        .metrics_line(&format!("token_file = \"{}\"", token_path.display()))
+        .assume_clock_synced()
+        .section("[output]\napi = \"stdout\"")
+        .section(&format!(
+            "[metrics.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"",
+            dir.path().join("server.pem").display(),
+            dir.path().join("server.key").display()
+        ))
+        .to_toml();
+    let mut d = Citysensed::spawn(&cfg, &dir.path().join("d"), "info");
+    let ca = std::fs::read(dir.path().join("ca.pem")).expect("ca");
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA"))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let url = format!("https://127.0.0.1:{port}/api/v1/status");
+    wait_until(Duration::from_secs(20), "HTTPS endpoint up", || {
+        let (client, url) = (client.clone(), url.clone());
+        async move { client.get(url).send().await.is_ok() }
+    })
+    .await;
+    let none = client.get(&url).send().await.expect("GET");
+    assert_eq!(none.status(), 401);
+    let ok = client
+        .get(&url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(ok.status(), 200);
+    assert!(ok.text().await.expect("body").contains("gw-tls"));
+    // Plain HTTP on the TLS port gets no answer.
+    let plain = http()
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await;
+    assert!(plain.is_err() || plain.is_ok_and(|r| r.status() != 200));
+    let log = d.terminate(Duration::from_secs(15)).await;
+    assert!(!log.contains(TOKEN) && !log.contains("ERROR"), "{log}");
+}
