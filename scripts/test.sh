@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test of citysense on a fresh Debian machine.
 # Installs the real servers the integration tests start (mosquitto, influxd 1.x,
-# VictoriaMetrics, nginx, socat, systemd-analyze) when they are missing; needs root for that (apt-get),
+# VictoriaMetrics, nginx, socat, systemd-analyze, chromium and chromium-driver) when they are missing; needs root for that (apt-get),
 # and for the Raspberry Pi build chroot (scripts/packages.sh: debootstrap, chroot, mount) and
 # the VM test (tests/vm/run.sh: its image, qemu-system-x86).
 set -euo pipefail
@@ -19,6 +19,9 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 # systemd-analyze (tests/it/systemd_unit.rs) checks the unit offline; no running systemd needed.
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# Headless Chromium and its WebDriver for the status page test (tests/it/status_page.rs).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 # The Raspberry Pi build chroot (scripts/cross/chroot.sh).
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 if [ ${#need[@]} -gt 0 ]; then

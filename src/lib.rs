@@ -95,6 +95,10 @@ pub enum RunError {
     Sink(#[from] sinks::SinkError),
     #[error(transparent)]
     Domain(#[from] domain::DomainError),
+    #[error("metrics.tls.{key}: {message}")]
+    MetricsTls { key: &'static str, message: String },
+    #[error("metrics.token_file: {0}")]
+    MetricsToken(#[from] fs_limits::SecretError),
     #[error("metrics endpoint {addr}: {source}")]
     Metrics {
         addr: String,
@@ -169,7 +173,9 @@ async fn run_inner(
     }
     metrics.config.set_hash(&cfg.text_hash);
     let service_stop = CancellationToken::new();
-    serve_metrics(&cfg, &metrics, &tracker, &service_stop).await?;
+    let board = pipeline::status::StatusBoard::new();
+    let status = service::status::StatusState::new(&cfg, metrics.clone(), board.clone());
+    serve_metrics(&cfg, status, &tracker, &service_stop).await?;
 
     let (batch_tx, batch_rx) = mpsc::channel(64);
     control.start(sources);
@@ -182,7 +188,9 @@ async fn run_inner(
         state,
     };
     let (update_tx, update_rx) = mpsc::channel(1);
-    let aggregator = build_aggregator(&cfg, &metrics, parts, clock.now()).with_updates(update_rx);
+    let aggregator = build_aggregator(&cfg, &metrics, parts, clock.now())
+        .with_updates(update_rx)
+        .with_status(board);
     tracker.spawn(aggregator.run(clock, reading_rx, batch_tx));
     let down = Downstream {
         aggregator: update_tx,
@@ -246,10 +254,10 @@ pub(crate) fn build_aggregator(
     .with_state(parts.state, start)
 }
 
-/// Serves `/metrics` and `/healthz` when `[metrics] listen` is set.
+/// Serves `/metrics`, `/healthz` and `/api/v1/status` when `[metrics] listen` is set.
 async fn serve_metrics(
     cfg: &Config,
-    metrics: &Arc<Metrics>,
+    status: service::status::StatusState,
     tracker: &TaskTracker,
     stop: &CancellationToken,
 ) -> Result<(), RunError> {
@@ -262,10 +270,22 @@ async fn serve_metrics(
             addr: cfg.metrics.listen.clone(),
             source,
         })?;
-    tracing::info!(addr = %cfg.metrics.listen, "serving /metrics and /healthz");
+    tracing::info!(addr = %cfg.metrics.listen, "serving /metrics, /healthz and /api/v1/status");
+    let token = match &cfg.metrics.token_file {
+        Some(f) => Some(service::auth::Token::new(&fs_limits::read_secret_file(f)?)),
+        None => None,
+    };
+    let tls = match &cfg.metrics.tls {
+        Some(t) => Some(t.server_config().map_err(|p| RunError::MetricsTls {
+            key: p.key,
+            message: p.message,
+        })?),
+        None => None,
+    };
     tracker.spawn(service::http::serve(
         listener,
-        metrics.clone(),
+        service::http::router_with(status, token),
+        tls,
         stop.clone(),
     ));
     Ok(())

@@ -232,6 +232,9 @@ fn validate(path: &Path) -> ExitCode {
 }
 
 fn init_logging(format: LogFormat) {
+    use citysense::telemetry::log_ring::RingLayer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("CITYSENSE_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
@@ -242,7 +245,12 @@ fn init_logging(format: LogFormat) {
     if format == LogFormat::Json {
         // One flat object per line (`timestamp`, `level`, `target`, `message`, the event's
         // fields): what Vector, Fluent Bit, Promtail and journald's JSON parsers expect.
-        builder.json().flatten_event(true).init();
+        builder
+            .json()
+            .flatten_event(true)
+            .finish()
+            .with(RingLayer)
+            .init();
         return;
     }
     let builder = builder
@@ -251,9 +259,14 @@ fn init_logging(format: LogFormat) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // The journal stamps lines itself.
     if std::env::var_os("JOURNAL_STREAM").is_some() {
-        builder.without_time().with_ansi(false).init();
+        builder
+            .without_time()
+            .with_ansi(false)
+            .finish()
+            .with(RingLayer)
+            .init();
     } else {
-        builder.init();
+        builder.finish().with(RingLayer).init();
     }
 }
 

@@ -44,6 +44,20 @@ pub(super) fn check(cfg: &Config) -> Vec<(String, String)> {
             }
         }
     }
+    if let Some(f) = &cfg.metrics.token_file {
+        match fs_limits::read_secret(f) {
+            Ok(t) if t.trim().is_empty() => errs.push((
+                "metrics.token_file".into(),
+                format!("{}: is empty", f.display()),
+            )),
+            _ => secret(f, "metrics.token_file", true, &mut errs),
+        }
+    }
+    if let Some(tls) = &cfg.metrics.tls {
+        if let Err(p) = tls.server_config() {
+            errs.push((format!("metrics.tls.{}", p.key), p.message));
+        }
+    }
     for (i, m) in cfg.mqtt.iter().enumerate() {
         // The source reads the password file only to go with a user name.
         if let (Some(_), None, Some(f)) = (&m.username, &m.password, &m.password_file) {

@@ -21,6 +21,7 @@ mod serial;
 mod spans;
 mod state;
 mod tls;
+mod tls_server;
 mod topic;
 
 use std::collections::BTreeMap;
@@ -47,6 +48,7 @@ pub use privacy::PrivacyConfig;
 pub use serial::{ProfileProblem, ProfileSpec, ProfileTable, SerialConfig};
 pub use state::StateConfig;
 pub use tls::TlsProblem;
+pub use tls_server::ServerTlsConfig;
 pub use topic::{Captures, TopicError, TopicPattern};
 
 /// The commented example printed by `citysensed gen-config`; a golden test keeps it parseable.
@@ -222,10 +224,19 @@ impl SpoolConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
-    /// Address of the HTTP endpoint serving `/metrics` and `/healthz`; empty disables it.
-    /// Default: "127.0.0.1:9273".
+    /// Address of the HTTP endpoint serving `/` (status page), `/api/v1/status`, `/metrics`
+    /// and `/healthz`; empty disables it. Default: "127.0.0.1:9273". An address beyond
+    /// loopback requires `token_file`.
     #[serde(default = "default_metrics_listen")]
     pub listen: String,
+    /// File holding the access token; when set, every request must carry it (`Authorization:
+    /// Bearer <token>`, or HTTP Basic with the token as password). A relative name is looked
+    /// up in `$CREDENTIALS_DIRECTORY` first (systemd `LoadCredential=`). Default: none.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// `[metrics.tls]`: serve HTTPS with `cert_file` and `key_file`. Default: plain HTTP.
+    #[serde(default)]
+    pub tls: Option<ServerTlsConfig>,
 }
 
 fn default_metrics_listen() -> String {
@@ -236,6 +247,8 @@ impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
             listen: default_metrics_listen(),
+            token_file: None,
+            tls: None,
         }
     }
 }
@@ -341,13 +354,20 @@ impl Config {
                 format!("must be at least {MIN_SPOOL_BYTES} (1 MiB)"),
             ));
         }
-        if !self.metrics.listen.is_empty()
-            && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
-        {
-            errs.push((
+        match self.metrics.listen.parse::<std::net::SocketAddr>() {
+            _ if self.metrics.listen.is_empty() => {}
+            Err(_) => errs.push((
                 "metrics.listen".into(),
                 "must be an address like 127.0.0.1:9273".into(),
-            ));
+            )),
+            Ok(a) if !a.ip().is_loopback() && self.metrics.token_file.is_none() => errs.push((
+                "metrics.listen".into(),
+                format!(
+                    "{a} is reachable beyond this machine: set metrics.token_file (an access \
+                     token) or listen on 127.0.0.1"
+                ),
+            )),
+            Ok(_) => {}
         }
         errs
     }

@@ -27,7 +27,7 @@ pub struct TlsProblem {
     pub message: String,
 }
 
-fn problem(key: &'static str, message: impl Into<String>) -> TlsProblem {
+pub(super) fn problem(key: &'static str, message: impl Into<String>) -> TlsProblem {
     TlsProblem {
         key,
         message: message.into(),
@@ -115,14 +115,14 @@ fn file_roots(path: &Path) -> Result<RootCertStore, TlsProblem> {
 
 /// What is wrong with a key file, by kind only: a PEM error can quote a line or a byte of
 /// the file, and no part of a key may reach a log.
-fn key_error(path: &Path, e: &pem::Error) -> String {
+pub(super) fn key_error(path: &Path, e: &pem::Error) -> String {
     match e {
         pem::Error::NoItemsFound => format!("{}: no PEM private key in it", path.display()),
         _ => format!("{}: not a valid PEM private key", path.display()),
     }
 }
 
-fn read_pem(path: &Path, key: &'static str) -> Result<Vec<u8>, TlsProblem> {
+pub(super) fn read_pem(path: &Path, key: &'static str) -> Result<Vec<u8>, TlsProblem> {
     let path = fs_limits::credential_path(path);
     fs_limits::read(&path, MAX_PEM_BYTES, "a PEM file")
         .map_err(|e| problem(key, format!("cannot read {}: {e}", path.display())))

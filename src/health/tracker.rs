@@ -363,6 +363,10 @@ fn reserve_some<T>(v: &mut Vec<T>, len: usize) {
 mod state;
 pub use state::IntervalSnapshot;
 
+#[path = "tracker_live.rs"]
+mod live;
+pub use live::{SensorLive, SensorState};
+
 #[cfg(test)]
 #[path = "tracker_tests.rs"]
 mod tests;

@@ -25,6 +25,7 @@
 //! - `encode.rs`: closed windows to points, one [`WindowBatch`] per close;
 //! - `hooks.rs`: the privacy path's and sensor health's share of readings and closes;
 //! - `reconfigure.rs`: a reload's new settings, taken between closes;
+//! - `publish.rs`: closes and live sensor states for the status page ([`crate::pipeline::status`]);
 //! - `state.rs`: what survives a restart (counter totals, occupancy, sensor intervals);
 //! - `task.rs`: the task loop ([`Aggregator::run`]): input, tick, flush at the end.
 
@@ -45,6 +46,7 @@ mod close;
 mod encode;
 mod hooks;
 mod ingest;
+mod publish;
 mod reconfigure;
 mod state;
 mod task;
@@ -92,6 +94,8 @@ pub struct Aggregator {
     updates: Option<tokio::sync::mpsc::Receiver<Reconfigure>>,
     /// The state file: restore at start, snapshots after closes (`state.rs`).
     persist: state::Persist,
+    /// What the status page shows (`publish.rs`); none unless `with_status` is called.
+    status: Option<crate::pipeline::status::StatusCollector>,
 }
 
 impl Aggregator {
@@ -142,6 +146,7 @@ impl Aggregator {
             derive: Domain::default(),
             updates: None,
             persist: state::Persist::default(),
+            status: None,
         };
         agg.observe(now);
         agg

@@ -8,6 +8,7 @@ pub mod persist;
 pub mod ring;
 pub mod sketch;
 mod sketch_counts;
+pub mod status;
 pub mod timeline;
 pub mod window;
 

@@ -1,22 +1,31 @@
-//! A deliberately small HTTP/1.1 endpoint for `/metrics` (OpenMetrics text) and `/healthz`.
-//! It serves a handful of scrapes a minute on loopback; a full HTTP server crate would cost
-//! more binary size on the Pi than this whole file. Requests are read with a size and time
-//! limit so a stuck client cannot hold a task forever, and at most [`MAX_CONNECTIONS`] are
-//! served at once (a permit is taken before `accept`, as mini-redis does, so a flood of
-//! connections waits in the kernel's backlog instead of spawning tasks). HEAD gets the GET
-//! answer's head without its body.
+//! The daemon's HTTP endpoint: axum's router for `/` (the status page, `status_page.html`),
+//! `/metrics` (OpenMetrics text), `/healthz` and `/api/v1/status` (JSON, [`super::status`]),
+//! served over HTTP/1.1 by hyper (the hyper reqwest already links; BENCHMARKS.md has the
+//! binary-size cost). The accept loop is ours so the limits are explicit: at most
+//! [`MAX_CONNECTIONS`] connections at once (a permit is taken before `accept`, so a flood
+//! waits in the kernel's backlog instead of spawning tasks), a request head of at most
+//! [`MAX_HEAD_BYTES`] (longer: 431) read within [`HEADER_READ_TIMEOUT`], and a connection
+//! closed after [`CONNECTION_LIFETIME`] whatever its client does. HEAD gets the GET answer's
+//! headers, `Content-Length` included, without its body; other methods get 405 with `Allow`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::metrics::Metrics;
+use super::status::StatusState;
 use super::STALE_AFTER_SECS;
 use crate::reading::{now_ns, NANOS_PER_SEC};
 
@@ -30,12 +39,99 @@ pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
 
 /// Connections served at once; more wait to be accepted.
 pub const MAX_CONNECTIONS: usize = 16;
-/// How long one connection may take, from accept to the answer sent.
-const CONNECTION_DEADLINE: Duration = Duration::from_secs(5);
+/// Longest request head (request line and headers); a longer one is answered 431. hyper's
+/// smallest read buffer.
+pub const MAX_HEAD_BYTES: usize = 8192;
+/// How long a client may take to send a request head.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one connection (keep-alive included) is served; then it is closed after the
+/// answer in flight, so a slow or idle client cannot hold a permit for long.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+/// How long an answer in flight may take once a connection is being closed.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// Serves until `shutdown`.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+/// The routes, on `metrics` alone (no sensors, no sources): the endpoint's own tests.
+pub fn router(metrics: Arc<Metrics>) -> Router {
+    router_with(StatusState::bare(metrics), None)
+}
+
+/// The daemon's routes; with a `token`, every request must carry it ([`super::auth`]).
+pub fn router_with(state: StatusState, token: Option<super::auth::Token>) -> Router {
+    let routes = routes(state);
+    match token {
+        Some(t) => routes.layer(axum::middleware::from_fn_with_state(
+            t,
+            super::auth::require,
+        )),
+        None => routes,
+    }
+}
+
+fn routes(state: StatusState) -> Router {
+    Router::new()
+        .route("/metrics", get(render_metrics))
+        .route("/healthz", get(render_health))
+        .route("/", get(render_page))
+        .route("/api/v1/status", get(render_status))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn render_metrics(State(s): State<StatusState>) -> Response {
+    let text = s.metrics.render();
+    ([(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], text).into_response()
+}
+
+/// The status page: one file, inline CSS and JS, no build step, nothing fetched but
+/// `/api/v1/status` (its content security policy says so).
+pub const STATUS_PAGE: &str = include_str!("status_page.html");
+
+async fn render_page() -> Response {
+    let headers = [
+        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+        (header::CACHE_CONTROL, "no-cache"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+             connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    ];
+    (headers, STATUS_PAGE).into_response()
+}
+
+async fn render_status(State(s): State<StatusState>) -> Response {
+    let body = super::status::document(&s).to_string();
+    let headers = [
+        (header::CONTENT_TYPE, "application/json"),
+        (header::CACHE_CONTROL, "no-store"),
+    ];
+    (headers, body).into_response()
+}
+
+async fn render_health(State(s): State<StatusState>) -> Response {
+    let (status, body) = health(&s.metrics);
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    (status, body).into_response()
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        "not found: try /metrics, /healthz or /api/v1/status\n",
+    )
+        .into_response()
+}
+
+/// Serves `app` on `listener` until `shutdown`, over TLS when `tls` is given.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: CancellationToken,
+) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -44,146 +140,56 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: Cance
                 Err(_) => return, // never closed
             },
         };
-        let (stream, _) = tokio::select! {
+        let stream = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = listener.accept() => match r {
-                Ok(s) => s,
+                Ok((s, _)) => s,
                 Err(e) => {
-                    tracing::warn!(error = %e, "metrics endpoint accept failed");
+                    tracing::warn!(error = %e, "HTTP endpoint accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
         };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(CONNECTION_DEADLINE, handle(stream, &metrics)).await;
-            drop(permit);
-        });
+        let (app, shutdown) = (app.clone(), shutdown.clone());
+        match tls.clone() {
+            None => tokio::spawn(connection(stream, app, permit, shutdown)),
+            Some(acceptor) => tokio::spawn(async move {
+                // The handshake counts as part of the request head: same time limit.
+                let accepted = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream));
+                if let Ok(Ok(tls_stream)) = accepted.await {
+                    connection(tls_stream, app, permit, shutdown).await;
+                }
+            }),
+        };
     }
 }
 
-async fn handle(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
-    let mut head = RequestHead::new();
-    let route = loop {
-        match head.state() {
-            HeadState::Complete(route) => break route,
-            HeadState::TooLarge => {
-                let a = Answer::text(431, "request header too large\n");
-                return a.send(&mut stream, true).await;
-            }
-            HeadState::Incomplete => {}
-        }
-        let n = stream.read(head.space()).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        head.filled(n);
+/// Serves one connection within its lifetime; the permit is freed when it closes.
+async fn connection<S>(
+    stream: S,
+    app: Router,
+    permit: OwnedSemaphorePermit,
+    shutdown: CancellationToken,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+    tokio::pin!(conn);
+    let closing = tokio::select! {
+        _ = conn.as_mut() => false,
+        _ = tokio::time::sleep(CONNECTION_LIFETIME) => true,
+        _ = shutdown.cancelled() => true,
     };
-    let answer = match route {
-        Route::MethodNotAllowed => Answer::text(405, "method not allowed\n"),
-        Route::Metrics => Answer {
-            status: 200,
-            ctype: super::metrics::CONTENT_TYPE,
-            body: metrics.render(),
-        },
-        Route::Health => {
-            let (status, body) = health(metrics);
-            Answer {
-                status,
-                ctype: "text/plain",
-                body,
-            }
-        }
-        Route::NotFound => Answer::text(404, "not found: try /metrics or /healthz\n"),
-    };
-    answer.send(&mut stream, !head.is_head()).await
-}
-
-/// Longest request head read; a longer one is answered 431.
-pub const MAX_HEAD_BYTES: usize = 2048;
-
-/// What a request head asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    Metrics,
-    Health,
-    NotFound,
-    MethodNotAllowed,
-}
-
-/// Where reading a request head stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HeadState {
-    /// Read more (into [`RequestHead::space`]).
-    Incomplete,
-    /// The buffer is full and holds no blank line.
-    TooLarge,
-    Complete(Route),
-}
-
-/// The request head being read: the socket-free half of the endpoint, so it can be tested
-/// and fuzzed over arbitrary bytes and read splits.
-pub struct RequestHead {
-    buf: [u8; MAX_HEAD_BYTES],
-    len: usize,
-}
-
-impl Default for RequestHead {
-    fn default() -> Self {
-        RequestHead::new()
+    if closing {
+        conn.as_mut().graceful_shutdown();
+        let _ = tokio::time::timeout(CLOSE_GRACE, conn).await;
     }
-}
-
-impl RequestHead {
-    pub fn new() -> RequestHead {
-        RequestHead {
-            buf: [0; MAX_HEAD_BYTES],
-            len: 0,
-        }
-    }
-
-    /// The free part of the buffer, for the next read (empty once full).
-    pub fn space(&mut self) -> &mut [u8] {
-        &mut self.buf[self.len..]
-    }
-
-    /// Records that a read put `n` bytes into [`RequestHead::space`] (clamped to its size).
-    pub fn filled(&mut self, n: usize) {
-        self.len = (self.len + n).min(MAX_HEAD_BYTES);
-    }
-
-    /// Whether the request is a HEAD (its answer carries no body).
-    pub fn is_head(&self) -> bool {
-        self.buf[..self.len].starts_with(b"HEAD ")
-    }
-
-    pub fn state(&self) -> HeadState {
-        let read = &self.buf[..self.len];
-        // We never need a body: the head ends at the first blank line.
-        if read.windows(4).any(|w| w == b"\r\n\r\n") {
-            HeadState::Complete(route(read))
-        } else if self.len == MAX_HEAD_BYTES {
-            HeadState::TooLarge
-        } else {
-            HeadState::Incomplete
-        }
-    }
-}
-
-/// Routes a request head by its method and path (query string ignored); any bytes.
-pub fn route(head: &[u8]) -> Route {
-    let head = String::from_utf8_lossy(head);
-    let mut parts = head.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    if method != "GET" && method != "HEAD" {
-        return Route::MethodNotAllowed;
-    }
-    match path.split('?').next().unwrap_or("") {
-        "/metrics" => Route::Metrics,
-        "/healthz" => Route::Health,
-        _ => Route::NotFound,
-    }
+    drop(permit);
 }
 
 /// 200 while the aggregator loop is alive; the body says what else needs attention.
@@ -223,163 +229,6 @@ fn clock_line(c: &crate::clock::ClockMetrics) -> String {
     }
 }
 
-/// A response to send.
-struct Answer {
-    status: u16,
-    ctype: &'static str,
-    body: String,
-}
-
-impl Answer {
-    fn text(status: u16, body: &str) -> Answer {
-        Answer {
-            status,
-            ctype: "text/plain",
-            body: body.to_string(),
-        }
-    }
-
-    /// Writes the answer; `with_body` is false for HEAD, which still gets the body's length.
-    async fn send(&self, stream: &mut TcpStream, with_body: bool) -> std::io::Result<()> {
-        let reason = match self.status {
-            200 => "OK",
-            404 => "Not Found",
-            405 => "Method Not Allowed",
-            431 => "Request Header Fields Too Large",
-            _ => "Service Unavailable",
-        };
-        let allow = if self.status == 405 {
-            "Allow: GET, HEAD\r\n"
-        } else {
-            ""
-        };
-        let head = format!(
-            "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
-            self.status,
-            self.ctype,
-            self.body.len()
-        );
-        stream.write_all(head.as_bytes()).await?;
-        if with_body {
-            stream.write_all(self.body.as_bytes()).await?;
-        }
-        stream.shutdown().await
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn read_all(chunks: &[&[u8]]) -> HeadState {
-        let mut head = RequestHead::new();
-        for c in chunks {
-            let space = head.space();
-            let n = c.len().min(space.len());
-            space[..n].copy_from_slice(&c[..n]);
-            head.filled(n);
-        }
-        head.state()
-    }
-
-    #[test]
-    fn routes_split_heads() {
-        let got = read_all(&[b"GET /metr", b"ics?x=1 HTTP/1.1\r\n", b"\r\n"]);
-        assert_eq!(got, HeadState::Complete(Route::Metrics));
-        let got = read_all(&[b"HEAD /healthz HTTP/1.0\r\n\r\n"]);
-        assert_eq!(got, HeadState::Complete(Route::Health));
-        assert_eq!(read_all(&[b"GET / HTTP/1.1\r\n"]), HeadState::Incomplete);
-    }
-
-    #[test]
-    fn odd_heads_get_an_answer() {
-        let got = read_all(&[b"POST /metrics HTTP/1.1\r\n\r\n"]);
-        assert_eq!(got, HeadState::Complete(Route::MethodNotAllowed));
-        let got = read_all(&[b"GET \xff\xfe/\xe2\x82 HTTP/1.1\r\n\r\n"]);
-        assert_eq!(got, HeadState::Complete(Route::NotFound));
-        assert_eq!(read_all(&[&[b'a'; 4096]]), HeadState::TooLarge);
-        assert_eq!(route(b"\r\n\r\n"), Route::MethodNotAllowed);
-    }
-
-    /// The endpoint on a loopback port, served until the returned token is cancelled.
-    async fn endpoint() -> (SocketAddr, CancellationToken) {
-        let listener = bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let stop = CancellationToken::new();
-        tokio::spawn(serve(listener, Metrics::new(), stop.clone()));
-        (addr, stop)
-    }
-
-    /// Sends `request` and reads the whole answer (the server closes after one).
-    async fn ask(addr: SocketAddr, request: &[u8]) -> String {
-        let mut s = TcpStream::connect(addr).await.expect("connect");
-        s.write_all(request).await.expect("send");
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).await.expect("read");
-        String::from_utf8_lossy(&out).into_owned()
-    }
-
-    fn content_length(answer: &str) -> usize {
-        answer
-            .lines()
-            .find_map(|l| l.strip_prefix("Content-Length: "))
-            .and_then(|v| v.trim().parse().ok())
-            .expect("Content-Length")
-    }
-
-    #[tokio::test]
-    async fn head_gets_the_length_but_no_body() {
-        let (addr, stop) = endpoint().await;
-        let get = ask(addr, b"GET /metrics HTTP/1.1\r\n\r\n").await;
-        let head = ask(addr, b"HEAD /metrics HTTP/1.1\r\n\r\n").await;
-        assert!(get.starts_with("HTTP/1.1 200"), "{get}");
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        assert!(content_length(&head) > 100);
-        assert!(
-            head.ends_with("\r\n\r\n"),
-            "HEAD answer has a body: {head:?}"
-        );
-        let (_, body) = get.split_once("\r\n\r\n").expect("head end");
-        assert_eq!(body.len(), content_length(&get));
-        stop.cancel();
-    }
-
-    #[tokio::test]
-    async fn other_methods_get_405_with_allow_and_big_heads_431() {
-        let (addr, stop) = endpoint().await;
-        let post = ask(addr, b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n").await;
-        assert!(post.starts_with("HTTP/1.1 405"), "{post}");
-        assert!(post.contains("\r\nAllow: GET, HEAD\r\n"), "{post}");
-        let mut big = b"GET /metrics HTTP/1.1\r\nX-Pad: ".to_vec();
-        big.extend(vec![b'a'; MAX_HEAD_BYTES]);
-        let answer = ask(addr, &big).await;
-        assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
-        let missing = ask(addr, b"GET /nope HTTP/1.1\r\n\r\n").await;
-        assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
-        stop.cancel();
-    }
-
-    #[tokio::test]
-    async fn connections_beyond_the_cap_wait_for_a_free_one() {
-        let (addr, stop) = endpoint().await;
-        let mut idle = Vec::new();
-        for _ in 0..MAX_CONNECTIONS {
-            idle.push(TcpStream::connect(addr).await.expect("connect"));
-        }
-        // Let the server accept them all: each now holds a permit, sending nothing.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let waiting = tokio::spawn(ask(addr, b"GET /metrics HTTP/1.1\r\n\r\n"));
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        assert!(
-            !waiting.is_finished(),
-            "served beyond {MAX_CONNECTIONS} connections"
-        );
-        drop(idle.pop());
-        let answer = tokio::time::timeout(Duration::from_secs(3), waiting)
-            .await
-            .expect("served once a connection closed")
-            .expect("task");
-        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-        stop.cancel();
-    }
-}
+#[path = "http_tests.rs"]
+mod tests;

@@ -102,6 +102,14 @@ impl Metrics {
             .clone()
     }
 
+    /// The registered sources' counters.
+    pub fn sources(&self) -> Vec<Arc<SourceMetrics>> {
+        self.sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Sum of bad input over all sources.
     pub fn bad_input_total(&self) -> u64 {
         let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());

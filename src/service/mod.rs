@@ -1,9 +1,11 @@
 //! Running the daemon as a service: metrics, health endpoint, systemd notification, config
 //! reload.
 
+pub mod auth;
 pub mod http;
 pub mod metrics;
 pub mod reload;
+pub mod status;
 /// Reasons the spool gives points up, by the path integration tests know them.
 pub use crate::sinks::spool_drops;
 pub mod systemd;

@@ -233,7 +233,10 @@ impl SinkEvents {
         m.uplink_points_sent.fetch_add(points, Relaxed);
         m.uplink_bytes_sent.fetch_add(bytes as u64, Relaxed);
         m.uplink_up.store(1, Relaxed);
-        m.store_accepted(crate::reading::now_ns());
+        let now = crate::reading::now_ns();
+        m.uplink_last_ok_s
+            .store(now / crate::reading::NANOS_PER_SEC, Relaxed);
+        m.store_accepted(now);
         if after_failures > 0 {
             tracing::info!(after_failures, "store reachable again; replaying spool");
         }
@@ -245,6 +248,8 @@ impl SinkEvents {
         m.uplink_request.record(took);
         m.uplink_requests_failed.fetch_add(1, Relaxed);
         m.uplink_up.store(0, Relaxed);
+        let now_s = crate::reading::now_ns() / crate::reading::NANOS_PER_SEC;
+        m.uplink_last_error_s.store(now_s, Relaxed);
     }
 
     /// A failed request (5xx, 429, timeout, connection) is retried after `wait`.

@@ -16,6 +16,10 @@ pub struct SinkMetrics {
     pub uplink_points_sent: AtomicU64,
     pub uplink_bytes_sent: AtomicU64,
     pub uplink_up: AtomicI64,
+    /// Wall time (s) of the last request the store accepted / refused or failed; 0: none yet.
+    /// For the status page (not rendered to `/metrics`).
+    pub uplink_last_ok_s: AtomicI64,
+    pub uplink_last_error_s: AtomicI64,
     pub spool_bytes: AtomicU64,
     pub spool_batches: AtomicU64,
     pub spool_points: AtomicU64,

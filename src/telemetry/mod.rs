@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::histogram::Histogram;
 
 pub mod expose;
+pub mod log_ring;
 mod rejects;
 mod reloads;
 mod source;

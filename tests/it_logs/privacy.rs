@@ -2,8 +2,8 @@
 //! mosquitto; citysensed must deliver only the `unique_devices` estimate to a real
 //! VictoriaMetrics, suppress a window below `k_min`, and leave no trace of any identifier, or
 //! of a plausible unsalted hash of one, or of a raw payload, in the spool files, the state
-//! file, the store, the logs (captured at TRACE, `log` records included), `/metrics` or
-//! `/healthz`.
+//! file, the store, the logs (captured at TRACE, `log` records included), `/metrics`,
+//! `/healthz`, `/api/v1/status` or the status page `/`.
 
 use crate::support;
 
@@ -175,6 +175,8 @@ async fn only_the_suppressed_estimate_leaves_and_no_identifier_anywhere() {
     .await;
     let metrics_text = get_text(&format!("http://127.0.0.1:{metrics_port}/metrics")).await;
     let health_text = get_text(&format!("http://127.0.0.1:{metrics_port}/healthz")).await;
+    let status_text = get_text(&format!("http://127.0.0.1:{metrics_port}/api/v1/status")).await;
+    let page_text = get_text(&format!("http://127.0.0.1:{metrics_port}/")).await;
     d.stop().await;
 
     // The estimate, in the store, at window A only.
@@ -236,4 +238,17 @@ async fn only_the_suppressed_estimate_leaves_and_no_identifier_anywhere() {
     assert!(metrics_text.contains("citysense_privacy_windows_suppressed_total 1"));
     assert_clean("/metrics", &metrics_text, &needles, &payloads);
     assert_clean("/healthz", &health_text, &needles, &payloads);
+    let status: serde_json::Value = serde_json::from_str(&status_text).expect("status JSON");
+    // The scanner's readings carry no measured value: it is a source here, not a sensor row.
+    assert_eq!(status["sources"][0]["bad_input"], 1, "{status_text}");
+    assert!(
+        status_text.contains("bad input skipped"),
+        "the scan sees the log tail: {status_text}"
+    );
+    assert_clean("/api/v1/status", &status_text, &needles, &payloads);
+    assert!(
+        page_text.contains("api/v1/status"),
+        "the scan sees the page"
+    );
+    assert_clean("/", &page_text, &needles, &payloads);
 }

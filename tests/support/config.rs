@@ -30,6 +30,7 @@ pub struct Config {
     output: Vec<String>,
     spool: Vec<String>,
     metrics_listen: String,
+    metrics_lines: Vec<String>,
     health_disabled: bool,
 }
 
@@ -50,6 +51,7 @@ impl Config {
             output: Vec::new(),
             spool: vec!["dir = \"{spool}\"".into(), "fsync = false".into()],
             metrics_listen: String::new(),
+            metrics_lines: Vec::new(),
             health_disabled: false,
         }
     }
@@ -181,6 +183,12 @@ impl Config {
         self
     }
 
+    /// Another `[metrics]` line, e.g. `token_file = "..."`.
+    pub fn metrics_line(mut self, line: &str) -> Config {
+        self.metrics_lines.push(line.into());
+        self
+    }
+
     /// `[health]` and `[gateway_health]` `enabled = false`: no `sensor_health` or
     /// `gateway_health` points, for exact point counts.
     pub fn no_health(mut self) -> Config {
@@ -229,8 +237,9 @@ impl Config {
             table(&mut out, "[output]", &self.output);
         }
         table(&mut out, "[spool]", &self.spool);
-        let listen = [format!("listen = {}", quoted(&self.metrics_listen))];
-        table(&mut out, "[metrics]", &listen);
+        let mut metrics = vec![format!("listen = {}", quoted(&self.metrics_listen))];
+        metrics.extend(self.metrics_lines.iter().cloned());
+        table(&mut out, "[metrics]", &metrics);
         if self.health_disabled {
             table(&mut out, "[health]", &["enabled = false".to_string()]);
             table(

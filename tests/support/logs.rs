@@ -5,6 +5,9 @@
 use std::io;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
 static BUFFER: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
 
 struct Sink(Arc<Mutex<Vec<u8>>>);
@@ -26,10 +29,13 @@ pub fn capture() {
     BUFFER.get_or_init(|| {
         let buf = Arc::new(Mutex::new(Vec::new()));
         let writer = buf.clone();
+        // With the daemon's log-tail layer, as `citysensed` installs it (`/api/v1/status`).
         tracing_subscriber::fmt()
             .with_max_level(tracing::Level::TRACE)
             .with_ansi(false)
             .with_writer(move || Sink(writer.clone()))
+            .finish()
+            .with(citysense::telemetry::log_ring::RingLayer)
             .try_init()
             .expect("no other global subscriber in this test binary");
         buf

@@ -11,6 +11,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod certs;
+pub mod chromium;
 pub mod citysensed;
 pub mod config;
 pub mod daemon;

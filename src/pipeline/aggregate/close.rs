@@ -120,6 +120,7 @@ impl Aggregator {
         // stable sort's scratch buffer of half the close.
         closed.sort_unstable_by_key(|c| (c.window, c.group, c.slot));
         self.calibrate(&mut closed, &mut values);
+        self.record_status(&closed, &values);
         Some(self.encode(&closed, &values))
     }
 

@@ -154,6 +154,9 @@ impl Aggregator {
         if let Some(board) = &self.hooks.board {
             let sample = board.sample(&self.metrics.health);
             let fields = sample.fields(self.tracker.synced());
+            if let Some(status) = &mut self.status {
+                status.record_board(fields.iter().filter_map(numeric).collect());
+            }
             let key = GroupKey::new("gateway_health", self.hooks.gateway_tags.clone());
             let ts = last.saturating_mul(self.window_ns);
             append(
@@ -170,6 +173,17 @@ impl Aggregator {
             .points_emitted
             .fetch_add(u64::from(added), Relaxed);
         (batch.points > 0).then_some(batch)
+    }
+}
+
+/// A field as a number for the status page; text fields are left out.
+fn numeric((k, v): &(&'static str, FieldValue)) -> Option<(&'static str, f64)> {
+    match v {
+        FieldValue::Float(f) => Some((k, *f)),
+        FieldValue::Int(i) => Some((k, *i as f64)),
+        FieldValue::UInt(u) => Some((k, *u as f64)),
+        FieldValue::Bool(b) => Some((k, f64::from(u8::from(*b)))),
+        _ => None,
     }
 }
 

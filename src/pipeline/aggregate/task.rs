@@ -89,7 +89,9 @@ impl Aggregator {
         let now = clock.now();
         let started = (now_ns(), Instant::now());
         (self.metrics.aggregator_heartbeat).store(started.0 / NANOS_PER_SEC, Relaxed);
-        let Some(batch) = self.tick(now) else {
+        let batch = self.tick(now);
+        self.publish_status(now.wall);
+        let Some(batch) = batch else {
             return Ok(());
         };
         // From the tick's start: the close's own work is part of the latency.
