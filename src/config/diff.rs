@@ -21,7 +21,7 @@
 use std::fmt::Debug;
 use std::path::PathBuf;
 
-use super::{Config, MqttConfig, OutputApi, SerialConfig};
+use super::{Config, MqttConfig, SerialConfig};
 use crate::fs_limits;
 
 fn differs<T: Debug + ?Sized>(a: &T, b: &T) -> bool {
@@ -62,7 +62,7 @@ pub fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
         a.queue_capacity != b.queue_capacity,
         "aggregation.queue_capacity",
     );
-    let stdout = |c: &Config| c.output.api == OutputApi::Stdout;
+    let stdout = |c: &Config| c.output.is_stdout();
     check(
         stdout(old) != stdout(new),
         "output.api (between stdout and a store)",

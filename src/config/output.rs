@@ -1,10 +1,11 @@
-//! `[output]`: the time-series store windows are written to.
+//! One `[[output]]` (or the single `[output]` table): the store windows are written to. The
+//! list, names and filters are in `outputs.rs`.
 
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::TlsConfig;
+use super::{OutputFilter, TlsConfig};
 
 /// Which write API the store speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -18,10 +19,17 @@ pub enum OutputApi {
     Stdout,
 }
 
-/// `[output]`
+/// `[[output]]` (or `[output]`)
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
+    /// Unique name: the `output` label of its metrics, its delivery position in the spool.
+    /// Required in `[[output]]`; an `[output]` table is named "default".
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Which points this output receives. Default: all.
+    #[serde(default)]
+    pub filter: Option<OutputFilter>,
     /// "v2", "v1" or "stdout". Required.
     pub api: OutputApi,
     /// Base URL of the store, e.g. "http://127.0.0.1:8086". Required for v1/v2.
@@ -98,11 +106,12 @@ const fn default_max_backoff_secs() -> u64 {
 }
 
 impl OutputConfig {
-    pub(super) fn check(&self, errs: &mut Vec<(String, String)>) {
+    /// Checks one output whose key path is `at` (`output` or `output[i]`).
+    pub(super) fn check(&self, at: &str, errs: &mut Vec<(String, String)>) {
         let need = |errs: &mut Vec<(String, String)>, v: &Option<String>, key: &str| {
             if v.as_deref().is_none_or(|s| s.trim().is_empty()) {
                 errs.push((
-                    format!("output.{key}"),
+                    format!("{at}.{key}"),
                     format!("required for api = {:?}", self.api).to_lowercase(),
                 ));
             }
@@ -113,7 +122,7 @@ impl OutputConfig {
                 need(errs, &self.bucket, "bucket");
                 if self.token.is_some() && self.token_file.is_some() {
                     errs.push((
-                        "output.token_file".into(),
+                        format!("{at}.token_file"),
                         "set either token or token_file, not both".into(),
                     ));
                 }
@@ -122,7 +131,7 @@ impl OutputConfig {
                 need(errs, &self.db, "db");
                 if self.password.is_some() && self.password_file.is_some() {
                     errs.push((
-                        "output.password_file".into(),
+                        format!("{at}.password_file"),
                         "set either password or password_file, not both".into(),
                     ));
                 }
@@ -132,19 +141,19 @@ impl OutputConfig {
         if let Some(url) = &self.url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 errs.push((
-                    "output.url".into(),
+                    format!("{at}.url"),
                     "must start with http:// or https://".into(),
                 ));
             }
         }
         if self.max_request_bytes < 4096 {
             errs.push((
-                "output.max_request_bytes".into(),
+                format!("{at}.max_request_bytes"),
                 "must be at least 4096".into(),
             ));
         }
         if self.timeout_secs == 0 {
-            errs.push(("output.timeout_secs".into(), "must be > 0".into()));
+            errs.push((format!("{at}.timeout_secs"), "must be > 0".into()));
         }
         if self.tls.is_some()
             && self
@@ -153,12 +162,12 @@ impl OutputConfig {
                 .is_some_and(|u| u.starts_with("http://"))
         {
             errs.push((
-                "output.tls".into(),
-                "applies to an https:// url only; output.url is http://".into(),
+                format!("{at}.tls"),
+                format!("applies to an https:// url only; {at}.url is http://"),
             ));
         }
         if let Some(p) = self.proxy.as_deref().and_then(proxy_problem) {
-            errs.push(("output.proxy".into(), p));
+            errs.push((format!("{at}.proxy"), p));
         }
     }
 }

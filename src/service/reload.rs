@@ -308,7 +308,10 @@ impl Control {
     async fn apply(&mut self, old: &Config, new: &Config, down: &Downstream) -> Result<(), String> {
         let domain = crate::domain::Domain::build(new).map_err(|e| e.to_string())?;
         let writer = match down.uplink {
-            Some(_) => Some(Writer::build(&new.output).map_err(|e| e.to_string())?),
+            Some(_) => match new.output.first() {
+                Some(out) => Some((Writer::build(out).map_err(|e| e.to_string())?, out)),
+                None => None,
+            },
             None => None,
         };
         // Each running source whose section is still wanted stays (one per section); the
@@ -349,12 +352,13 @@ impl Control {
         if down.aggregator.send(update).await.is_err() {
             return Err("the aggregator has stopped".into());
         }
-        if let (Some(uplink), Some(writer)) = (&down.uplink, writer) {
+        if let (Some(uplink), Some((writer, out))) = (&down.uplink, writer) {
             // A limit learnt from a 413 stays unless the output section changed.
-            let changed = format!("{:?}", old.output) != format!("{:?}", new.output);
-            let limit = changed.then_some(new.output.max_request_bytes);
-            let backoff = Duration::from_secs(new.output.max_backoff_secs.max(1));
+            let changed = format!("{:?}", old.output.first()) != format!("{:?}", Some(out));
+            let limit = changed.then_some(out.max_request_bytes);
+            let backoff = Duration::from_secs(out.max_backoff_secs.max(1));
             uplink.reconfigure(writer, backoff, limit);
+            uplink.set_filter(crate::sinks::filter::LineFilter::new(out.filter.clone()));
         }
         Ok(())
     }

@@ -8,6 +8,7 @@
 mod bisect;
 pub mod connect;
 mod events;
+pub mod filter;
 pub mod influx;
 mod metrics;
 mod pending;
@@ -54,10 +55,15 @@ pub const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 impl Sink {
     /// Opens the spool (recovering it) and builds the writer.
     pub fn build(cfg: &Config, metrics: Arc<SinkMetrics>) -> Result<Sink, SinkError> {
-        if cfg.output.api == OutputApi::Stdout {
-            return Ok(Sink::Stdout);
-        }
-        let writer = Writer::build(&cfg.output)?;
+        let out = match cfg.output.all() {
+            [out] if out.api != OutputApi::Stdout => out,
+            [_] => return Ok(Sink::Stdout),
+            _ => {
+                let msg = "several [[output]] tables: this build delivers to one output only";
+                return Err(SinkError::Config(msg.into()));
+            }
+        };
+        let writer = Writer::build(out)?;
         let dir = cfg.spool.dir();
         let (spool, recovery) = Spool::open(SpoolOptions {
             dir: dir.clone(),
@@ -73,10 +79,11 @@ impl Sink {
             writer,
             spool.clone(),
             events,
-            Duration::from_secs(cfg.output.max_backoff_secs.max(1)),
-            cfg.output.max_request_bytes,
+            Duration::from_secs(out.max_backoff_secs.max(1)),
+            out.max_request_bytes,
             dir,
         );
+        uplink.set_filter(filter::LineFilter::new(out.filter.clone()));
         uplink.publish_stats();
         Ok(Sink::Store { spool, uplink })
     }

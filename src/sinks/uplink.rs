@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::bisect::Plan;
 use super::events::{Progress, SinkEvents};
+use super::filter::LineFilter;
 use super::influx::{Outcome, Writer};
 use super::{lock, DeadReason, SharedSpool, DRAIN_DEADLINE};
 use crate::spool::{dead_letter, Batch};
@@ -33,6 +34,8 @@ struct Inner {
     /// Starts at the configured size; halved by a 413 (see [`Uplink::shrink`]).
     max_request_bytes: AtomicUsize,
     dir: PathBuf,
+    /// The output's `filter`; replaced by a reload like the writer.
+    filter: Mutex<Arc<LineFilter>>,
 }
 
 /// Shortest wait after a failed attempt; doubles up to `max_backoff`.
@@ -59,6 +62,7 @@ impl Uplink {
                 max_backoff_ms: AtomicU64::new(millis(max_backoff)),
                 max_request_bytes: AtomicUsize::new(max_request_bytes),
                 dir,
+                filter: Mutex::new(Arc::new(LineFilter::default())),
             }),
         }
     }
@@ -82,6 +86,16 @@ impl Uplink {
             self.inner.events.request_limit(limit);
         }
         tracing::info!(url, "uplink took the reloaded output settings");
+    }
+
+    /// Sends only the lines `filter` keeps from the next request planned on.
+    pub fn set_filter(&self, filter: LineFilter) {
+        *self.inner.filter.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(filter);
+    }
+
+    fn filter(&self) -> Arc<LineFilter> {
+        let f = self.inner.filter.lock().unwrap_or_else(|e| e.into_inner());
+        f.clone()
     }
 
     fn writer(&self) -> Arc<Writer> {
@@ -126,7 +140,10 @@ impl Uplink {
             let p = match plan.as_mut() {
                 Some(p) => p,
                 None => match self.peek().await {
-                    Some(b) if !b.is_empty() => plan.insert(Plan::new(b, self.max_bytes())),
+                    Some(b) if !b.is_empty() => {
+                        let filter = self.filter();
+                        plan.insert(Plan::filtered(b, self.max_bytes(), &filter))
+                    }
                     _ => {
                         if deadline.is_some() {
                             return;
