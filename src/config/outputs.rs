@@ -236,11 +236,13 @@ mod tests {
         assert_eq!((e[0].0, e[0].1.as_str()), (5, "output[0].name"), "{e:?}");
         let e = errors(&format!("[[output]]\nname = \"a\"\n{STORE}bogus = 1\n"));
         assert_eq!((e[0].0, e[0].1.as_str()), (9, "output[0].bogus"), "{e:?}");
-        let e = errors("[[output]]
+        let e = errors(
+            "[[output]]
 name = \"a\"
 api = \"v1\"
 db = \"x\"
-");
+",
+        );
         assert_eq!(e[0].1, "output[0].url", "{e:?}");
         // The single table keeps its old key paths.
         let e = errors("[output]\napi = \"v1\"\ndb = \"x\"\n");

@@ -65,13 +65,17 @@ impl Sink {
         };
         let writer = Writer::build(out)?;
         let dir = cfg.spool.dir();
-        let (spool, recovery) = Spool::open(SpoolOptions {
+        let opts = SpoolOptions {
             dir: dir.clone(),
             max_bytes: cfg.spool.max_bytes,
             segment_bytes: (cfg.spool.max_bytes / 8).clamp(64 << 10, 8 << 20),
             fsync: cfg.spool.fsync,
-        })
-        .map_err(|e| SinkError::Config(format!("spool {}: {e}", dir.display())))?;
+        };
+        let names: Vec<String> = (0..cfg.output.all().len())
+            .map(|i| cfg.output.name(i).to_string())
+            .collect();
+        let (spool, recovery) = Spool::open_for(opts, &names)
+            .map_err(|e| SinkError::Config(format!("spool {}: {e}", dir.display())))?;
         let events = Arc::new(SinkEvents::new(metrics));
         events.spool_opened(&dir, &recovery);
         let spool = Arc::new(Mutex::new(spool));
