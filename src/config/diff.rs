@@ -67,6 +67,16 @@ pub fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
         stdout(old) != stdout(new),
         "output.api (between stdout and a store)",
     );
+    // One delivery position and one uplink per output name, made at start.
+    let names = |c: &Config| -> Vec<String> {
+        (0..c.output.all().len())
+            .map(|i| c.output.name(i).to_string())
+            .collect()
+    };
+    check(
+        names(old) != names(new),
+        "output names (adding, removing or renaming an output)",
+    );
     check(old.spool.dir() != new.spool.dir(), "spool.dir");
     check(
         old.spool.max_bytes != new.spool.max_bytes,

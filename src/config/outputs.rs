@@ -91,11 +91,6 @@ impl Outputs {
             let msg = "at least one [[output]] is required".to_string();
             errs.push(("output".into(), msg));
         }
-        if self.list.len() > 1 {
-            // Lifted once every output has its own delivery position and uplink.
-            let msg = "several [[output]] tables: this build delivers to one output only";
-            errs.push(("output[1]".into(), msg.into()));
-        }
         for (i, o) in self.list.iter().enumerate() {
             let key = self.key(i);
             o.check(&key, errs);
@@ -277,5 +272,17 @@ db = \"x\"
             "[[output]]\nname = \"a\"\n{STORE}filter = {{ tags = {{ \"\" = \"x\" }} }}\n"
         ));
         assert_eq!(e[0].1, "output[0].filter.tags", "{e:?}");
+    }
+
+    #[test]
+    fn several_outputs_parse_and_changing_their_names_needs_a_restart() {
+        let two = format!("[[output]]\nname = \"a\"\n{STORE}\n[[output]]\nname = \"b\"\n{STORE}");
+        let cfg = parse(&two).unwrap();
+        assert_eq!((cfg.output.name(0), cfg.output.name(1)), ("a", "b"));
+        let restart = |new: &Config| super::super::restart_keys(&cfg, new);
+        let renamed = parse(&two.replace("\"b\"", "\"c\"")).unwrap();
+        assert!(restart(&renamed).iter().any(|k| k.contains("output names")));
+        let tweaked = parse(&two.replacen("db = \"x\"", "db = \"y\"", 1)).unwrap();
+        assert!(restart(&tweaked).is_empty(), "{:?}", restart(&tweaked));
     }
 }

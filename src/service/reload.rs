@@ -114,8 +114,8 @@ pub(crate) struct Control {
 /// What the control task needs to apply a reload downstream of the sources.
 pub(crate) struct Downstream {
     pub(crate) aggregator: mpsc::Sender<Reconfigure>,
-    /// `None` for `output.api = "stdout"`.
-    pub(crate) uplink: Option<Uplink>,
+    /// One per output; empty for `output.api = "stdout"`.
+    pub(crate) uplinks: Vec<Uplink>,
 }
 
 impl Control {
@@ -307,13 +307,12 @@ impl Control {
     /// Applies a valid, reloadable `new` over `old` (see the module doc for the order).
     async fn apply(&mut self, old: &Config, new: &Config, down: &Downstream) -> Result<(), String> {
         let domain = crate::domain::Domain::build(new).map_err(|e| e.to_string())?;
-        let writer = match down.uplink {
-            Some(_) => match new.output.first() {
-                Some(out) => Some((Writer::build(out).map_err(|e| e.to_string())?, out)),
-                None => None,
-            },
-            None => None,
-        };
+        // One writer per output, in the order of the uplinks (a changed list of output
+        // names needs a restart, see `restart_keys`).
+        let mut writers = Vec::new();
+        for (_, out) in down.uplinks.iter().zip(new.output.all()) {
+            writers.push((Writer::build(out).map_err(|e| e.to_string())?, out));
+        }
         // Each running source whose section is still wanted stays (one per section); the
         // other sections are new sources, the other running sources go.
         let mut fresh = Spec::all(new);
@@ -352,9 +351,9 @@ impl Control {
         if down.aggregator.send(update).await.is_err() {
             return Err("the aggregator has stopped".into());
         }
-        if let (Some(uplink), Some((writer, out))) = (&down.uplink, writer) {
+        for (i, (uplink, (writer, out))) in down.uplinks.iter().zip(writers).enumerate() {
             // A limit learnt from a 413 stays unless the output section changed.
-            let changed = format!("{:?}", old.output.first()) != format!("{:?}", Some(out));
+            let changed = format!("{:?}", old.output.all().get(i)) != format!("{:?}", Some(out));
             let limit = changed.then_some(out.max_request_bytes);
             let backoff = Duration::from_secs(out.max_backoff_secs.max(1));
             uplink.reconfigure(writer, backoff, limit);

@@ -36,6 +36,9 @@ struct Inner {
     dir: PathBuf,
     /// The output's `filter`; replaced by a reload like the writer.
     filter: Mutex<Arc<LineFilter>>,
+    /// This output's number in the spool (its delivery position) and its name.
+    out: usize,
+    name: String,
 }
 
 /// Shortest wait after a failed attempt; doubles up to `max_backoff`.
@@ -63,6 +66,8 @@ impl Uplink {
                 max_request_bytes: AtomicUsize::new(max_request_bytes),
                 dir,
                 filter: Mutex::new(Arc::new(LineFilter::default())),
+                out: 0,
+                name: crate::spool::DEFAULT_OUTPUT.to_string(),
             }),
         }
     }
@@ -86,6 +91,16 @@ impl Uplink {
             self.inner.events.request_limit(limit);
         }
         tracing::info!(url, "uplink took the reloaded output settings");
+    }
+
+    /// This uplink delivers spool output number `out`, named `name` (0 and `default`
+    /// unless set, before it runs).
+    pub fn for_output(mut self, out: usize, name: &str) -> Uplink {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.out = out;
+            inner.name = name.to_string();
+        }
+        self
     }
 
     /// Sends only the lines `filter` keeps from the next request planned on.
@@ -115,10 +130,16 @@ impl Uplink {
         &self.inner.events
     }
 
-    /// Copies the spool's size into the metrics.
+    /// Copies the spool's size and this output's backlog into the metrics.
     pub fn publish_stats(&self) {
-        let s = lock(&self.inner.spool).stats();
+        let (s, outs) = {
+            let spool = lock(&self.inner.spool);
+            (spool.stats(), spool.output_stats())
+        };
         self.inner.events.spool_stats(&s);
+        if let Some(o) = outs.get(self.inner.out) {
+            self.inner.events.output_stats(o);
+        }
     }
 
     /// Runs until `stop`, then keeps sending for at most [`DRAIN_DEADLINE`] while there is
@@ -189,7 +210,8 @@ impl Uplink {
     async fn peek(&self) -> Option<Vec<Batch>> {
         let spool = self.inner.spool.clone();
         let max = self.max_bytes();
-        let res = tokio::task::spawn_blocking(move || lock(&spool).peek_many(max)).await;
+        let out = self.inner.out;
+        let res = tokio::task::spawn_blocking(move || lock(&spool).peek_many_for(out, max)).await;
         match res {
             Ok(Ok(b)) => Some(b),
             Ok(Err(e)) => {
@@ -339,7 +361,8 @@ impl Uplink {
 
     async fn ack(&self, last: u64) {
         let spool = self.inner.spool.clone();
-        match tokio::task::spawn_blocking(move || lock(&spool).ack(last)).await {
+        let out = self.inner.out;
+        match tokio::task::spawn_blocking(move || lock(&spool).ack_for(out, last)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => self.inner.events.ack_failed(&e),
             Err(e) => self.inner.events.ack_task_failed(&e),
@@ -352,7 +375,11 @@ impl Uplink {
         let inner = &self.inner;
         inner.events.dead_lettered(reason, batch.points, why);
         let dir = inner.dir.clone();
-        let why = why.to_string();
+        // The file is shared: say which output's store refused the points.
+        let why = match inner.name.as_str() {
+            crate::spool::DEFAULT_OUTPUT => why.to_string(),
+            name => format!("output {name}: {why}"),
+        };
         match tokio::task::spawn_blocking(move || dead_letter(&dir, &batch, &why)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => inner.events.dead_letter_write_failed(&e),

@@ -21,6 +21,7 @@ mod late_data;
 mod layers;
 mod mqtt_source;
 mod mqtt_stop;
+mod outputs;
 mod packaging;
 mod pipeline;
 mod reload;

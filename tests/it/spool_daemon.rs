@@ -319,7 +319,7 @@ fn spool_inspect_prints_what_is_queued() {
     );
     assert_eq!(
         got["output default"],
-        "acked 1, backlog 2 batches, 7 points, oldest 2024-05-01T12:00:00.000Z"
+        "acked 1, backlog 2 batches, 7 points, oldest 2024-05-01T12:01:00.000Z"
     );
 
     // Two outputs: each has its own backlog and oldest undelivered window.
@@ -423,7 +423,7 @@ async fn measure_replay_to_victoria() {
         };
         let text = resp.text().await.unwrap_or_default();
         text.lines()
-            .find_map(|l| l.strip_prefix("citysense_uplink_points_sent_total "))
+            .find_map(|l| l.strip_prefix("citysense_uplink_points_sent_total{output=\"default\"} "))
             .and_then(|v| v.trim().parse::<u64>().ok())
             .is_some_and(|sent| sent >= points)
     })
