@@ -77,6 +77,14 @@ pub fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
         names(old) != names(new),
         "output names (adding, removing or renaming an output)",
     );
+    // An MQTT output's client is built once, at start.
+    let mqtt = |c: &Config| -> Vec<String> {
+        let all = c.output.all().iter();
+        all.filter(|o| o.api == super::OutputApi::Mqtt)
+            .map(|o| format!("{o:?}"))
+            .collect()
+    };
+    check(mqtt(old) != mqtt(new), "an api = \"mqtt\" output");
     check(old.spool.dir() != new.spool.dir(), "spool.dir");
     check(
         old.spool.max_bytes != new.spool.max_bytes,

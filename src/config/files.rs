@@ -42,6 +42,11 @@ pub(super) fn check(cfg: &Config) -> Vec<(String, String)> {
 fn output_files(out: &OutputConfig, at: &str, errs: &mut Vec<(String, String)>) {
     match out.api {
         OutputApi::Stdout => {}
+        OutputApi::Mqtt => {
+            if let (Some(_), None, Some(f)) = (&out.username, &out.password, &out.password_file) {
+                secret(f, &format!("{at}.password_file"), false, errs);
+            }
+        }
         OutputApi::V2 => {
             // The token goes into an HTTP header: the writer refuses control characters.
             if out.token.as_deref().is_some_and(|t| !header_safe(t)) {

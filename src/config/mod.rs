@@ -37,7 +37,7 @@ pub use domain::{
 pub use health::{GatewayHealthConfig, HealthConfig, DEFAULT_RANGES};
 pub use locate::{ConfigError, ConfigErrors};
 pub use mqtt::{MqttConfig, PayloadFormat, SubscriptionConfig, TimestampFormat, TlsConfig};
-pub use output::{OutputApi, OutputConfig, PROXY_NONE};
+pub use output::{MqttPayload, OutputApi, OutputConfig, PROXY_NONE};
 pub use outputs::{OutputFilter, Outputs, DEFAULT_OUTPUT, MAX_OUTPUT_NAME};
 pub use privacy::PrivacyConfig;
 pub use serial::{ProfileProblem, ProfileSpec, ProfileTable, SerialConfig};

@@ -17,6 +17,19 @@ pub enum OutputApi {
     V1,
     /// Print line protocol on standard output (the demo, debugging). Nothing is spooled.
     Stdout,
+    /// Publish each point to an MQTT broker (QoS 1), for partners and street displays.
+    Mqtt,
+}
+
+/// What an MQTT output publishes per point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MqttPayload {
+    /// One JSON object per point (schema in the README).
+    #[default]
+    Json,
+    /// The point's line of InfluxDB line protocol.
+    LineProtocol,
 }
 
 /// `[[output]]` (or `[output]`)
@@ -87,6 +100,30 @@ pub struct OutputConfig {
     /// `[mqtt.tls]`. Default: the system CAs and no client certificate.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// mqtt: broker host. Required for mqtt.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// mqtt: broker port. Default: 1883, 8883 with `tls`.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// mqtt: client id, stable across restarts. Default: `citysense-<gateway>-<name>`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// mqtt: topic per point; `{measurement}` and `{<tag>}` are replaced (a missing tag by
+    /// `_`). Default: `citysense/{gateway}/{measurement}/{sensor}`.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// mqtt: publish points retained, so a display that connects sees the latest window at
+    /// once. Default: false.
+    #[serde(default)]
+    pub retain: bool,
+    /// mqtt: `json` or `line_protocol`. Default: json.
+    #[serde(default)]
+    pub payload: MqttPayload,
+    /// mqtt: status topic: retained `online` after connecting, `offline` as the last will
+    /// and at stop. Default: `citysense/<gateway>/status`.
+    #[serde(default)]
+    pub status_topic: Option<String>,
 }
 
 /// `proxy` value that turns proxies off, the environment's included.
@@ -118,6 +155,7 @@ impl OutputConfig {
         };
         match self.api {
             OutputApi::Stdout => return,
+            OutputApi::Mqtt => return self.check_mqtt(at, errs),
             OutputApi::V2 => {
                 need(errs, &self.bucket, "bucket");
                 if self.token.is_some() && self.token_file.is_some() {
@@ -168,6 +206,34 @@ impl OutputConfig {
         }
         if let Some(p) = self.proxy.as_deref().and_then(proxy_problem) {
             errs.push((format!("{at}.proxy"), p));
+        }
+    }
+}
+
+impl OutputConfig {
+    /// Checks of an `api = "mqtt"` output.
+    fn check_mqtt(&self, at: &str, errs: &mut Vec<(String, String)>) {
+        if self.host.as_deref().is_none_or(|h| h.trim().is_empty()) {
+            errs.push((format!("{at}.host"), "required for api = \"mqtt\"".into()));
+        }
+        if self.url.is_some() {
+            let msg = "not used by api = \"mqtt\" (set host and port)";
+            errs.push((format!("{at}.url"), msg.into()));
+        }
+        if self.password.is_some() && self.password_file.is_some() {
+            let msg = "set either password or password_file, not both";
+            errs.push((format!("{at}.password_file"), msg.into()));
+        }
+        for (key, t) in [("topic", &self.topic), ("status_topic", &self.status_topic)] {
+            let bad = t.as_deref().is_some_and(|t| {
+                t.is_empty()
+                    || t.contains(['+', '#', '\0'])
+                    || t.matches('{').count() != t.matches('}').count()
+            });
+            if bad {
+                let msg = "must be a topic without wildcards (+, #), with balanced {placeholders}";
+                errs.push((format!("{at}.{key}"), msg.into()));
+            }
         }
     }
 }

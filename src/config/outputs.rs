@@ -285,4 +285,25 @@ db = \"x\"
         let tweaked = parse(&two.replacen("db = \"x\"", "db = \"y\"", 1)).unwrap();
         assert!(restart(&tweaked).is_empty(), "{:?}", restart(&tweaked));
     }
+
+    #[test]
+    fn an_mqtt_output_needs_a_host_and_plain_topics() {
+        let ok = "[[output]]\nname = \"d\"\napi = \"mqtt\"\nhost = \"b\"\nretain = true\n\
+                  payload = \"line_protocol\"\ntopic = \"x/{sensor}\"\n";
+        let cfg = parse(ok).unwrap();
+        let o = &cfg.output.all()[0];
+        assert_eq!(
+            (o.retain, o.payload),
+            (true, super::super::MqttPayload::LineProtocol)
+        );
+        let e = errors(
+            "[[output]]\nname = \"d\"\napi = \"mqtt\"\nurl = \"http://x\"\ntopic = \"a/#\"\n",
+        );
+        let keys: Vec<&str> = e.iter().map(|e| e.1.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["output[0].host", "output[0].url", "output[0].topic"],
+            "{e:?}"
+        );
+    }
 }

@@ -115,7 +115,7 @@ pub(crate) struct Control {
 pub(crate) struct Downstream {
     pub(crate) aggregator: mpsc::Sender<Reconfigure>,
     /// One per output; empty for `output.api = "stdout"`.
-    pub(crate) uplinks: Vec<Uplink>,
+    pub(crate) uplinks: Vec<Option<Uplink>>,
 }
 
 impl Control {
@@ -310,8 +310,12 @@ impl Control {
         // One writer per output, in the order of the uplinks (a changed list of output
         // names needs a restart, see `restart_keys`).
         let mut writers = Vec::new();
-        for (_, out) in down.uplinks.iter().zip(new.output.all()) {
-            writers.push((Writer::build(out).map_err(|e| e.to_string())?, out));
+        for (uplink, out) in down.uplinks.iter().zip(new.output.all()) {
+            let built = match uplink {
+                Some(_) => Some((Writer::build(out).map_err(|e| e.to_string())?, out)),
+                None => None,
+            };
+            writers.push(built);
         }
         // Each running source whose section is still wanted stays (one per section); the
         // other sections are new sources, the other running sources go.
@@ -351,7 +355,10 @@ impl Control {
         if down.aggregator.send(update).await.is_err() {
             return Err("the aggregator has stopped".into());
         }
-        for (i, (uplink, (writer, out))) in down.uplinks.iter().zip(writers).enumerate() {
+        let pairs = down.uplinks.iter().zip(writers).enumerate();
+        for (i, (uplink, (writer, out))) in
+            pairs.filter_map(|(i, (u, w))| Some((i, (u.as_ref()?, w?))))
+        {
             // A limit learnt from a 413 stays unless the output section changed.
             let changed = format!("{:?}", old.output.all().get(i)) != format!("{:?}", Some(out));
             let limit = changed.then_some(out.max_request_bytes);

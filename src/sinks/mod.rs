@@ -7,10 +7,13 @@
 
 mod bisect;
 pub mod connect;
+pub mod delivery;
 mod events;
 pub mod filter;
 pub mod influx;
 mod metrics;
+pub mod mqtt_out;
+pub mod mqtt_payload;
 mod pending;
 pub mod spool_drops;
 mod uplink;
@@ -27,6 +30,7 @@ use crate::config::Config;
 use crate::pipeline::aggregate::WindowBatch;
 use crate::spool::{Spool, SpoolError, SpoolOptions};
 
+pub use delivery::Delivery;
 pub use events::SinkEvents;
 pub use influx::{classify, Outcome, SinkError, Writer};
 pub use metrics::SinkMetrics;
@@ -46,10 +50,10 @@ pub fn lock(spool: &SharedSpool) -> std::sync::MutexGuard<'_, Spool> {
 /// The configured destination.
 pub enum Sink {
     Stdout,
-    /// The spool and one uplink per output (never empty).
+    /// The spool and one delivery per output (never empty).
     Store {
         spool: SharedSpool,
-        uplinks: Vec<Uplink>,
+        uplinks: Vec<Delivery>,
     },
 }
 
@@ -64,10 +68,6 @@ impl Sink {
             return Ok(Sink::Stdout);
         }
         let outs = cfg.output.all();
-        let writers = outs
-            .iter()
-            .map(Writer::build)
-            .collect::<Result<Vec<_>, _>>()?;
         let dir = cfg.spool.dir();
         let opts = SpoolOptions {
             dir: dir.clone(),
@@ -83,42 +83,41 @@ impl Sink {
         let spool = Arc::new(Mutex::new(spool));
         let mut uplinks = Vec::new();
         let mut others = Vec::new();
-        for (i, (out, writer)) in outs.iter().zip(writers).enumerate() {
+        for (i, name) in names.iter().enumerate() {
             // The first output's metrics are the daemon's sink metrics (with the spool's).
             let m = match i {
                 0 => metrics.clone(),
                 _ => Arc::new(SinkMetrics::new(Arc::default())),
             };
             if i > 0 {
-                others.push((names[i].clone(), m.clone()));
+                others.push((name.clone(), m.clone()));
             }
             let events = Arc::new(SinkEvents::new(m));
             if i == 0 {
                 events.spool_opened(&dir, &recovery);
             }
-            let uplink = Uplink::new(
-                writer,
-                spool.clone(),
+            let spool = spool.clone();
+            let parts = delivery::Parts {
+                cfg,
+                index: i,
+                name,
+                spool,
                 events,
-                Duration::from_secs(out.max_backoff_secs.max(1)),
-                out.max_request_bytes,
-                dir.clone(),
-            )
-            .for_output(i, &names[i]);
-            uplink.set_filter(filter::LineFilter::new(out.filter.clone()));
-            uplink.publish_stats();
-            uplinks.push(uplink);
+            };
+            let d = Delivery::build(parts)?;
+            d.publish_stats();
+            uplinks.push(d);
         }
         metrics.set_outputs(&names[0], others);
         Ok(Sink::Store { spool, uplinks })
     }
 
-    /// The uplinks, one per output in config order, for a reload to hand new output
-    /// settings; empty for stdout.
-    pub fn uplinks(&self) -> Vec<Uplink> {
+    /// The HTTP uplinks, one per output in config order (`None` for an MQTT output), for a
+    /// reload to hand new output settings; empty for stdout.
+    pub fn uplinks(&self) -> Vec<Option<Uplink>> {
         match self {
             Sink::Stdout => Vec::new(),
-            Sink::Store { uplinks, .. } => uplinks.clone(),
+            Sink::Store { uplinks, .. } => uplinks.iter().map(Delivery::http).collect(),
         }
     }
 
@@ -145,7 +144,7 @@ impl Sink {
 
 /// The spool writer: appends window batches, wakes every output's uplink, and at the end
 /// lets them drain (each on its own; one stuck output never holds another).
-async fn store(spool: SharedSpool, uplinks: Vec<Uplink>, mut input: mpsc::Receiver<WindowBatch>) {
+async fn store(spool: SharedSpool, uplinks: Vec<Delivery>, mut input: mpsc::Receiver<WindowBatch>) {
     let Some(uplink) = uplinks.first().cloned() else {
         return;
     };
@@ -203,7 +202,12 @@ const HELD_STOP_DEADLINE: Duration = DRAIN_DEADLINE;
 /// At stop: appends the batches held in memory (a full or failing disk) until they are all
 /// in the spool or [`HELD_STOP_DEADLINE`] passes; what is still held then is lost, counted
 /// and logged as such.
-async fn flush_held(spool: &SharedSpool, pending: &mut Pending, uplinks: &[Uplink], wake: &Wakes) {
+async fn flush_held(
+    spool: &SharedSpool,
+    pending: &mut Pending,
+    uplinks: &[Delivery],
+    wake: &Wakes,
+) {
     let Some(uplink) = uplinks.first() else {
         return;
     };
@@ -231,7 +235,7 @@ const PENDING_RETRY: Duration = Duration::from_secs(1);
 
 /// Appends the batches held in memory, oldest first, until one fails (it stays, in place).
 /// Returns true if anything reached the spool.
-async fn append_pending(spool: &SharedSpool, pending: &mut Pending, uplinks: &[Uplink]) -> bool {
+async fn append_pending(spool: &SharedSpool, pending: &mut Pending, uplinks: &[Delivery]) -> bool {
     let Some(uplink) = uplinks.first() else {
         return false;
     };
@@ -247,7 +251,7 @@ async fn append_pending(spool: &SharedSpool, pending: &mut Pending, uplinks: &[U
         }
     }
     if any {
-        uplinks.iter().for_each(Uplink::publish_stats);
+        uplinks.iter().for_each(Delivery::publish_stats);
     }
     any
 }
@@ -258,7 +262,7 @@ async fn append_pending(spool: &SharedSpool, pending: &mut Pending, uplinks: &[U
 async fn append(
     spool: &SharedSpool,
     batch: WindowBatch,
-    uplink: &Uplink,
+    uplink: &Delivery,
 ) -> Result<(), Option<WindowBatch>> {
     let spool = spool.clone();
     let points = batch.points;

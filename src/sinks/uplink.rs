@@ -132,14 +132,7 @@ impl Uplink {
 
     /// Copies the spool's size and this output's backlog into the metrics.
     pub fn publish_stats(&self) {
-        let (s, outs) = {
-            let spool = lock(&self.inner.spool);
-            (spool.stats(), spool.output_stats())
-        };
-        self.inner.events.spool_stats(&s);
-        if let Some(o) = outs.get(self.inner.out) {
-            self.inner.events.output_stats(o);
-        }
+        super::delivery::publish_stats(&self.inner.spool, &self.inner.events, self.inner.out);
     }
 
     /// Runs until `stop`, then keeps sending for at most [`DRAIN_DEADLINE`] while there is

@@ -19,6 +19,7 @@ mod health;
 mod hostile_mqtt;
 mod late_data;
 mod layers;
+mod mqtt_output;
 mod mqtt_source;
 mod mqtt_stop;
 mod outputs;
