@@ -64,6 +64,11 @@ impl SinkMetrics {
         *self.outputs.lock().unwrap_or_else(|e| e.into_inner()) = (first.to_string(), others);
     }
 
+    /// The other outputs' (name, metrics), in config order.
+    pub fn other_outputs(&self) -> Vec<(String, Arc<SinkMetrics>)> {
+        self.named().1
+    }
+
     /// This output's name and the other outputs' (name, metrics).
     fn named(&self) -> Named {
         let g = self.outputs.lock().unwrap_or_else(|e| e.into_inner());

@@ -158,6 +158,11 @@ async fn one_output_down_delays_no_other_and_catches_up() {
         },
     )
     .await;
+    let (_, health) = citysense::service::http::health(&d.metrics);
+    assert!(
+        health.contains("uplink: down") && health.contains("uplink b: up"),
+        "{health}"
+    );
     let a_backlog = Spool::inspect_outputs(&d.spool_dir).expect("inspect");
     assert!(
         a_backlog[0].name == "a" && a_backlog[0].batches > 0,
