@@ -163,3 +163,49 @@ async fn windows_reach_subscribers_and_a_late_one_sees_retained_data_and_the_las
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mqtt_output_speaks_tls_with_the_configured_ca_and_line_protocol() {
+    let certs = tempfile::tempdir().expect("temp dir");
+    let p = certs.path();
+    support::certs::make_certs(p);
+    let tls_port = support::free_port();
+    let (ca, cert, key) = (p.join("ca.pem"), p.join("server.pem"), p.join("server.key"));
+    let broker = Mosquitto::start_tls(tls_port, &ca, &cert, &key).await;
+    let mut sub = subscribe(broker.port, "tls/#", 1).await;
+    let output = format!(
+        "[[output]]\nname = \"d\"\napi = \"mqtt\"\nhost = \"127.0.0.1\"\nport = {tls_port}\n\
+         topic = \"tls/{{measurement}}/{{sensor}}\"\npayload = \"line_protocol\"\n\
+         tls = {{ ca_file = \"{}\" }}",
+        ca.display()
+    );
+    let cfg = Config::new("gw-mqtt-tls")
+        .window(1)
+        .grace(1)
+        .stats(&["count"])
+        .mqtt(broker.port, "cs-mqtt-tls-source")
+        .subscription("city/{sensor}/air", "json")
+        .timestamp("ts", "unix_ms")
+        .section(&output)
+        .assume_clock_synced()
+        .to_toml();
+    let mut d = support::Daemon::start(&cfg);
+    d.wait_connected(1).await;
+    let ts = now_ms();
+    let payload = format!(r#"{{"pm2_5": 7, "ts": {ts}}}"#).into_bytes();
+    publish(broker.port, &[("city/s0/air".to_string(), payload, 1)]).await;
+    let want = format!(" {}\n", (ts - ts % 1000) * 1_000_000);
+    let mut got = None;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while got.is_none() && Instant::now() < deadline {
+        if let Some((t, p)) = sub.recv(Duration::from_millis(200)).await {
+            got = (t == "tls/air_quality/s0").then_some(String::from_utf8_lossy(&p).into_owned());
+        }
+    }
+    d.stop().await;
+    let line = got.expect("the window arrived over the TLS output");
+    assert!(
+        line.starts_with("air_quality,") && line.ends_with(&want),
+        "{line}"
+    );
+}
