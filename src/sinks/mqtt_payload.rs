@@ -79,6 +79,26 @@ pub fn topic(template: &str, p: &Point) -> String {
     out
 }
 
+/// Units of the quantities the gateway knows, by field-name prefix `<quantity>_`, in the
+/// notation of the sensor profiles.
+const UNITS: [(&str, &str); 8] = [
+    ("pm1_0_", "ug/m3"),
+    ("pm2_5_", "ug/m3"),
+    ("pm4_0_", "ug/m3"),
+    ("pm10_", "ug/m3"),
+    ("temperature_", "C"),
+    ("humidity_", "%"),
+    ("pressure_", "hPa"),
+    ("co2_", "ppm"),
+];
+
+/// The unit of field `key` where known: a statistic of a known quantity (not its count).
+fn unit_of(key: &str) -> Option<&'static str> {
+    let (prefix, unit) = UNITS.iter().find(|(p, _)| key.starts_with(p))?;
+    let stat = key.get(prefix.len()..)?;
+    (stat != "count" && !stat.ends_with("_count")).then_some(*unit)
+}
+
 /// The JSON payload (see the README for the schema).
 fn json_of(p: &Point, start: i64, end: i64) -> Vec<u8> {
     let tags: Map<String, Value> = p
@@ -91,6 +111,11 @@ fn json_of(p: &Point, start: i64, end: i64) -> Vec<u8> {
         .iter()
         .map(|(k, v)| (k.clone(), field(v)))
         .collect();
+    let units: Map<String, Value> = p
+        .fields
+        .iter()
+        .filter_map(|(k, _)| Some((k.clone(), Value::from(unit_of(k)?))))
+        .collect();
     let ms = |ns: i64| ns.div_euclid(1_000_000);
     let v = json!({
         "measurement": p.measurement,
@@ -102,6 +127,7 @@ fn json_of(p: &Point, start: i64, end: i64) -> Vec<u8> {
             "end_ms": ms(end),
         },
         "fields": fields,
+        "units": units,
     });
     v.to_string().into_bytes()
 }
@@ -137,6 +163,14 @@ mod tests {
         assert_eq!(v["window"]["end_ms"], 1_714_564_860_000i64);
         assert_eq!(v["fields"]["pm2_5_mean"], 3.5);
         assert_eq!(v["fields"]["pm2_5_count"], 4);
+        assert_eq!(v["units"]["pm2_5_mean"], "ug/m3");
+        assert!(
+            v["units"].get("pm2_5_count").is_none(),
+            "a count has no unit"
+        );
+        assert_eq!(unit_of("pm10_p95"), Some("ug/m3"));
+        assert_eq!(unit_of("pm1_0_mean"), Some("ug/m3"));
+        assert_eq!((unit_of("co2_last"), unit_of("eaqi")), (Some("ppm"), None));
     }
 
     #[test]
