@@ -3,6 +3,7 @@
 #
 #   bash benches/e2e.sh [--rates "10000 30000 60000 100000 130000"] [--runs 3] [--seconds 10]
 #                       [--format json|plain|tasmota|ttn] [--qos 0|1] [--sensors 1000] [--peer]
+#                       [--outputs 1] [--no-scaling]
 #
 # Builds the release binaries, starts mosquitto and VictoriaMetrics on free 127.0.0.1 ports in
 # a temp dir, and for each rate and run: starts a fresh citysensed (10-second windows, writing
@@ -23,6 +24,8 @@ QOS=0
 SENSORS=1000
 PEER=0
 PERF=0
+OUTPUTS=1 # [[output]] tables, all to the same VictoriaMetrics (its dedup keeps one copy)
+SCALING=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --rates) RATES=$2; shift 2 ;;
@@ -33,6 +36,8 @@ while [ $# -gt 0 ]; do
         --sensors) SENSORS=$2; shift 2 ;;
         --peer) PEER=1; shift ;;
         --perf) PERF=1; shift ;; # perf record (cpu-clock) of the daemon into each run's dir
+        --outputs) OUTPUTS=$2; shift 2 ;; # the cost of fan-out: N outputs from one spool
+        --no-scaling) SCALING=0; shift ;; # skip the series scaling runs
 
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
@@ -133,6 +138,18 @@ sampler() {
     done
 }
 
+# The output tables: one [output], or --outputs N [[output]] tables to the same store.
+outputs_toml() {
+    if [ "$OUTPUTS" = 1 ]; then
+        printf '[output]\napi = "v2"\nurl = "%s"\norg = "bench"\nbucket = "bench"\ntoken = "bench"\n' "$VM"
+        return
+    fi
+    for i in $(seq "$OUTPUTS"); do
+        printf '[[output]]\nname = "o%s"\napi = "v2"\nurl = "%s"\norg = "bench"\nbucket = "bench%s"\ntoken = "bench"\n' \
+            "$i" "$VM" "$i"
+    done
+}
+
 # --- one citysensed run ------------------------------------------------------------------------
 # Prints: offered sustained cpu_cores peak_rss_mib loss broker_dropped ready_ms latency_ms broker_cpu
 # (latency: largest window close -> store 2xx while running; 0 when no window closed)
@@ -159,12 +176,7 @@ clean_session = true
 [[mqtt.subscription]]
 qos = $QOS
 $("$LOADGEN" --print-subscription --format "$FORMAT")
-[output]
-api = "v2"
-url = "$VM"
-org = "bench"
-bucket = "bench"
-token = "bench"
+$(outputs_toml)
 [spool]
 dir = "$dir/spool"
 [metrics]
@@ -298,7 +310,7 @@ fi
 : >"$WORK/stages.txt"
 : >"$WORK/nodered.txt"
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -m | awk '/Mem:/ {print $2}') MiB"
-echo "== rates: $RATES msg/s, $RUNS runs of ${SECONDS_LOAD}s, format $FORMAT, QoS $QOS, $SENSORS sensors"
+echo "== rates: $RATES msg/s, $RUNS runs of ${SECONDS_LOAD}s, format $FORMAT, QoS $QOS, $SENSORS sensors, $OUTPUTS output(s)"
 for run in $(seq "$RUNS"); do
     for rate in $RATES; do
         r=$(run_citysensed "$rate" "$run")
@@ -322,7 +334,7 @@ table citysensed "$WORK/citysensed.txt"
 echo
 echo "== series scaling: citysensed at ${SCALE_RATE:=60000} msg/s, 2 quantities per sensor"
 header
-for sensors in 5 5000 50000; do
+[ "$SCALING" = 0 ] || for sensors in 5 5000 50000; do
     r=$(SENSORS=$sensors run_citysensed "$SCALE_RATE" scale)
     printf '%-11s %9s %10s %10s %9s %9s %8s %9s %8s %8s\n' "$((sensors * 2))-series" $r
 done

@@ -194,7 +194,7 @@ async fn run_inner(
     tracker.spawn(aggregator.run(clock, reading_rx, batch_tx));
     let down = Downstream {
         aggregator: update_tx,
-        uplink: sink.uplink(),
+        uplinks: sink.uplinks(),
     };
     let state_task = state_writer.map(|w| tracker.spawn(w.run()));
     let sink_task = tracker.spawn(sink.run(batch_rx));

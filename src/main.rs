@@ -398,5 +398,18 @@ fn inspect(config: &Path, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     println!("bytes:   {}", s.bytes);
     println!("oldest:  {}", fmt_ts(s.oldest_ts));
     println!("newest:  {}", fmt_ts(s.newest_ts));
+    // Each output's backlog: what it has not acknowledged, from its oldest window on.
+    let outputs = citysense::spool::Spool::inspect_outputs(&dir)
+        .with_context(|| format!("reading spool {}", dir.display()))?;
+    for o in outputs {
+        println!(
+            "output {}: acked {}, backlog {} batches, {} points, oldest {}",
+            o.name,
+            o.acked_id,
+            o.batches,
+            o.points,
+            fmt_ts(o.oldest_ts)
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -21,7 +21,7 @@
 use std::fmt::Debug;
 use std::path::PathBuf;
 
-use super::{Config, MqttConfig, OutputApi, SerialConfig};
+use super::{Config, MqttConfig, SerialConfig};
 use crate::fs_limits;
 
 fn differs<T: Debug + ?Sized>(a: &T, b: &T) -> bool {
@@ -62,11 +62,29 @@ pub fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
         a.queue_capacity != b.queue_capacity,
         "aggregation.queue_capacity",
     );
-    let stdout = |c: &Config| c.output.api == OutputApi::Stdout;
+    let stdout = |c: &Config| c.output.is_stdout();
     check(
         stdout(old) != stdout(new),
         "output.api (between stdout and a store)",
     );
+    // One delivery position and one uplink per output name, made at start.
+    let names = |c: &Config| -> Vec<String> {
+        (0..c.output.all().len())
+            .map(|i| c.output.name(i).to_string())
+            .collect()
+    };
+    check(
+        names(old) != names(new),
+        "output names (adding, removing or renaming an output)",
+    );
+    // An MQTT output's client is built once, at start.
+    let mqtt = |c: &Config| -> Vec<String> {
+        let all = c.output.all().iter();
+        all.filter(|o| o.api == super::OutputApi::Mqtt)
+            .map(|o| format!("{o:?}"))
+            .collect()
+    };
+    check(mqtt(old) != mqtt(new), "an api = \"mqtt\" output");
     check(old.spool.dir() != new.spool.dir(), "spool.dir");
     check(
         old.spool.max_bytes != new.spool.max_bytes,

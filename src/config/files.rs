@@ -11,38 +11,18 @@ use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use super::{Config, OutputApi};
+use super::{Config, OutputApi, OutputConfig};
 use crate::fs_limits;
 
 /// File problems of `cfg`, as (key path, message).
 pub(super) fn check(cfg: &Config) -> Vec<(String, String)> {
     let mut errs = Vec::new();
-    let out = &cfg.output;
-    match out.api {
-        OutputApi::Stdout => {}
-        OutputApi::V2 => {
-            // The token goes into an HTTP header: the writer refuses control characters.
-            if out.token.as_deref().is_some_and(|t| !header_safe(t)) {
-                errs.push(("output.token".into(), CONTROL_CHARS.into()));
-            }
-            if let (None, Some(f)) = (&out.token, &out.token_file) {
-                secret(f, "output.token_file", true, &mut errs);
-            }
-        }
-        OutputApi::V1 => {
-            // Read whether or not `username` is set, as the writer does.
-            if let (None, Some(f)) = (&out.password, &out.password_file) {
-                secret(f, "output.password_file", false, &mut errs);
-            }
-        }
+    for (i, out) in cfg.output.all().iter().enumerate() {
+        output_files(out, &cfg.output.key(i), &mut errs);
     }
-    if out.api != OutputApi::Stdout {
+    // One spool for all outputs.
+    if !cfg.output.is_stdout() {
         spool_dir(cfg, &mut errs);
-        if let Some(tls) = &out.tls {
-            if let Err(p) = tls.client_config() {
-                errs.push((format!("output.tls.{}", p.key), p.message));
-            }
-        }
     }
     if let Some(f) = &cfg.metrics.token_file {
         match fs_limits::read_secret(f) {
@@ -70,6 +50,40 @@ pub(super) fn check(cfg: &Config) -> Vec<(String, String)> {
         }
     }
     errs
+}
+
+/// File problems of one output whose key path is `at`.
+fn output_files(out: &OutputConfig, at: &str, errs: &mut Vec<(String, String)>) {
+    match out.api {
+        OutputApi::Stdout => {}
+        OutputApi::Mqtt => {
+            if let (Some(_), None, Some(f)) = (&out.username, &out.password, &out.password_file) {
+                secret(f, &format!("{at}.password_file"), false, errs);
+            }
+        }
+        OutputApi::V2 => {
+            // The token goes into an HTTP header: the writer refuses control characters.
+            if out.token.as_deref().is_some_and(|t| !header_safe(t)) {
+                errs.push((format!("{at}.token"), CONTROL_CHARS.into()));
+            }
+            if let (None, Some(f)) = (&out.token, &out.token_file) {
+                secret(f, &format!("{at}.token_file"), true, errs);
+            }
+        }
+        OutputApi::V1 => {
+            // Read whether or not `username` is set, as the writer does.
+            if let (None, Some(f)) = (&out.password, &out.password_file) {
+                secret(f, &format!("{at}.password_file"), false, errs);
+            }
+        }
+    }
+    if out.api != OutputApi::Stdout {
+        if let Some(tls) = &out.tls {
+            if let Err(p) = tls.client_config() {
+                errs.push((format!("{at}.tls.{}", p.key), p.message));
+            }
+        }
+    }
 }
 
 const CONTROL_CHARS: &str = "contains control characters (a token is one line of printable text)";

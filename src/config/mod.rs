@@ -16,6 +16,7 @@ mod health;
 mod locate;
 mod mqtt;
 mod output;
+mod outputs;
 mod privacy;
 mod serial;
 mod spans;
@@ -43,7 +44,8 @@ pub use domain::{
 pub use health::{GatewayHealthConfig, HealthConfig, DEFAULT_RANGES};
 pub use locate::{ConfigError, ConfigErrors};
 pub use mqtt::{MqttConfig, PayloadFormat, SubscriptionConfig, TimestampFormat, TlsConfig};
-pub use output::{OutputApi, OutputConfig, PROXY_NONE};
+pub use output::{MqttPayload, OutputApi, OutputConfig, PROXY_NONE};
+pub use outputs::{OutputFilter, Outputs, DEFAULT_OUTPUT, MAX_OUTPUT_NAME};
 pub use privacy::PrivacyConfig;
 pub use serial::{ProfileProblem, ProfileSpec, ProfileTable, SerialConfig};
 pub use state::StateConfig;
@@ -81,8 +83,8 @@ pub struct Config {
     /// Built-in simulated sensors (the demo). Default: off.
     #[serde(default)]
     pub simulator: Option<SimulatorConfig>,
-    /// Where windows go. Required.
-    pub output: OutputConfig,
+    /// Where windows go: `[[output]]` tables (or one `[output]`). Required.
+    pub output: Outputs,
     /// The on-disk store-and-forward buffer. Default: see [`SpoolConfig`].
     #[serde(default)]
     pub spool: SpoolConfig,
@@ -385,7 +387,7 @@ impl Config {
         if self.has_no_source() {
             warnings.push(NO_SOURCE.to_string());
         }
-        if self.output.api == OutputApi::Stdout {
+        if self.output.is_stdout() {
             warnings.push(
                 "output.api = \"stdout\": windows are printed on standard output (the journal \
                  under systemd), not sent to a store"

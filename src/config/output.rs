@@ -1,10 +1,11 @@
-//! `[output]`: the time-series store windows are written to.
+//! One `[[output]]` (or the single `[output]` table): the store windows are written to. The
+//! list, names and filters are in `outputs.rs`.
 
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::TlsConfig;
+use super::{OutputFilter, TlsConfig};
 
 /// Which write API the store speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -16,12 +17,32 @@ pub enum OutputApi {
     V1,
     /// Print line protocol on standard output (the demo, debugging). Nothing is spooled.
     Stdout,
+    /// Publish each point to an MQTT broker (QoS 1), for partners and street displays.
+    Mqtt,
 }
 
-/// `[output]`
+/// What an MQTT output publishes per point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MqttPayload {
+    /// One JSON object per point (schema in the README).
+    #[default]
+    Json,
+    /// The point's line of InfluxDB line protocol.
+    LineProtocol,
+}
+
+/// `[[output]]` (or `[output]`)
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
+    /// Unique name: the `output` label of its metrics, its delivery position in the spool.
+    /// Required in `[[output]]`; an `[output]` table is named "default".
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Which points this output receives. Default: all.
+    #[serde(default)]
+    pub filter: Option<OutputFilter>,
     /// "v2", "v1" or "stdout". Required.
     pub api: OutputApi,
     /// Base URL of the store, e.g. "http://127.0.0.1:8086". Required for v1/v2.
@@ -79,6 +100,30 @@ pub struct OutputConfig {
     /// `[mqtt.tls]`. Default: the system CAs and no client certificate.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// mqtt: broker host. Required for mqtt.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// mqtt: broker port. Default: 1883, 8883 with `tls`.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// mqtt: client id, stable across restarts. Default: `citysense-<gateway>-<name>`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// mqtt: topic per point; `{measurement}` and `{<tag>}` are replaced (a missing tag by
+    /// `_`). Default: `citysense/{gateway}/{measurement}/{sensor}`.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// mqtt: publish points retained, so a display that connects sees the latest window at
+    /// once. Default: false.
+    #[serde(default)]
+    pub retain: bool,
+    /// mqtt: `json` or `line_protocol`. Default: json.
+    #[serde(default)]
+    pub payload: MqttPayload,
+    /// mqtt: status topic: retained `online` after connecting, `offline` as the last will
+    /// and at stop. Default: `citysense/<gateway>/status`.
+    #[serde(default)]
+    pub status_topic: Option<String>,
 }
 
 /// `proxy` value that turns proxies off, the environment's included.
@@ -98,22 +143,24 @@ const fn default_max_backoff_secs() -> u64 {
 }
 
 impl OutputConfig {
-    pub(super) fn check(&self, errs: &mut Vec<(String, String)>) {
+    /// Checks one output whose key path is `at` (`output` or `output[i]`).
+    pub(super) fn check(&self, at: &str, errs: &mut Vec<(String, String)>) {
         let need = |errs: &mut Vec<(String, String)>, v: &Option<String>, key: &str| {
             if v.as_deref().is_none_or(|s| s.trim().is_empty()) {
                 errs.push((
-                    format!("output.{key}"),
+                    format!("{at}.{key}"),
                     format!("required for api = {:?}", self.api).to_lowercase(),
                 ));
             }
         };
         match self.api {
             OutputApi::Stdout => return,
+            OutputApi::Mqtt => return self.check_mqtt(at, errs),
             OutputApi::V2 => {
                 need(errs, &self.bucket, "bucket");
                 if self.token.is_some() && self.token_file.is_some() {
                     errs.push((
-                        "output.token_file".into(),
+                        format!("{at}.token_file"),
                         "set either token or token_file, not both".into(),
                     ));
                 }
@@ -122,7 +169,7 @@ impl OutputConfig {
                 need(errs, &self.db, "db");
                 if self.password.is_some() && self.password_file.is_some() {
                     errs.push((
-                        "output.password_file".into(),
+                        format!("{at}.password_file"),
                         "set either password or password_file, not both".into(),
                     ));
                 }
@@ -132,19 +179,19 @@ impl OutputConfig {
         if let Some(url) = &self.url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 errs.push((
-                    "output.url".into(),
+                    format!("{at}.url"),
                     "must start with http:// or https://".into(),
                 ));
             }
         }
         if self.max_request_bytes < 4096 {
             errs.push((
-                "output.max_request_bytes".into(),
+                format!("{at}.max_request_bytes"),
                 "must be at least 4096".into(),
             ));
         }
         if self.timeout_secs == 0 {
-            errs.push(("output.timeout_secs".into(), "must be > 0".into()));
+            errs.push((format!("{at}.timeout_secs"), "must be > 0".into()));
         }
         if self.tls.is_some()
             && self
@@ -153,12 +200,40 @@ impl OutputConfig {
                 .is_some_and(|u| u.starts_with("http://"))
         {
             errs.push((
-                "output.tls".into(),
-                "applies to an https:// url only; output.url is http://".into(),
+                format!("{at}.tls"),
+                format!("applies to an https:// url only; {at}.url is http://"),
             ));
         }
         if let Some(p) = self.proxy.as_deref().and_then(proxy_problem) {
-            errs.push(("output.proxy".into(), p));
+            errs.push((format!("{at}.proxy"), p));
+        }
+    }
+}
+
+impl OutputConfig {
+    /// Checks of an `api = "mqtt"` output.
+    fn check_mqtt(&self, at: &str, errs: &mut Vec<(String, String)>) {
+        if self.host.as_deref().is_none_or(|h| h.trim().is_empty()) {
+            errs.push((format!("{at}.host"), "required for api = \"mqtt\"".into()));
+        }
+        if self.url.is_some() {
+            let msg = "not used by api = \"mqtt\" (set host and port)";
+            errs.push((format!("{at}.url"), msg.into()));
+        }
+        if self.password.is_some() && self.password_file.is_some() {
+            let msg = "set either password or password_file, not both";
+            errs.push((format!("{at}.password_file"), msg.into()));
+        }
+        for (key, t) in [("topic", &self.topic), ("status_topic", &self.status_topic)] {
+            let bad = t.as_deref().is_some_and(|t| {
+                t.is_empty()
+                    || t.contains(['+', '#', '\0'])
+                    || t.matches('{').count() != t.matches('}').count()
+            });
+            if bad {
+                let msg = "must be a topic without wildcards (+, #), with balanced {placeholders}";
+                errs.push((format!("{at}.{key}"), msg.into()));
+            }
         }
     }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{OutputApi, OutputConfig, SpoolConfig};
+use super::{Outputs, SpoolConfig};
 
 /// `[state]`
 #[derive(Debug, Clone, Deserialize)]
@@ -46,14 +46,14 @@ impl Default for StateConfig {
 
 impl StateConfig {
     /// The state file in effect, `None` when state is off.
-    pub fn file(&self, spool: &SpoolConfig, output: &OutputConfig) -> Option<PathBuf> {
+    pub fn file(&self, spool: &SpoolConfig, output: &Outputs) -> Option<PathBuf> {
         if !self.enabled {
             return None;
         }
         if let Some(p) = &self.path {
             return Some(p.clone());
         }
-        if output.api == OutputApi::Stdout {
+        if output.is_stdout() {
             return None;
         }
         let dir = spool.dir();

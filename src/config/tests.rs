@@ -12,9 +12,9 @@ fn example_and_demo_parse() {
     assert_eq!(ex.gateway.id, "gw-utrecht-01");
     assert_eq!(ex.mqtt.len(), 1);
     assert_eq!(ex.mqtt[0].subscription.len(), 3);
-    assert_eq!(ex.output.api, OutputApi::V2);
+    assert_eq!(ex.output.all()[0].api, OutputApi::V2);
     let demo = parse(DEMO).expect("demo config parses");
-    assert_eq!(demo.output.api, OutputApi::Stdout);
+    assert!(demo.output.is_stdout());
     assert!(demo.simulator.is_some());
 }
 

@@ -195,26 +195,32 @@ async fn connection<S>(
 /// 200 while the aggregator loop is alive; the body says what else needs attention.
 pub fn health(m: &Metrics) -> (u16, String) {
     let age = now_ns() / NANOS_PER_SEC - m.pipeline.aggregator_heartbeat.load(Relaxed);
-    let uplink = match m.sink.uplink_up.load(Relaxed) {
-        1 => "up",
-        _ if m.sink.uplink_requests_ok.load(Relaxed)
-            + m.sink.uplink_requests_failed.load(Relaxed)
-            == 0 =>
-        {
-            "idle"
-        }
-        _ => "down (data kept in spool)",
-    };
+    let uplink = uplink_state(&m.sink);
     let mut body = format!(
         "aggregator: heartbeat {age}s ago\nuplink: {uplink}\nspool: {} points, {} bytes\n",
         m.sink.spool_points.load(Relaxed),
         m.sink.spool_bytes.load(Relaxed)
     );
+    // The first output is `uplink:` above; the others each get their own line.
+    for (name, o) in m.sink.other_outputs() {
+        body.push_str(&format!("uplink {name}: {}\n", uplink_state(&o)));
+    }
     body.push_str(&clock_line(&m.pipeline.clock));
     if age > STALE_AFTER_SECS {
         (503, format!("unhealthy\n{body}"))
     } else {
         (200, format!("ok\n{body}"))
+    }
+}
+
+/// One output's uplink state for `/healthz`.
+fn uplink_state(s: &crate::sinks::SinkMetrics) -> &'static str {
+    match s.uplink_up.load(Relaxed) {
+        1 => "up",
+        _ if s.uplink_requests_ok.load(Relaxed) + s.uplink_requests_failed.load(Relaxed) == 0 => {
+            "idle"
+        }
+        _ => "down (data kept in spool)",
     }
 }
 

@@ -114,8 +114,8 @@ pub(crate) struct Control {
 /// What the control task needs to apply a reload downstream of the sources.
 pub(crate) struct Downstream {
     pub(crate) aggregator: mpsc::Sender<Reconfigure>,
-    /// `None` for `output.api = "stdout"`.
-    pub(crate) uplink: Option<Uplink>,
+    /// One per output; empty for `output.api = "stdout"`.
+    pub(crate) uplinks: Vec<Option<Uplink>>,
 }
 
 impl Control {
@@ -307,10 +307,16 @@ impl Control {
     /// Applies a valid, reloadable `new` over `old` (see the module doc for the order).
     async fn apply(&mut self, old: &Config, new: &Config, down: &Downstream) -> Result<(), String> {
         let domain = crate::domain::Domain::build(new).map_err(|e| e.to_string())?;
-        let writer = match down.uplink {
-            Some(_) => Some(Writer::build(&new.output).map_err(|e| e.to_string())?),
-            None => None,
-        };
+        // One writer per output, in the order of the uplinks (a changed list of output
+        // names needs a restart, see `restart_keys`).
+        let mut writers = Vec::new();
+        for (uplink, out) in down.uplinks.iter().zip(new.output.all()) {
+            let built = match uplink {
+                Some(_) => Some((Writer::build(out).map_err(|e| e.to_string())?, out)),
+                None => None,
+            };
+            writers.push(built);
+        }
         // Each running source whose section is still wanted stays (one per section); the
         // other sections are new sources, the other running sources go.
         let mut fresh = Spec::all(new);
@@ -349,12 +355,16 @@ impl Control {
         if down.aggregator.send(update).await.is_err() {
             return Err("the aggregator has stopped".into());
         }
-        if let (Some(uplink), Some(writer)) = (&down.uplink, writer) {
+        let pairs = down.uplinks.iter().zip(writers).enumerate();
+        for (i, (uplink, (writer, out))) in
+            pairs.filter_map(|(i, (u, w))| Some((i, (u.as_ref()?, w?))))
+        {
             // A limit learnt from a 413 stays unless the output section changed.
-            let changed = format!("{:?}", old.output) != format!("{:?}", new.output);
-            let limit = changed.then_some(new.output.max_request_bytes);
-            let backoff = Duration::from_secs(new.output.max_backoff_secs.max(1));
+            let changed = format!("{:?}", old.output.all().get(i)) != format!("{:?}", Some(out));
+            let limit = changed.then_some(out.max_request_bytes);
+            let backoff = Duration::from_secs(out.max_backoff_secs.max(1));
             uplink.reconfigure(writer, backoff, limit);
+            uplink.set_filter(crate::sinks::filter::LineFilter::new(out.filter.clone()));
         }
         Ok(())
     }

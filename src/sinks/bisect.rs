@@ -21,6 +21,7 @@
 
 use std::ops::Range;
 
+use super::filter::LineFilter;
 use crate::spool::Batch;
 
 /// One point: its batch and its bytes (newline included) in that batch's payload.
@@ -57,7 +58,14 @@ pub struct Plan {
 impl Plan {
     /// Indexes `batches` and cuts them into requests of at most `max_bytes` (a line longer
     /// than that still goes, alone).
+    #[cfg(test)]
     pub fn new(batches: Vec<Batch>, max_bytes: usize) -> Plan {
+        Plan::filtered(batches, max_bytes, &LineFilter::default())
+    }
+
+    /// [`Plan::new`] sending only the lines `filter` keeps; a batch left without lines is
+    /// acknowledged at once (the output's filter refuses all of it).
+    pub fn filtered(batches: Vec<Batch>, max_bytes: usize, filter: &LineFilter) -> Plan {
         let mut lines = Vec::new();
         let mut batch_end = Vec::with_capacity(batches.len());
         for (b, batch) in batches.iter().enumerate() {
@@ -65,7 +73,7 @@ impl Plan {
             for piece in batch.payload.split_inclusive(|c| *c == b'\n') {
                 let end = start + piece.len();
                 // Blank lines carry no point; the store would not count them either.
-                if !piece.iter().all(u8::is_ascii_whitespace) {
+                if !piece.iter().all(u8::is_ascii_whitespace) && filter.keeps(piece) {
                     lines.push(Line {
                         batch: b,
                         start,
@@ -106,10 +114,16 @@ impl Plan {
         let mut parts = Vec::new();
         let mut i = 0;
         while let Some(first) = lines.get(i) {
-            // Consecutive lines of one batch go as one slice.
+            // Adjacent lines of one batch go as one slice (a filtered-out line between two
+            // ends the slice).
+            let mut end = first.start;
             let run = lines[i..]
                 .iter()
-                .take_while(|l| l.batch == first.batch)
+                .take_while(|l| {
+                    let adjacent = l.batch == first.batch && l.start == end;
+                    end = l.end;
+                    adjacent
+                })
                 .count();
             let last = lines[i + run - 1];
             parts.push(&self.batches[first.batch].payload[first.start..last.end]);
@@ -358,5 +372,35 @@ mod tests {
         let plan = Plan::new(vec![b], 1 << 20);
         let c = plan.next().unwrap();
         assert_eq!((c.points, text(&c).as_str()), (2, "m v=1\nm v=2"));
+    }
+
+    #[test]
+    fn a_filter_sends_only_its_lines_and_acks_batches_it_refuses_whole() {
+        let f = LineFilter::new(Some(crate::config::OutputFilter {
+            measurements: vec!["air_quality".into()],
+            tags: Default::default(),
+        }));
+        let batches = vec![
+            batch(1, &["footfall in=1i 1"]),
+            batch(
+                2,
+                &["air_quality v=1 1", "footfall in=2i 1", "air_quality v=2 1"],
+            ),
+        ];
+        let mut plan = Plan::filtered(batches, 1 << 20, &f);
+        assert_eq!(
+            plan.ackable(),
+            Some(1),
+            "batch 1 has nothing for this output"
+        );
+        let c = plan.next().unwrap();
+        assert_eq!(text(&c), "air_quality v=1 1\nair_quality v=2 1\n");
+        assert_eq!(c.points, 2);
+        plan.resolved();
+        assert_eq!(plan.ackable(), Some(2));
+        assert!(plan.is_done());
+        let mut none = Plan::filtered(vec![batch(3, &["footfall in=1i 1"])], 1 << 20, &f);
+        assert!(none.is_done() && none.next().is_none());
+        assert_eq!(none.ackable(), Some(3));
     }
 }

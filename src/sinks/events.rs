@@ -14,7 +14,7 @@ use super::connect::TlsFailure;
 use super::spool_drops::SpoolDrop;
 use super::uplink_metrics::DeadReason;
 use super::SinkMetrics;
-use crate::spool::{Recovery, SpoolError, SpoolStats};
+use crate::spool::{OutputStats, Recovery, SpoolError, SpoolStats};
 use crate::telemetry::RateLimit;
 
 /// The sink's counters plus the rate limits of its log lines; shared by the spool writer
@@ -108,6 +108,15 @@ impl SinkEvents {
             .fetch_max(s.corrupt_records, Relaxed);
         m.spool_dropped
             .raise_to(SpoolDrop::Corrupt, s.corrupt_points);
+    }
+
+    /// This output's backlog and what the size bound dropped before it had them (the spool
+    /// counts since open; the counter never goes down).
+    pub fn output_stats(&self, o: &OutputStats) {
+        let m = &self.metrics;
+        m.output_backlog_points.store(o.points, Relaxed);
+        m.output_oldest_ts.store(o.oldest_ts.unwrap_or(0), Relaxed);
+        m.output_dropped_points.fetch_max(o.dropped_points, Relaxed);
     }
 
     /// One spool append (write + fsync) finished, whatever its result.

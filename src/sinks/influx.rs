@@ -332,7 +332,9 @@ fn write_url(cfg: &OutputConfig) -> Result<Url, SinkError> {
     let path: &[&str] = match cfg.api {
         OutputApi::V2 => &["api", "v2", "write"],
         OutputApi::V1 => &["write"],
-        OutputApi::Stdout => return Err(SinkError::Config("stdout has no writer".into())),
+        OutputApi::Stdout | OutputApi::Mqtt => {
+            return Err(SinkError::Config("this output has no HTTP writer".into()))
+        }
     };
     url.path_segments_mut()
         .map_err(|()| SinkError::Config("url cannot be a base URL".into()))?

@@ -7,9 +7,13 @@
 
 mod bisect;
 pub mod connect;
+pub mod delivery;
 mod events;
+pub mod filter;
 pub mod influx;
 mod metrics;
+pub mod mqtt_out;
+pub mod mqtt_payload;
 mod pending;
 pub mod spool_drops;
 mod uplink;
@@ -22,10 +26,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, OutputApi};
+use crate::config::Config;
 use crate::pipeline::aggregate::WindowBatch;
 use crate::spool::{Spool, SpoolError, SpoolOptions};
 
+pub use delivery::Delivery;
 pub use events::SinkEvents;
 pub use influx::{classify, Outcome, SinkError, Writer};
 pub use metrics::SinkMetrics;
@@ -45,47 +50,74 @@ pub fn lock(spool: &SharedSpool) -> std::sync::MutexGuard<'_, Spool> {
 /// The configured destination.
 pub enum Sink {
     Stdout,
-    Store { spool: SharedSpool, uplink: Uplink },
+    /// The spool and one delivery per output (never empty).
+    Store {
+        spool: SharedSpool,
+        uplinks: Vec<Delivery>,
+    },
 }
 
 /// How long the uplink may keep sending at shutdown before leaving the rest in the spool.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
 impl Sink {
-    /// Opens the spool (recovering it) and builds the writer.
+    /// Opens the spool (recovering it, one delivery position per output) and builds one
+    /// uplink per output.
     pub fn build(cfg: &Config, metrics: Arc<SinkMetrics>) -> Result<Sink, SinkError> {
-        if cfg.output.api == OutputApi::Stdout {
+        if cfg.output.is_stdout() {
             return Ok(Sink::Stdout);
         }
-        let writer = Writer::build(&cfg.output)?;
+        let outs = cfg.output.all();
         let dir = cfg.spool.dir();
-        let (spool, recovery) = Spool::open(SpoolOptions {
+        let opts = SpoolOptions {
             dir: dir.clone(),
             max_bytes: cfg.spool.max_bytes,
             segment_bytes: (cfg.spool.max_bytes / 8).clamp(64 << 10, 8 << 20),
             fsync: cfg.spool.fsync,
-        })
-        .map_err(|e| SinkError::Config(format!("spool {}: {e}", dir.display())))?;
-        let events = Arc::new(SinkEvents::new(metrics));
-        events.spool_opened(&dir, &recovery);
+        };
+        let names: Vec<String> = (0..outs.len())
+            .map(|i| cfg.output.name(i).to_string())
+            .collect();
+        let (spool, recovery) = Spool::open_for(opts, &names)
+            .map_err(|e| SinkError::Config(format!("spool {}: {e}", dir.display())))?;
         let spool = Arc::new(Mutex::new(spool));
-        let uplink = Uplink::new(
-            writer,
-            spool.clone(),
-            events,
-            Duration::from_secs(cfg.output.max_backoff_secs.max(1)),
-            cfg.output.max_request_bytes,
-            dir,
-        );
-        uplink.publish_stats();
-        Ok(Sink::Store { spool, uplink })
+        let mut uplinks = Vec::new();
+        let mut others = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            // The first output's metrics are the daemon's sink metrics (with the spool's).
+            let m = match i {
+                0 => metrics.clone(),
+                _ => Arc::new(SinkMetrics::new(Arc::default())),
+            };
+            if i > 0 {
+                others.push((name.clone(), m.clone()));
+            }
+            let events = Arc::new(SinkEvents::new(m));
+            if i == 0 {
+                events.spool_opened(&dir, &recovery);
+            }
+            let spool = spool.clone();
+            let parts = delivery::Parts {
+                cfg,
+                index: i,
+                name,
+                spool,
+                events,
+            };
+            let d = Delivery::build(parts)?;
+            d.publish_stats();
+            uplinks.push(d);
+        }
+        metrics.set_outputs(&names[0], others);
+        Ok(Sink::Store { spool, uplinks })
     }
 
-    /// The uplink, for a reload to hand new output settings; `None` for stdout.
-    pub fn uplink(&self) -> Option<Uplink> {
+    /// The HTTP uplinks, one per output in config order (`None` for an MQTT output), for a
+    /// reload to hand new output settings; empty for stdout.
+    pub fn uplinks(&self) -> Vec<Option<Uplink>> {
         match self {
-            Sink::Stdout => None,
-            Sink::Store { uplink, .. } => Some(uplink.clone()),
+            Sink::Stdout => Vec::new(),
+            Sink::Store { uplinks, .. } => uplinks.iter().map(Delivery::http).collect(),
         }
     }
 
@@ -105,41 +137,61 @@ impl Sink {
                     }
                 }
             }
-            Sink::Store { spool, uplink } => {
-                let wake = Arc::new(Notify::new());
-                let stop = CancellationToken::new();
-                let up = tokio::spawn(uplink.clone().run(wake.clone(), stop.clone()));
-                let mut pending = Pending::new(PENDING_MAX_BYTES);
-                let mut retry = tokio::time::interval(PENDING_RETRY);
-                retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        batch = input.recv() => match batch {
-                            Some(batch) => {
-                                let (b, p) = pending.push(batch);
-                                uplink.events().held_overflow(b, p);
-                            }
-                            None => break,
-                        },
-                        _ = retry.tick(), if !pending.is_empty() => {}
-                    }
-                    if append_pending(&spool, &mut pending, &uplink).await {
-                        wake.notify_one();
-                    }
-                    uplink.events().held_points(pending.points());
-                }
-                // Input closed: shutdown.
-                flush_held(&spool, &mut pending, &uplink, &wake).await;
-                wake.notify_one();
-                stop.cancel();
-                if tokio::time::timeout(DRAIN_DEADLINE + Duration::from_secs(1), up)
-                    .await
-                    .is_err()
-                {
-                    uplink.events().uplink_stop_timed_out();
-                }
-            }
+            Sink::Store { spool, uplinks } => store(spool, uplinks, input).await,
         }
+    }
+}
+
+/// The spool writer: appends window batches, wakes every output's uplink, and at the end
+/// lets them drain (each on its own; one stuck output never holds another).
+async fn store(spool: SharedSpool, uplinks: Vec<Delivery>, mut input: mpsc::Receiver<WindowBatch>) {
+    let Some(uplink) = uplinks.first().cloned() else {
+        return;
+    };
+    let wakes = Wakes(uplinks.iter().map(|_| Arc::new(Notify::new())).collect());
+    let stop = CancellationToken::new();
+    let running: Vec<_> = uplinks
+        .iter()
+        .zip(&wakes.0)
+        .map(|(u, w)| tokio::spawn(u.clone().run(w.clone(), stop.clone())))
+        .collect();
+    let mut pending = Pending::new(PENDING_MAX_BYTES);
+    let mut retry = tokio::time::interval(PENDING_RETRY);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            batch = input.recv() => match batch {
+                Some(batch) => {
+                    let (b, p) = pending.push(batch);
+                    uplink.events().held_overflow(b, p);
+                }
+                None => break,
+            },
+            _ = retry.tick(), if !pending.is_empty() => {}
+        }
+        if append_pending(&spool, &mut pending, &uplinks).await {
+            wakes.notify();
+        }
+        uplink.events().held_points(pending.points());
+    }
+    // Input closed: shutdown.
+    flush_held(&spool, &mut pending, &uplinks, &wakes).await;
+    wakes.notify();
+    stop.cancel();
+    let deadline = tokio::time::Instant::now() + DRAIN_DEADLINE + Duration::from_secs(1);
+    for (u, task) in uplinks.iter().zip(running) {
+        if tokio::time::timeout_at(deadline, task).await.is_err() {
+            u.events().uplink_stop_timed_out();
+        }
+    }
+}
+
+/// One wake-up per uplink.
+struct Wakes(Vec<Arc<Notify>>);
+
+impl Wakes {
+    fn notify(&self) {
+        self.0.iter().for_each(|w| w.notify_one());
     }
 }
 
@@ -150,11 +202,19 @@ const HELD_STOP_DEADLINE: Duration = DRAIN_DEADLINE;
 /// At stop: appends the batches held in memory (a full or failing disk) until they are all
 /// in the spool or [`HELD_STOP_DEADLINE`] passes; what is still held then is lost, counted
 /// and logged as such.
-async fn flush_held(spool: &SharedSpool, pending: &mut Pending, uplink: &Uplink, wake: &Notify) {
+async fn flush_held(
+    spool: &SharedSpool,
+    pending: &mut Pending,
+    uplinks: &[Delivery],
+    wake: &Wakes,
+) {
+    let Some(uplink) = uplinks.first() else {
+        return;
+    };
     let deadline = tokio::time::Instant::now() + HELD_STOP_DEADLINE;
     loop {
-        if append_pending(spool, pending, uplink).await {
-            wake.notify_one();
+        if append_pending(spool, pending, uplinks).await {
+            wake.notify();
         }
         if pending.is_empty() {
             uplink.events().held_points(0);
@@ -163,7 +223,7 @@ async fn flush_held(spool: &SharedSpool, pending: &mut Pending, uplink: &Uplink,
         if tokio::time::Instant::now() >= deadline {
             break;
         }
-        wake.notify_one();
+        wake.notify();
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let ev = uplink.events();
@@ -175,7 +235,10 @@ const PENDING_RETRY: Duration = Duration::from_secs(1);
 
 /// Appends the batches held in memory, oldest first, until one fails (it stays, in place).
 /// Returns true if anything reached the spool.
-async fn append_pending(spool: &SharedSpool, pending: &mut Pending, uplink: &Uplink) -> bool {
+async fn append_pending(spool: &SharedSpool, pending: &mut Pending, uplinks: &[Delivery]) -> bool {
+    let Some(uplink) = uplinks.first() else {
+        return false;
+    };
     let mut any = false;
     while let Some(batch) = pending.pop() {
         match append(spool, batch, uplink).await {
@@ -188,7 +251,7 @@ async fn append_pending(spool: &SharedSpool, pending: &mut Pending, uplink: &Upl
         }
     }
     if any {
-        uplink.publish_stats();
+        uplinks.iter().for_each(Delivery::publish_stats);
     }
     any
 }
@@ -199,7 +262,7 @@ async fn append_pending(spool: &SharedSpool, pending: &mut Pending, uplink: &Upl
 async fn append(
     spool: &SharedSpool,
     batch: WindowBatch,
-    uplink: &Uplink,
+    uplink: &Delivery,
 ) -> Result<(), Option<WindowBatch>> {
     let spool = spool.clone();
     let points = batch.points;

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::bisect::Plan;
 use super::events::{Progress, SinkEvents};
+use super::filter::LineFilter;
 use super::influx::{Outcome, Writer};
 use super::{lock, DeadReason, SharedSpool, DRAIN_DEADLINE};
 use crate::spool::{dead_letter, Batch};
@@ -33,6 +34,11 @@ struct Inner {
     /// Starts at the configured size; halved by a 413 (see [`Uplink::shrink`]).
     max_request_bytes: AtomicUsize,
     dir: PathBuf,
+    /// The output's `filter`; replaced by a reload like the writer.
+    filter: Mutex<Arc<LineFilter>>,
+    /// This output's number in the spool (its delivery position) and its name.
+    out: usize,
+    name: String,
 }
 
 /// Shortest wait after a failed attempt; doubles up to `max_backoff`.
@@ -59,6 +65,9 @@ impl Uplink {
                 max_backoff_ms: AtomicU64::new(millis(max_backoff)),
                 max_request_bytes: AtomicUsize::new(max_request_bytes),
                 dir,
+                filter: Mutex::new(Arc::new(LineFilter::default())),
+                out: 0,
+                name: crate::spool::DEFAULT_OUTPUT.to_string(),
             }),
         }
     }
@@ -84,6 +93,26 @@ impl Uplink {
         tracing::info!(url, "uplink took the reloaded output settings");
     }
 
+    /// This uplink delivers spool output number `out`, named `name` (0 and `default`
+    /// unless set, before it runs).
+    pub fn for_output(mut self, out: usize, name: &str) -> Uplink {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.out = out;
+            inner.name = name.to_string();
+        }
+        self
+    }
+
+    /// Sends only the lines `filter` keeps from the next request planned on.
+    pub fn set_filter(&self, filter: LineFilter) {
+        *self.inner.filter.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(filter);
+    }
+
+    fn filter(&self) -> Arc<LineFilter> {
+        let f = self.inner.filter.lock().unwrap_or_else(|e| e.into_inner());
+        f.clone()
+    }
+
     fn writer(&self) -> Arc<Writer> {
         self.inner
             .writer
@@ -101,10 +130,9 @@ impl Uplink {
         &self.inner.events
     }
 
-    /// Copies the spool's size into the metrics.
+    /// Copies the spool's size and this output's backlog into the metrics.
     pub fn publish_stats(&self) {
-        let s = lock(&self.inner.spool).stats();
-        self.inner.events.spool_stats(&s);
+        super::delivery::publish_stats(&self.inner.spool, &self.inner.events, self.inner.out);
     }
 
     /// Runs until `stop`, then keeps sending for at most [`DRAIN_DEADLINE`] while there is
@@ -126,7 +154,10 @@ impl Uplink {
             let p = match plan.as_mut() {
                 Some(p) => p,
                 None => match self.peek().await {
-                    Some(b) if !b.is_empty() => plan.insert(Plan::new(b, self.max_bytes())),
+                    Some(b) if !b.is_empty() => {
+                        let filter = self.filter();
+                        plan.insert(Plan::filtered(b, self.max_bytes(), &filter))
+                    }
                     _ => {
                         if deadline.is_some() {
                             return;
@@ -172,7 +203,8 @@ impl Uplink {
     async fn peek(&self) -> Option<Vec<Batch>> {
         let spool = self.inner.spool.clone();
         let max = self.max_bytes();
-        let res = tokio::task::spawn_blocking(move || lock(&spool).peek_many(max)).await;
+        let out = self.inner.out;
+        let res = tokio::task::spawn_blocking(move || lock(&spool).peek_many_for(out, max)).await;
         match res {
             Ok(Ok(b)) => Some(b),
             Ok(Err(e)) => {
@@ -322,7 +354,8 @@ impl Uplink {
 
     async fn ack(&self, last: u64) {
         let spool = self.inner.spool.clone();
-        match tokio::task::spawn_blocking(move || lock(&spool).ack(last)).await {
+        let out = self.inner.out;
+        match tokio::task::spawn_blocking(move || lock(&spool).ack_for(out, last)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => self.inner.events.ack_failed(&e),
             Err(e) => self.inner.events.ack_task_failed(&e),
@@ -335,7 +368,11 @@ impl Uplink {
         let inner = &self.inner;
         inner.events.dead_lettered(reason, batch.points, why);
         let dir = inner.dir.clone();
-        let why = why.to_string();
+        // The file is shared: say which output's store refused the points.
+        let why = match inner.name.as_str() {
+            crate::spool::DEFAULT_OUTPUT => why.to_string(),
+            name => format!("output {name}: {why}"),
+        };
         match tokio::task::spawn_blocking(move || dead_letter(&dir, &batch, &why)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => inner.events.dead_letter_write_failed(&e),

@@ -58,37 +58,38 @@ impl UplinkMetrics {
         self.tls_failures[failure as usize].load(Relaxed)
     }
 
-    /// Describes these metrics for `/metrics`.
-    pub fn encode(&self, e: &mut expose::Encoder) -> expose::Encoded {
-        expose::counters(
-            e,
-            "citysense_dead_letter_points",
-            "Points the store refused, moved to the dead-letter file, by reason.",
-            DeadReason::ALL.map(|r| ([("reason", r.label())], self.dead_letter_points(r))),
-        )?;
-        expose::counter(
-            e,
-            "citysense_uplink_splits",
-            "Refused requests split in two (400/422 to isolate bad points, 413 to fit).",
-            self.splits.load(Relaxed),
-        )?;
-        expose::counter(
-            e,
-            "citysense_uplink_redirects",
-            "Redirects not followed (only 307/308 are); the data stays in the spool.",
-            self.redirects.load(Relaxed),
-        )?;
-        expose::counters(
-            e,
-            "citysense_uplink_tls_failures",
-            "Requests refused in TLS, by reason; the data stays in the spool.",
-            TlsFailure::ALL.map(|f| ([("reason", f.label())], self.tls_failures(f))),
-        )?;
-        expose::gauge(
-            e,
-            "citysense_uplink_max_request_bytes",
-            "Request size limit in force (halved by each 413, down to 4096).",
-            self.max_request_bytes.load(Relaxed),
-        )
+    /// Describes the uplink counters of every output, labelled `output`.
+    pub fn encode(e: &mut expose::Encoder, outs: &[(&str, &UplinkMetrics)]) -> expose::Encoded {
+        let load = |a: &AtomicU64| a.load(Relaxed);
+        let dead = outs.iter().flat_map(|&(o, m)| {
+            DeadReason::ALL.map(|r| {
+                (
+                    [("output", o), ("reason", r.label())],
+                    m.dead_letter_points(r),
+                )
+            })
+        });
+        let help = "Points the store refused, moved to the dead-letter file, by reason.";
+        expose::counters(e, "citysense_dead_letter_points", help, dead)?;
+        let help = "Refused requests split in two (400/422 to isolate bad points, 413 to fit).";
+        let rows = outs
+            .iter()
+            .map(|&(o, m)| ([("output", o)], load(&m.splits)));
+        expose::counters(e, "citysense_uplink_splits", help, rows)?;
+        let help = "Redirects not followed (only 307/308 are); the data stays in the spool.";
+        let rows = outs
+            .iter()
+            .map(|&(o, m)| ([("output", o)], load(&m.redirects)));
+        expose::counters(e, "citysense_uplink_redirects", help, rows)?;
+        let tls = outs.iter().flat_map(|&(o, m)| {
+            TlsFailure::ALL.map(|f| ([("output", o), ("reason", f.label())], m.tls_failures(f)))
+        });
+        let help = "Requests refused in TLS, by reason; the data stays in the spool.";
+        expose::counters(e, "citysense_uplink_tls_failures", help, tls)?;
+        let help = "Request size limit in force (halved by each 413, down to 4096).";
+        let rows = outs
+            .iter()
+            .map(|&(o, m)| ([("output", o)], load(&m.max_request_bytes) as i64));
+        expose::gauges(e, "citysense_uplink_max_request_bytes", help, rows)
     }
 }

@@ -9,8 +9,10 @@
 //!   below the id of their first record (equal unless the segment was emptied in place,
 //!   see 4), a plain concatenation of records (no file header);
 //! - `ack`: 16 bytes, little-endian: magic `0xF5C1ACC0` u32, crc32c of the id bytes u32,
-//!   last acknowledged record id u64 (0 = nothing acked yet); created at open. `ack.tmp`
-//!   exists only between its write and its rename, and is removed at open;
+//!   last acknowledged record id u64 (0 = nothing acked yet) of the output `default`;
+//!   `ack-<name>`: the same for output `<name>` (one delivery position per output, see
+//!   `cursors.rs`); created at open. `<file>.tmp` exists only between its write and its
+//!   rename, and is removed at open;
 //! - `lock`: empty; `open` holds an exclusive `flock` on it, which the kernel drops when
 //!   the process dies, so `kill -9` never leaves a stale lock.
 //!
@@ -40,8 +42,9 @@
 //!    two adjacent `pwrite`s, then one `fdatasync`. `append` returning `Ok` means the
 //!    record is durable. A new segment's directory entry is fsynced before its first
 //!    record.
-//! 3. The ack is replaced atomically (tmp, fsync, rename, fsync dir) before any segment
-//!    it covers is deleted. On a full disk (no block for `ack.tmp`) the ack file is
+//! 3. An output's ack is replaced atomically (tmp, fsync, rename, fsync dir) before any
+//!    segment it covers is deleted; a segment is deleted only when every output's durable
+//!    ack covers it ("the ack" below is the smallest of them). On a full disk (no block for `ack.tmp`) the ack file is
 //!    overwritten in place: 16 bytes in one sector, guarded by its CRC. Records with
 //!    id <= ack are never returned again.
 //! 4. Acknowledged space is reclaimed at the ack: a segment is deleted when every record
@@ -76,8 +79,12 @@
 //! whole window close), two fsyncs per ack (plus an unsynced truncate when it empties the
 //! active segment), one directory fsync per new segment.
 
+mod cursors;
 mod damage;
 mod dead_letter;
+mod deliver;
+#[cfg(test)]
+mod outputs_tests;
 mod recover;
 mod segment;
 mod space;
@@ -91,12 +98,13 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+pub use cursors::DEFAULT_OUTPUT;
 pub use dead_letter::{dead_letter, DEAD_LETTER_FILE, DEAD_LETTER_MAX_BYTES};
 use recover::ACK_LEN;
 use segment::{RecordHeader, SegmentMeta, HEADER_LEN};
 pub use types::{
-    Appended, Batch, Recovery, SpoolError, SpoolOptions, SpoolStats, DEFAULT_MAX_BYTES,
-    DEFAULT_SEGMENT_BYTES,
+    Appended, Batch, OutputStats, Recovery, SpoolError, SpoolOptions, SpoolStats,
+    DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_BYTES,
 };
 
 /// An open spool. Holds the directory lock until dropped.
@@ -117,7 +125,10 @@ pub struct Spool {
     head: u64,
     /// Known corrupt regions `(segment first id, start, end)`, jumped over when read.
     skips: Vec<(u64, u64, u64)>,
+    /// The smallest delivery position: every output has every record with id <= this.
     acked: u64,
+    /// One delivery position per output, in config order (see `cursors.rs`).
+    outputs: Vec<cursors::Cursor>,
     next_id: u64,
     /// Unacked records and points lost to corruption since open (recovery included).
     lost: damage::Lost,
@@ -127,8 +138,18 @@ pub struct Spool {
 }
 
 impl Spool {
-    /// Opens (creating) and locks the directory, then recovers it (see the module doc).
+    /// Opens (creating) and locks the directory, then recovers it (see the module doc), with
+    /// one output named `default` (the `ack` file).
     pub fn open(cfg: SpoolOptions) -> Result<(Spool, Recovery), SpoolError> {
+        Spool::open_for(cfg, &[DEFAULT_OUTPUT.to_string()])
+    }
+
+    /// [`Spool::open`] with one delivery position per output in `outputs` (names; an empty
+    /// list means `default`): see `cursors.rs` for where a new output starts.
+    pub fn open_for(
+        cfg: SpoolOptions,
+        outputs: &[String],
+    ) -> Result<(Spool, Recovery), SpoolError> {
         let dir_err = |source| SpoolError::Dir {
             dir: cfg.dir.clone(),
             source,
@@ -139,8 +160,16 @@ impl Spool {
             dir: cfg.dir.clone(),
         })?;
         recover::remove_stale_tmp(&cfg.dir)?;
-        let (acked, ack_reset) = recover::read_ack(&cfg.dir)?;
-        recover::ensure_ack(&cfg.dir, cfg.fsync)?;
+        let default = [DEFAULT_OUTPUT.to_string()];
+        let outputs = if outputs.is_empty() {
+            &default[..]
+        } else {
+            outputs
+        };
+        let loaded = cursors::load(&cfg.dir, outputs, cfg.fsync)?;
+        let ack_reset = loaded.reset;
+        let acked = loaded.cursors.iter().map(|c| c.acked).min().unwrap_or(0);
+        let newest = loaded.cursors.iter().map(|c| c.acked).max().unwrap_or(0);
         let found = recover::recover_dir(&cfg.dir, acked, true, cfg.fsync)?;
         let mut spool = Spool {
             segment_bytes: cfg.segment_bytes.min(cfg.max_bytes / 4),
@@ -154,7 +183,8 @@ impl Spool {
             head: found.head,
             skips: found.skips,
             acked,
-            next_id: next_id(found.last_id, acked),
+            outputs: loaded.cursors,
+            next_id: next_id(found.last_id, newest),
             lost: found.lost,
             pending_drops: (0, 0),
         };
@@ -241,80 +271,6 @@ impl Spool {
         })
     }
 
-    /// The oldest unacknowledged batch, left in place; the same one until it is acked.
-    pub fn peek(&mut self) -> Result<Option<Batch>, SpoolError> {
-        Ok(self.peek_many(0)?.into_iter().next())
-    }
-
-    /// Consecutive oldest unacked batches whose payloads total at most `max_bytes`
-    /// (always at least one when any is spooled).
-    pub fn peek_many(&mut self, max_bytes: usize) -> Result<Vec<Batch>, SpoolError> {
-        let mut out: Vec<Batch> = Vec::new();
-        let mut total = 0usize;
-        let (mut idx, mut offset) = (0, self.head);
-        while let Some(seg) = self.segments.get(idx).copied() {
-            let mut payload = Vec::new();
-            let Some((start, h)) = self.next_valid(seg, offset, Some(&mut payload))? else {
-                (idx, offset) = (idx + 1, 0);
-                continue;
-            };
-            if idx == 0 && offset == self.head {
-                self.head = start; // past a corrupt region, if there was one
-            }
-            offset = start + h.record_len();
-            if h.id <= self.acked {
-                continue;
-            }
-            if !out.is_empty() && total + payload.len() > max_bytes {
-                break;
-            }
-            total += payload.len();
-            let (id, points, min_ts, max_ts) = (h.id, h.points, h.min_ts, h.max_ts);
-            out.push(Batch {
-                id,
-                points,
-                min_ts,
-                max_ts,
-                payload,
-            });
-            if total >= max_bytes {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
-    /// Marks every record with id <= `up_to` delivered: persists the ack, then reclaims the
-    /// space of the segments it wholly covers at once: older ones are deleted, the active
-    /// one is truncated to zero and written on from there. Acking an id at or below the
-    /// current ack is a no-op.
-    pub fn ack(&mut self, up_to: u64) -> Result<(), SpoolError> {
-        if up_to <= self.acked {
-            return Ok(());
-        }
-        if up_to >= self.next_id {
-            return Err(SpoolError::AckBeyondEnd {
-                id: up_to,
-                next_id: self.next_id,
-            });
-        }
-        recover::write_ack(&self.dir, up_to, self.fsync)?;
-        self.acked = up_to;
-        while let Some(front) = self.segments.front() {
-            if front.last_id > up_to {
-                break;
-            }
-            // The active segment is emptied in place: deleting and recreating it on every
-            // ack would cost a create, an unlink and a directory fsync per batch.
-            let active = self.segments.len() == 1 && self.writer.is_some();
-            if active && front.size < self.segment_bytes && self.empty_active() {
-                return Ok(());
-            }
-            self.pop_front_segment()?;
-        }
-        self.step_head(up_to)
-    }
-
     /// Current counters (no I/O).
     pub fn stats(&self) -> SpoolStats {
         stats_of(&self.segments, self.acked, self.next_id, self.lost)
@@ -323,9 +279,11 @@ impl Spool {
     /// Read-only view of a spool directory, safe while a daemon holds it: no lock, no
     /// truncation, no deletion (a record being written shows up as a torn tail, ignored).
     pub fn inspect(dir: &Path) -> Result<SpoolStats, SpoolError> {
-        let (acked, _) = recover::read_ack(dir)?;
+        let positions = cursors::peek_all(dir)?;
+        let acked = positions.iter().map(|p| p.1).min().unwrap_or(0);
+        let newest = positions.iter().map(|p| p.1).max().unwrap_or(0);
         let found = recover::recover_dir(dir, acked, false, false)?;
-        let next = next_id(found.last_id, acked);
+        let next = next_id(found.last_id, newest);
         let mut stats = stats_of(&found.segments, acked, next, found.lost);
         // Every segment file counts, also one wholly acked but not yet deleted.
         stats.bytes = found.file_bytes;

@@ -14,9 +14,10 @@ use super::segment::{self, SegmentMeta};
 
 /// Lock file name; its `flock` dies with the process, so `kill -9` never leaves it stale.
 pub(super) const LOCK_FILE: &str = "lock";
-/// Ack file name and its temporary sibling for the atomic replace.
+/// Ack file name (the delivery position of the output `default`, see `cursors.rs`); each
+/// position file has a `.tmp` sibling for the atomic replace.
 pub(super) const ACK_FILE: &str = "ack";
-const ACK_TMP: &str = "ack.tmp";
+const TMP_SUFFIX: &str = ".tmp";
 /// Ack file magic, little-endian on disk.
 const ACK_MAGIC: u32 = 0xF5C1_ACC0;
 /// Size of the ack file: magic u32, crc32c u32 (over the id bytes), acked id u64.
@@ -53,12 +54,13 @@ pub(super) fn lock_dir(dir: &Path) -> io::Result<Option<File>> {
     Ok(None)
 }
 
-/// The last acknowledged id (0 when none yet). The flag is true when an ack file existed
-/// but was unreadable: then everything still on disk is resent (replays are idempotent).
-pub(super) fn read_ack(dir: &Path) -> io::Result<(u64, bool)> {
-    let bytes = match fs::read(dir.join(ACK_FILE)) {
+/// The position held by ack file `file` (0 when none yet): `None` when there is no such
+/// file, the flag set (and id 0) when it is unreadable; then everything still on disk is
+/// resent to that output (replays are idempotent).
+pub(super) fn read_ack_file(dir: &Path, file: &str) -> io::Result<Option<(u64, bool)>> {
+    let bytes = match fs::read(dir.join(file)) {
         Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, false)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
     let field = |at: usize| {
@@ -73,9 +75,9 @@ pub(super) fn read_ack(dir: &Path) -> io::Result<(u64, bool)> {
                 && u32::from_le_bytes(m) == ACK_MAGIC
                 && u32::from_le_bytes(crc) == crc32c::crc32c(&id) =>
         {
-            Ok((u64::from_le_bytes(id), false))
+            Ok(Some((u64::from_le_bytes(id), false)))
         }
-        _ => Ok((0, true)),
+        _ => Ok(Some((0, true))),
     }
 }
 
@@ -84,13 +86,19 @@ pub(super) fn read_ack(dir: &Path) -> io::Result<(u64, bool)> {
 /// its block is already allocated, a 16-byte write inside one sector does not tear in
 /// practice, and if it did the CRC would catch it (everything is then resent, harmless).
 /// Without that, a full disk could never be freed: space comes back only after an ack.
+#[cfg(test)]
 pub(super) fn write_ack(dir: &Path, id: u64, fsync: bool) -> io::Result<()> {
+    write_ack_file(dir, ACK_FILE, id, fsync)
+}
+
+/// [`write_ack`] of the position file `file`.
+pub(super) fn write_ack_file(dir: &Path, file: &str, id: u64, fsync: bool) -> io::Result<()> {
     let id_bytes = id.to_le_bytes();
     let mut buf = [0u8; ACK_LEN as usize];
     buf[..4].copy_from_slice(&ACK_MAGIC.to_le_bytes());
     buf[4..8].copy_from_slice(&crc32c::crc32c(&id_bytes).to_le_bytes());
     buf[8..].copy_from_slice(&id_bytes);
-    let tmp = dir.join(ACK_TMP);
+    let tmp = dir.join(format!("{file}{TMP_SUFFIX}"));
     let written = File::create(&tmp).and_then(|mut file| {
         file.write_all(&buf)?;
         if fsync {
@@ -101,34 +109,33 @@ pub(super) fn write_ack(dir: &Path, id: u64, fsync: bool) -> io::Result<()> {
     match written {
         Err(e) if e.kind() == io::ErrorKind::StorageFull => {
             let _ = fs::remove_file(&tmp);
-            let file = OpenOptions::new().write(true).open(dir.join(ACK_FILE))?;
-            file.write_all_at(&buf, 0)?;
-            return if fsync { file.sync_data() } else { Ok(()) };
+            let f = OpenOptions::new().write(true).open(dir.join(file))?;
+            f.write_all_at(&buf, 0)?;
+            return if fsync { f.sync_data() } else { Ok(()) };
         }
         other => other?,
     }
-    fs::rename(&tmp, dir.join(ACK_FILE))?;
+    fs::rename(&tmp, dir.join(file))?;
     if fsync {
         sync_dir(dir)?;
     }
     Ok(())
 }
 
-/// Creates the ack file (id 0) if missing, so its block exists before the disk can fill
-/// and [`write_ack`] always has a place to write in.
-pub(super) fn ensure_ack(dir: &Path, fsync: bool) -> io::Result<()> {
-    match fs::metadata(dir.join(ACK_FILE)) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => write_ack(dir, 0, fsync),
-        other => other.map(|_| ()),
-    }
-}
-
-/// Removes a temporary ack left by a crash before its rename (the old ack still holds).
+/// Removes temporary position files left by a crash before their rename (the old
+/// position still holds).
 pub(super) fn remove_stale_tmp(dir: &Path) -> io::Result<()> {
-    match fs::remove_file(dir.join(ACK_TMP)) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with(ACK_FILE) && name.ends_with(TMP_SUFFIX) {
+            match fs::remove_file(dir.join(name)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
     }
+    Ok(())
 }
 
 /// Makes renames, creations and deletions in `dir` durable.

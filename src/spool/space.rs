@@ -59,6 +59,7 @@ impl Spool {
             }
             self.pending_drops.0 += front.records;
             self.pending_drops.1 += front.points;
+            self.count_drop(&front);
             self.pop_front_segment()?;
         }
         Ok(())
@@ -86,6 +87,7 @@ impl Spool {
             self.reader = None;
         }
         self.skips.retain(|s| s.0 != first_id);
+        self.forget_hints(first_id);
     }
 
     pub(super) fn disk_bytes(&self) -> u64 {

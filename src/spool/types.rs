@@ -98,6 +98,24 @@ pub struct SpoolStats {
     pub corrupt_points: u64,
 }
 
+/// One output's view of the spool: its position, its backlog and what the bound dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputStats {
+    pub name: String,
+    /// Every record with an id <= this is delivered to the output.
+    pub acked_id: u64,
+    /// Batches not yet delivered to it (exact unless corruption took some).
+    pub batches: u64,
+    /// Points in them (prorated in the segment its position cuts).
+    pub points: u64,
+    /// Smallest point timestamp of its undelivered batches (segment granularity).
+    pub oldest_ts: Option<i64>,
+    /// Batches the size bound dropped before it had them, since open.
+    pub dropped_batches: u64,
+    /// Points in them.
+    pub dropped_points: u64,
+}
+
 #[derive(thiserror::Error, Debug)]
 pub enum SpoolError {
     #[error("spool I/O: {0}")]
@@ -110,4 +128,6 @@ pub enum SpoolError {
     Locked { dir: PathBuf },
     #[error("ack of id {id}, but the next id to be appended is {next_id}")]
     AckBeyondEnd { id: u64, next_id: u64 },
+    #[error("no output number {0} in this spool")]
+    NoOutput(usize),
 }

@@ -317,6 +317,25 @@ fn spool_inspect_prints_what_is_queued() {
         (got["batches"].as_str(), got["points"].as_str()),
         ("2", "7")
     );
+    assert_eq!(
+        got["output default"],
+        "acked 1, backlog 2 batches, 7 points, oldest 2024-05-01T12:01:00.000Z"
+    );
+
+    // Two outputs: each has its own backlog and oldest undelivered window.
+    let names = ["default".to_string(), "partner".to_string()];
+    let (mut s, _) = Spool::open_for(SpoolOptions::new(&dir), &names).unwrap();
+    s.ack_for(0, 3).unwrap();
+    drop(s);
+    let got = inspect_cli(&dir);
+    assert_eq!(
+        got["output default"],
+        "acked 3, backlog 0 batches, 0 points, oldest -"
+    );
+    assert!(
+        got["output partner"].starts_with("acked 1, backlog 2 batches, 7 points"),
+        "{got:?}"
+    );
 
     // An empty spool says so.
     let empty = tmp.path().join("empty");
@@ -404,7 +423,7 @@ async fn measure_replay_to_victoria() {
         };
         let text = resp.text().await.unwrap_or_default();
         text.lines()
-            .find_map(|l| l.strip_prefix("citysense_uplink_points_sent_total "))
+            .find_map(|l| l.strip_prefix("citysense_uplink_points_sent_total{output=\"default\"} "))
             .and_then(|v| v.trim().parse::<u64>().ok())
             .is_some_and(|sent| sent >= points)
     })

@@ -151,7 +151,7 @@ fn assert_kept(d: &Daemon, spool: &Path) {
     assert!(stats.points > 0, "{stats:?}");
     let rendered = d.metrics.render();
     assert!(
-        rendered.contains("citysense_uplink_tls_failures_total{reason=\""),
+        rendered.contains("citysense_uplink_tls_failures_total{output=\"default\",reason=\""),
         "{rendered}"
     );
 }

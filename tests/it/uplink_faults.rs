@@ -128,7 +128,10 @@ async fn waits_out_429_and_503_then_delivers() {
     // The refused batch is retried first (newer windows may be merged behind it).
     assert!(r[1].body.starts_with(&r[0].body) && r[2].body.starts_with(&r[0].body));
     assert_eq!(r[2].status, 204);
-    assert_eq!(f.metric("citysense_uplink_requests_failed_total"), 2.0);
+    assert_eq!(
+        f.metric("citysense_uplink_requests_failed_total{output=\"default\"}"),
+        2.0
+    );
     assert!(
         f.log.contains("store write failed; data kept in spool"),
         "{}",
@@ -172,10 +175,10 @@ async fn bad_data_is_dead_lettered_and_does_not_block_the_queue() {
         "{dead}"
     );
     assert_eq!(
-        f.metric("citysense_dead_letter_points_total{reason=\"bad_data\"}"),
+        f.metric("citysense_dead_letter_points_total{output=\"default\",reason=\"bad_data\"}"),
         1.0
     );
-    assert!(f.metric("citysense_uplink_splits_total") >= 1.0);
+    assert!(f.metric("citysense_uplink_splits_total{output=\"default\"}") >= 1.0);
     assert!(f.log.contains("moved to dead-letter file"), "{}", f.log);
     // The rejected batch went aside; everything else still reached the store.
     assert_all_delivered_once(&f, &dead_lines);
@@ -197,9 +200,12 @@ async fn unauthorized_keeps_the_data_and_retries_slowly() {
     let gap = r[1].at.duration_since(r[0].at);
     assert!(gap >= Duration::from_secs(1), "401 retried after {gap:?}");
     assert!(r[2].body.starts_with(&r[0].body), "refused data kept");
-    assert_eq!(f.metric("citysense_uplink_requests_failed_total"), 2.0);
     assert_eq!(
-        f.metric("citysense_dead_letter_points_total{reason=\"bad_data\"}"),
+        f.metric("citysense_uplink_requests_failed_total{output=\"default\"}"),
+        2.0
+    );
+    assert_eq!(
+        f.metric("citysense_dead_letter_points_total{output=\"default\",reason=\"bad_data\"}"),
         0.0
     );
     // One ERROR per interval, not one per attempt.

@@ -2,8 +2,9 @@
 //! mosquitto; citysensed must deliver only the `unique_devices` estimate to a real
 //! VictoriaMetrics, suppress a window below `k_min`, and leave no trace of any identifier, or
 //! of a plausible unsalted hash of one, or of a raw payload, in the spool files, the state
-//! file, the store, the logs (captured at TRACE, `log` records included), `/metrics`,
-//! `/healthz`, `/api/v1/status` or the status page `/`.
+//! file, the store, the MQTT output (a second output, to the same mosquitto), the logs
+//! (captured at TRACE, `log` records included), `/metrics`, `/healthz`, `/api/v1/status` or
+//! the status page `/`.
 
 use crate::support;
 
@@ -12,7 +13,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use support::config::Config;
-use support::{free_port, http, logs, now_ms, publish, wait_until, Daemon, Mosquitto, Victoria};
+use support::{
+    free_port, http, logs, now_ms, publish, subscribe, wait_until, Daemon, Mosquitto, Victoria,
+};
 
 const WINDOW_MS: i64 = 2000;
 const DISTINCT: usize = 50;
@@ -44,7 +47,10 @@ fn config(mqtt: u16, metrics: u16, vm: &str) -> String {
         .subscription("scan/{sensor}/batch", "")
         .subscription_line("identifier_path = \"devices\"")
         .timestamp("ts", "unix_ms")
-        .output_v2(vm)
+        .section(&format!(
+            "[[output]]\nname = \"store\"\napi = \"v2\"\nurl = \"{vm}\"\nbucket = \"b\"\n\n\
+             [[output]]\nname = \"partners\"\napi = \"mqtt\"\nhost = \"127.0.0.1\"\nport = {mqtt}"
+        ))
         .metrics(&format!("127.0.0.1:{metrics}"))
         .to_toml()
 }
@@ -144,6 +150,7 @@ async fn only_the_suppressed_estimate_leaves_and_no_identifier_anywhere() {
     let broker = Mosquitto::start().await;
     let mut vm = Victoria::start().await;
     let metrics_port = free_port();
+    let mut partner = subscribe(broker.port, "citysense/#", 1).await;
     let mut d = Daemon::start(&config(broker.port, metrics_port, &vm.write_url()));
     d.wait_connected(1).await;
     // The store is down while the windows close, so the spool is scanned holding them
@@ -173,6 +180,10 @@ async fn only_the_suppressed_estimate_leaves_and_no_identifier_anywhere() {
         async move { m.sink.spool_points.load(Relaxed) == 0 }
     })
     .await;
+    let mut published = String::new();
+    while let Some((topic, payload)) = partner.recv(Duration::from_millis(500)).await {
+        published.push_str(&format!("{topic} {}\n", String::from_utf8_lossy(&payload)));
+    }
     let metrics_text = get_text(&format!("http://127.0.0.1:{metrics_port}/metrics")).await;
     let health_text = get_text(&format!("http://127.0.0.1:{metrics_port}/healthz")).await;
     let status_text = get_text(&format!("http://127.0.0.1:{metrics_port}/api/v1/status")).await;
@@ -228,6 +239,16 @@ async fn only_the_suppressed_estimate_leaves_and_no_identifier_anywhere() {
         .unwrap();
     assert!(export.contains("footfall_unique_devices"), "{export}");
     assert_clean("store export", &export, &needles, &payloads);
+    assert!(
+        published.contains("/footfall/s1 ") && published.contains("\"unique_devices\""),
+        "the MQTT output published the estimate: {published}"
+    );
+    assert_eq!(
+        published.matches("\"unique_devices\"").count(),
+        1,
+        "window B is suppressed on the MQTT output too"
+    );
+    assert_clean("MQTT output", &published, &needles, &payloads);
     let log = logs::text();
     assert!(log.contains("mqtt connected") && log.contains("bad input skipped"));
     assert!(

@@ -250,12 +250,12 @@ check_d() {
     systemctl restart citysense
     sleep 1
     pub token-probe pm2_5 1
-    wait_for 30 test "$(metric citysense_uplink_points_sent_total)" != "0" || true
+    wait_for 30 test "$(metric_like citysense_uplink_points_sent_total{)" != "0" || true
     sleep 6
     pid=$(main_pid)
     cred=$(ls -l /run/credentials/citysense.service/ 2>&1 | tail -n +2 | paste -sd ' ')
     n=$(journalctl -b --no-pager -o verbose | grep -c "$TOKEN")
-    ev "credentials: $cred; token file $(stat -c '%a %U' /etc/citysense/influx-token); journal lines with the token at trace: $n of $(journalctl -b --no-pager -o cat | wc -l); sent: $(metric citysense_uplink_points_sent_total)"
+    ev "credentials: $cred; token file $(stat -c '%a %U' /etc/citysense/influx-token); journal lines with the token at trace: $n of $(journalctl -b --no-pager -o cat | wc -l); sent: $(metric_like citysense_uplink_points_sent_total{)"
     sed -i 's/^CITYSENSE_LOG=.*/CITYSENSE_LOG=info/' /etc/default/citysense
     systemctl restart citysense
     if [[ "$cred" == *influx-token* ]] && [ "$n" -eq 0 ]; then
@@ -406,11 +406,11 @@ run_cut() {
 run_final() {
     systemctl enable -q --now victoria-metrics
     wait_for 60 systemctl is-active -q citysense
-    wait_for 120 sh -c "[ \"\$(curl -fsS $METRICS | awk '\$1 == \"citysense_spool_points\" { print \$2 }')\" = 0 ] && [ \"\$(curl -fsS $METRICS | awk '\$1 == \"citysense_uplink_up\" { print \$2 }')\" = 1 ]"
+    wait_for 120 sh -c "[ \"\$(curl -fsS $METRICS | awk '\$1 == \"citysense_spool_points\" { print \$2 }')\" = 0 ] && [ \"\$(curl -fsS $METRICS | awk 'index(\$1, \"citysense_uplink_up{\") == 1 { print \$2 }')\" = 1 ]"
     store_csv 'air_quality_pm2_5_count{sensor="cut"}' >"$OUT/final-store.csv"
     store_csv '{sensor="cut"}' >"$OUT/final-store-all.csv"
     journalctl -b --no-pager -o short-precise -u citysense -u victoria-metrics >"$OUT/journal-final.txt"
-    echo "final: spool points $(metric citysense_spool_points), sent $(metric citysense_uplink_points_sent_total), store has $(wc -l <"$OUT/final-store.csv") cut windows" >>"$OUT/cut-evidence"
+    echo "final: spool points $(metric citysense_spool_points), sent $(metric_like citysense_uplink_points_sent_total{), store has $(wc -l <"$OUT/final-store.csv") cut windows" >>"$OUT/cut-evidence"
 }
 
 # A short boot for looking at a stop with the serial port open (CITYSENSE_VM_PROBE=1).
