@@ -155,11 +155,7 @@ fn uplink(m: &Metrics, now_s: i64) -> Value {
         s.uplink_requests_ok.load(Relaxed),
         s.uplink_requests_failed.load(Relaxed),
     );
-    let state = match s.uplink_up.load(Relaxed) {
-        1 => "up",
-        _ if ok + failed == 0 => "idle",
-        _ => "down",
-    };
+    let state = output_state(s);
     let when = |t: i64| (t > 0).then_some(t);
     let oldest = s.spool_oldest_ts.load(Relaxed);
     json!({
@@ -171,7 +167,40 @@ fn uplink(m: &Metrics, now_s: i64) -> Value {
         "backlog_points": s.spool_points.load(Relaxed),
         "backlog_bytes": s.spool_bytes.load(Relaxed),
         "oldest_spooled_age_s": (oldest != 0).then(|| (now_s - oldest / NANOS_PER_SEC).max(0)),
+        "outputs": outputs(s, now_s),
     })
+}
+
+fn output_state(m: &crate::sinks::SinkMetrics) -> &'static str {
+    let tried = m.uplink_requests_ok.load(Relaxed) + m.uplink_requests_failed.load(Relaxed);
+    match m.uplink_up.load(Relaxed) {
+        1 => "up",
+        _ if tried == 0 => "idle",
+        _ => "down",
+    }
+}
+
+/// Each configured output's own delivery: state, last success and error, and what it has
+/// not yet received from the spool.
+fn outputs(first: &crate::sinks::SinkMetrics, now_s: i64) -> Vec<Value> {
+    let mut all = vec![(first.first_output_name(), first)];
+    let others = first.other_outputs();
+    all.extend(others.iter().map(|(n, m)| (n.clone(), m.as_ref())));
+    let when = |t: i64| (t > 0).then_some(t);
+    all.into_iter()
+        .map(|(name, m)| {
+            let oldest = m.output_oldest_ts.load(Relaxed);
+            json!({
+                "name": name,
+                "state": output_state(m),
+                "last_success": when(m.uplink_last_ok_s.load(Relaxed)),
+                "last_error": when(m.uplink_last_error_s.load(Relaxed)),
+                "backlog_points": m.output_backlog_points.load(Relaxed),
+                "oldest_undelivered_age_s":
+                    (oldest != 0).then(|| (now_s - oldest / NANOS_PER_SEC).max(0)),
+            })
+        })
+        .collect()
 }
 
 fn clock(c: &crate::clock::ClockMetrics) -> Value {

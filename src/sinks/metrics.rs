@@ -73,6 +73,11 @@ impl SinkMetrics {
         self.named().1
     }
 
+    /// The first output's name (`default` until set).
+    pub fn first_output_name(&self) -> String {
+        self.named().0
+    }
+
     /// This output's name and the other outputs' (name, metrics).
     fn named(&self) -> Named {
         let g = self.outputs.lock().unwrap_or_else(|e| e.into_inner());

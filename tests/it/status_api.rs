@@ -76,6 +76,11 @@ async fn status_shows_sensors_uplink_and_clock() {
     // The simulator has no source counters; MQTT and serial sources are listed.
     assert!(doc["sources"].is_array(), "{doc}");
     assert_eq!(doc["uplink"]["state"], "up");
+    // The one `[output]` table is the output named `default`, with its own delivery state.
+    let out = &doc["uplink"]["outputs"][0];
+    assert_eq!(out["name"], "default", "{doc}");
+    assert_eq!(out["state"], "up", "{doc}");
+    assert!(out["last_success"].is_i64(), "{doc}");
     assert_eq!(doc["clock"]["state"], "synchronized");
     assert!(
         doc["gateway_health"]["rss_bytes"].as_f64() > Some(0.0),
