@@ -24,6 +24,7 @@ mod mqtt_output;
 mod mqtt_source;
 mod mqtt_stop;
 mod outputs;
+mod outputs_outage;
 mod packaging;
 mod pipeline;
 mod reload;

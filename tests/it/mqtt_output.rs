@@ -14,6 +14,7 @@ use support::mosquitto::subscribe;
 use support::{now_ms, publish, Mosquitto, Victoria};
 
 const SENSORS: usize = 3;
+const GW: &str = "gw-mqtt-out";
 /// (sensor, window start ms) -> readings in that window.
 type Expected = BTreeMap<(String, i64), u64>;
 
@@ -24,7 +25,7 @@ fn config(port: u16, store: &str, spool: &std::path::Path) -> String {
          [[output]]\nname = \"displays\"\napi = \"mqtt\"\nhost = \"127.0.0.1\"\nport = {port}\n\
          retain = true\nmax_backoff_secs = 1\nfilter = {{ measurements = [\"air_quality\"] }}"
     );
-    Config::new("gw-mqtt-out")
+    Config::new(GW)
         .window(1)
         .grace(1)
         .stats(&["count", "mean"])
@@ -38,11 +39,12 @@ fn config(port: u16, store: &str, spool: &std::path::Path) -> String {
         .to_toml()
 }
 
-/// (sensor, window start ms) -> pm2_5_count of the JSON messages received.
-fn windows(msgs: &[(String, Vec<u8>)]) -> Expected {
+/// (sensor, window start ms) -> pm2_5_count of the JSON messages of `gateway` received.
+pub(crate) fn windows(gateway: &str, msgs: &[(String, Vec<u8>)]) -> Expected {
+    let prefix = format!("citysense/{gateway}/air_quality/");
     let mut got = Expected::new();
     for (topic, payload) in msgs {
-        if !topic.starts_with("citysense/gw-mqtt-out/air_quality/") {
+        if !topic.starts_with(&prefix) {
             continue;
         }
         let v: serde_json::Value = serde_json::from_slice(payload).expect("JSON payload");
@@ -51,10 +53,7 @@ fn windows(msgs: &[(String, Vec<u8>)]) -> Expected {
             .as_str()
             .expect("sensor tag")
             .to_string();
-        assert_eq!(
-            topic,
-            &format!("citysense/gw-mqtt-out/air_quality/{sensor}")
-        );
+        assert_eq!(topic, &format!("{prefix}{sensor}"));
         let start = v["window"]["start_ms"].as_i64().expect("start_ms");
         assert_eq!(v["window"]["end_ms"].as_i64(), Some(start + 1000));
         assert!(v["window"]["start"]
@@ -106,11 +105,11 @@ async fn windows_reach_subscribers_and_a_late_one_sees_retained_data_and_the_las
     // The live subscriber gets every window, in real time, and the birth message.
     let mut received = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(15);
-    while windows(&received) != expected {
+    while windows(GW, &received) != expected {
         assert!(
             Instant::now() < deadline,
             "subscriber got {:?}\n{}",
-            windows(&received),
+            windows(GW, &received),
             d.log()
         );
         if let Some(m) = live.recv(Duration::from_millis(200)).await {
@@ -159,7 +158,7 @@ async fn windows_reach_subscribers_and_a_late_one_sees_retained_data_and_the_las
         let latest = expected.keys().filter(|k| k.0 == sensor).map(|k| k.1).max();
         let got = retained
             .get(&topic)
-            .map(|p| windows(&[(topic.clone(), p.clone())]));
+            .map(|p| windows(GW, &[(topic.clone(), p.clone())]));
         let got_start = got.and_then(|w| w.keys().next().map(|k| k.1));
         assert_eq!(got_start, latest, "retained window of {sensor}");
     }

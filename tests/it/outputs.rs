@@ -19,12 +19,12 @@ use support::citysensed::Citysensed;
 use support::config::Config;
 use support::{now_ms, publish, wait_until, Daemon, Mosquitto, Victoria};
 
-const SENSORS: usize = 3;
+pub(crate) const SENSORS: usize = 3;
 /// (sensor, window start ms) -> readings in that window.
-type Expected = BTreeMap<(String, i64), u64>;
+pub(crate) type Expected = BTreeMap<(String, i64), u64>;
 
 /// Output `a` (everything) and output `b` (only `air_quality`).
-fn outputs(a: &str, b: &str) -> String {
+pub(crate) fn outputs(a: &str, b: &str) -> String {
     format!(
         "[[output]]\nname = \"a\"\napi = \"v2\"\nurl = \"{a}\"\nbucket = \"b\"\n\
          max_backoff_secs = 1\n\n\
@@ -61,7 +61,7 @@ fn messages(ts: i64, expected: &mut Expected) -> Vec<(String, Vec<u8>, u8)> {
 }
 
 /// Publishes for `secs`, one round every 150 ms; returns what the windows must hold.
-async fn publish_for(port: u16, secs: u64) -> Expected {
+pub(crate) async fn publish_for(port: u16, secs: u64) -> Expected {
     let mut expected = Expected::new();
     let until = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < until {
@@ -74,7 +74,7 @@ async fn publish_for(port: u16, secs: u64) -> Expected {
 
 /// The store's pm2_5 counts per (sensor, window); a window stored twice must hold the same
 /// count both times (a resend after a kill overwrites itself), otherwise it fails.
-async fn store_counts(vm: &Victoria, allow_same_resend: bool) -> Expected {
+pub(crate) async fn store_counts(vm: &Victoria, allow_same_resend: bool) -> Expected {
     let mut got = Expected::new();
     for s in vm.export("air_quality_pm2_5_count").await {
         let sensor = s.metric["sensor"].clone();
@@ -105,8 +105,8 @@ async fn wait_connected(m: &Arc<Metrics>) {
     tokio::time::sleep(Duration::from_millis(300)).await;
 }
 
-/// Waits until the last window of `expected` closed and no output has a backlog.
-async fn wait_all_delivered(spool: &Path, expected: &Expected) {
+/// Waits until the last window of `expected` closed and none of the `n` outputs has a backlog.
+pub(crate) async fn wait_all_delivered(spool: &Path, n: usize, expected: &Expected) {
     let last = expected.keys().map(|(_, w)| *w).max().unwrap_or(0);
     let closed_at = last + 2400;
     if closed_at > now_ms() {
@@ -120,7 +120,7 @@ async fn wait_all_delivered(spool: &Path, expected: &Expected) {
             let dir = dir.clone();
             async move {
                 Spool::inspect_outputs(&dir)
-                    .is_ok_and(|o| o.len() == 2 && o.iter().all(|o| o.batches == 0))
+                    .is_ok_and(|o| o.len() == n && o.iter().all(|o| o.batches == 0))
             }
         },
     )
@@ -171,7 +171,7 @@ async fn one_output_down_delays_no_other_and_catches_up() {
     vm_a.restart().await;
     let expected = publisher.await.expect("publisher");
 
-    wait_all_delivered(&d.spool_dir, &expected).await;
+    wait_all_delivered(&d.spool_dir, 2, &expected).await;
     d.stop().await;
     assert!(expected.len() >= 7 * SENSORS, "{} windows", expected.len());
     assert_eq!(store_counts(&vm_a, false).await, expected, "store A");
@@ -243,7 +243,7 @@ async fn sigkill_with_a_backlog_loses_nothing_unacknowledged() {
     let log = d.kill();
     vm_a.restart().await;
     let mut d = Citysensed::spawn(&cfg, dir.path(), "info");
-    wait_all_delivered(&spool, &expected).await;
+    wait_all_delivered(&spool, 2, &expected).await;
     let log2 = d.terminate(Duration::from_secs(20)).await;
     let a = store_counts(&vm_a, true).await;
     assert_eq!(a, expected, "store A after the kill\n{log}\n{log2}");
