@@ -36,7 +36,13 @@ impl Token {
         let Some(given) = headers.get(header::AUTHORIZATION) else {
             return false;
         };
-        let given = given.as_bytes();
+        self.admits_value(given.as_bytes())
+    }
+
+    /// Whether an `Authorization` header value carries this token (the fuzz seam of
+    /// [`Token::admits`]).
+    #[doc(hidden)]
+    pub fn admits_value(&self, given: &[u8]) -> bool {
         if let Some(bearer) = strip_scheme(given, b"bearer ") {
             return self.matches(bearer);
         }
