@@ -88,10 +88,17 @@ vm_configure() {
 #!/bin/sh
 # Mounts the host's share and runs the test's guest.sh from it (tests/vm/run.sh).
 mkdir -p /mnt/share
-if ! mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 share /mnt/share; then
-    echo "vm-runner: no 9p share" >/dev/console
-    exec systemctl poweroff --force
-fi
+# The virtio-9p channel may register after this unit starts ("no channels available for
+# device share" under a loaded host): try again for up to 30 s.
+i=0
+until mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 share /mnt/share; do
+    i=$((i + 1))
+    if [ "$i" -ge 60 ]; then
+        echo "vm-runner: no 9p share" >/dev/console
+        exec systemctl poweroff --force
+    fi
+    sleep 0.5
+done
 exec /bin/bash /mnt/share/guest.sh
 RUNNER
     chmod 0755 "$root/usr/local/sbin/vm-runner"
